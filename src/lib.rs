@@ -16,6 +16,7 @@
 //! See ARCHITECTURE.md for how the pieces fit together.
 
 pub mod config;
+mod connection;
 mod date;
 pub mod http;
 mod listeners;
@@ -99,7 +100,10 @@ impl<'a> Request<'a> {
 
     /// Every header in the order received, values as raw bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.head.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
     }
 
     /// The request body (already de-chunked). Reads return 0 at its end.

@@ -3,7 +3,14 @@
 //! process-wide umask can be set around a unix bind safely.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
 
 /// Listen backlog when a bind gives none (Puma's).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -30,29 +37,40 @@ pub enum BindSpec {
 impl BindSpec {
     /// Parses a bind URI; the error says what was expected.
     pub fn parse(uri: &str) -> Result<BindSpec, String> {
-        let (scheme, rest) = uri
-            .split_once("://")
-            .ok_or_else(|| format!("bind {uri:?}: expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH"))?;
+        let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
+            format!("bind {uri:?}: expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH")
+        })?;
         let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
         let params = parse_query(uri, query)?;
         match scheme {
             "tcp" => {
-                let (host, port) = split_host_port(addr)
-                    .ok_or_else(|| format!("bind {uri:?}: expected tcp://HOST:PORT (IPv6 as [::1]:PORT)"))?;
+                let (host, port) = split_host_port(addr).ok_or_else(|| {
+                    format!("bind {uri:?}: expected tcp://HOST:PORT (IPv6 as [::1]:PORT)")
+                })?;
                 let mut backlog = DEFAULT_BACKLOG;
                 for (k, v) in params {
                     match k {
                         "backlog" => backlog = parse_backlog(uri, v)?,
                         // Puma's flag; catamount always sets TCP_NODELAY.
                         "low_latency" => {}
-                        _ => return Err(format!("bind {uri:?}: unknown option {k:?}; tcp binds take backlog")),
+                        _ => {
+                            return Err(format!(
+                                "bind {uri:?}: unknown option {k:?}; tcp binds take backlog"
+                            ))
+                        }
                     }
                 }
-                Ok(BindSpec::Tcp { host, port, backlog })
+                Ok(BindSpec::Tcp {
+                    host,
+                    port,
+                    backlog,
+                })
             }
             "unix" => {
                 if !addr.starts_with('/') {
-                    return Err(format!("bind {uri:?}: expected an absolute path, as in unix:///run/app.sock"));
+                    return Err(format!(
+                        "bind {uri:?}: expected an absolute path, as in unix:///run/app.sock"
+                    ));
                 }
                 let mut spec_umask = None;
                 let mut mode = None;
@@ -78,7 +96,9 @@ impl BindSpec {
             }
             "ssl" => Err(format!("bind {uri:?}: ssl:// binds are not supported yet")),
             "fd" => Err(format!("bind {uri:?}: fd:// binds are not supported yet")),
-            _ => Err(format!("bind {uri:?}: unknown scheme {scheme:?}; expected tcp:// or unix://")),
+            _ => Err(format!(
+                "bind {uri:?}: unknown scheme {scheme:?}; expected tcp:// or unix://"
+            )),
         }
     }
 }
@@ -86,7 +106,9 @@ impl BindSpec {
 impl fmt::Display for BindSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindSpec::Tcp { host, port, .. } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            BindSpec::Tcp { host, port, .. } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             BindSpec::Tcp { host, port, .. } => write!(f, "tcp://{host}:{port}"),
             BindSpec::Unix { path, .. } => write!(f, "unix://{}", path.display()),
         }
@@ -100,7 +122,9 @@ fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, &'a str)>,
         .map(|p| match p.split_once('=') {
             Some(kv) => Ok(kv),
             None if p == "low_latency" => Ok((p, "")),
-            None => Err(format!("bind {uri:?}: option {p:?} needs a value, as in {p}=...")),
+            None => Err(format!(
+                "bind {uri:?}: option {p:?} needs a value, as in {p}=..."
+            )),
         })
         .collect()
 }
@@ -127,13 +151,195 @@ fn split_host_port(addr: &str) -> Option<(String, u16)> {
 fn parse_backlog(uri: &str, v: &str) -> Result<i32, String> {
     match v.parse::<i32>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("bind {uri:?}: backlog {v:?} is not a positive integer")),
+        _ => Err(format!(
+            "bind {uri:?}: backlog {v:?} is not a positive integer"
+        )),
     }
 }
 
 fn parse_octal(uri: &str, key: &str, v: &str, max: u32) -> Result<u32, String> {
     match u32::from_str_radix(v, 8) {
         Ok(n) if n <= max => Ok(n),
-        _ => Err(format!("bind {uri:?}: {key} {v:?} is not an octal mode such as 0660")),
+        _ => Err(format!(
+            "bind {uri:?}: {key} {v:?} is not an octal mode such as 0660"
+        )),
     }
+}
+
+/// A listening socket and what is needed to report and clean it up.
+#[derive(Debug)]
+pub struct Listener {
+    /// The listening socket (non-blocking accepts come from `sys::accept`).
+    pub fd: OwnedFd,
+    /// True for TCP (TCP_NODELAY is set on its connections).
+    pub is_tcp: bool,
+    /// How the startup log names it: `http://127.0.0.1:9292` or `unix:///path`.
+    pub url: String,
+    /// A socket file catamount created: (path, device, inode). Unlinked at
+    /// final exit only while it is still the same file.
+    created: Option<(PathBuf, u64, u64)>,
+}
+
+/// Why a bind failed; the message names the bind and what to do.
+#[derive(Debug)]
+pub struct BindError(pub String);
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Binds every spec, in order. Call before any thread exists: a unix bind
+/// with `umask=` changes the process-wide umask for the duration of bind(2).
+pub fn bind_all(specs: &[BindSpec]) -> Result<Vec<Listener>, BindError> {
+    let mut out = Vec::new();
+    for spec in specs {
+        match spec {
+            BindSpec::Tcp {
+                host,
+                port,
+                backlog,
+            } => {
+                for addr in
+                    resolve(host, *port).map_err(|e| BindError(format!("bind {spec}: {e}")))?
+                {
+                    match bind_tcp(&addr, *backlog) {
+                        Ok(l) => out.push(l),
+                        // `localhost` on a host without IPv6: the v4 socket is enough.
+                        Err(e)
+                            if host == "localhost"
+                                && addr.is_ipv6()
+                                && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+                        Err(e) => {
+                            return Err(BindError(format!("bind {spec} ({addr}): {e}{}", hint(&e))))
+                        }
+                    }
+                }
+            }
+            BindSpec::Unix {
+                path,
+                umask,
+                mode,
+                backlog,
+            } => {
+                out.push(bind_unix(path, *umask, *mode, *backlog).map_err(BindError)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Listener {
+    /// Unlinks the socket file if catamount created it and it is still
+    /// the same file (another server may have replaced it since).
+    pub fn remove_socket_file(&self) {
+        if let Some((path, dev, ino)) = &self.created {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.dev() == *dev && meta.ino() == *ino {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+fn hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => "; another process listens there: stop it or choose another port",
+        Some(libc::EACCES) => "; ports below 1024 need root or CAP_NET_BIND_SERVICE",
+        Some(libc::EADDRNOTAVAIL) => "; that address is not on any interface of this machine",
+        _ => "",
+    }
+}
+
+/// `localhost` means every loopback address (127.0.0.1 and ::1), as Puma.
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if host == "localhost" {
+        return Ok(vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ]);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} resolves to no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+fn bind_tcp(addr: &SocketAddr, backlog: i32) -> io::Result<Listener> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let fd = sys::stream_socket(family)?;
+    sys::set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        // So tcp://0.0.0.0:P and tcp://[::]:P can both be bound, as nginx.
+        sys::set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    sys::bind_inet(&fd, addr)?;
+    sys::listen(&fd, backlog)?;
+    let actual = sys::local_inet_addr(&fd)?.unwrap_or(*addr);
+    Ok(Listener {
+        fd,
+        is_tcp: true,
+        url: format!("http://{actual}"),
+        created: None,
+    })
+}
+
+fn bind_unix(
+    path: &Path,
+    mask: Option<u32>,
+    mode: Option<u32>,
+    backlog: i32,
+) -> Result<Listener, String> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => return Err(format!("There is already a server bound to: {shown}")),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // A stale socket file left by a process that died.
+                std::fs::remove_file(path).map_err(|e| format!("bind unix://{shown}: cannot remove stale socket file: {e}"))?;
+            }
+            Err(e) => return Err(format!("bind unix://{shown}: cannot check the existing socket file: {e}")),
+        },
+        Ok(_) => {
+            return Err(format!(
+                "bind unix://{shown}: the path exists and is not a socket; remove it or choose another path"
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("bind unix://{shown}: {e}")),
+    }
+    let err = |e: io::Error| format!("bind unix://{shown}: {e}");
+    let fd = sys::stream_socket(libc::AF_UNIX).map_err(err)?;
+    // umask is process-wide; no thread exists yet (see bind_all).
+    let old = mask.map(sys::umask);
+    let bound = sys::bind_unix(&fd, path);
+    if let Some(old) = old {
+        sys::umask(old);
+    }
+    bound.map_err(err)?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
+    sys::listen(&fd, backlog).map_err(err)?;
+    let meta = std::fs::symlink_metadata(path).map_err(err)?;
+    Ok(Listener {
+        fd,
+        is_tcp: false,
+        url: format!("unix://{shown}"),
+        created: Some((path.to_path_buf(), meta.dev(), meta.ino())),
+    })
 }

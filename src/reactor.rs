@@ -1,1 +1,316 @@
-//! pending
+//! The reactor: one thread with an epoll loop that accepts connections,
+//! buffers each request head until it is complete, parks idle keep-alive
+//! connections, enforces `first_data_timeout` and `persistent_timeout`, and
+//! hands connections with a complete head to the pool. A slow or idle
+//! client therefore holds a few bytes of memory here, never a pool thread.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::connection::{self, Conn, Engine};
+use crate::http::{self, HttpError};
+use crate::listeners::Listener;
+use crate::pool::Pool;
+use crate::sys::{self, Epoll, EPOLL_READ, EPOLL_READ_ONESHOT};
+
+/// Connections accepted per listener wake-up before other work gets a turn.
+const ACCEPT_BATCH: usize = 128;
+/// Pause after an accept error such as EMFILE before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Events taken from epoll per wait.
+const EVENTS_PER_WAIT: usize = 1024;
+/// Longest wait while connections are queued for a full pool (the pool
+/// also wakes the reactor when it takes one; this is the safety net).
+const BACKLOG_RECHECK: Duration = Duration::from_millis(50);
+
+const WAKE_TOKEN: u64 = u64::MAX;
+const LISTENER_BASE: u64 = 1 << 32;
+
+/// Reactor settings taken from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub first_data: Duration,
+    pub persistent: Duration,
+    pub shutdown: Duration,
+}
+
+/// A connection waiting for bytes.
+struct Parked {
+    conn: Conn,
+    deadline: Instant,
+    /// Part of a request has arrived (the first-data deadline applies).
+    partial: bool,
+}
+
+pub struct Reactor {
+    epoll: Epoll,
+    listeners: Vec<Listener>,
+    accepting: bool,
+    accept_paused_until: Option<Instant>,
+    conns: HashMap<RawFd, Parked>,
+    deadlines: BTreeSet<(Instant, RawFd)>,
+    pending: VecDeque<Conn>,
+    pool: Pool,
+    engine: Arc<Engine>,
+    back: Receiver<Conn>,
+    timeouts: Timeouts,
+}
+
+impl Reactor {
+    pub fn new(
+        listeners: Vec<Listener>,
+        pool: Pool,
+        engine: Arc<Engine>,
+        back: Receiver<Conn>,
+        timeouts: Timeouts,
+    ) -> io::Result<Reactor> {
+        let epoll = Epoll::new()?;
+        epoll.add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
+        let mut r = Reactor {
+            epoll,
+            listeners,
+            accepting: false,
+            accept_paused_until: None,
+            conns: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            pending: VecDeque::new(),
+            pool,
+            engine,
+            back,
+            timeouts,
+        };
+        r.set_accepting(true);
+        Ok(r)
+    }
+
+    /// Runs until the engine is stopping; returns the listeners (for the
+    /// caller to clean up) and the pool (to wait for in-flight requests).
+    pub fn run(mut self) -> (Vec<Listener>, Pool) {
+        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        while !self.engine.stats.stopping.load(Ordering::Acquire) {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.epoll.wait(&mut events, EVENTS_PER_WAIT, timeout) {
+                eprintln!("! epoll_wait failed: {e}; retrying");
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            for ev in &events {
+                match ev.token {
+                    WAKE_TOKEN => {
+                        self.engine.wake.drain();
+                        while let Ok(conn) = self.back.try_recv() {
+                            self.park(conn, true);
+                        }
+                    }
+                    t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
+                    t => self.on_readable(t as RawFd),
+                }
+            }
+            self.flush_pending();
+            self.expire();
+        }
+        self.stop()
+    }
+
+    fn stop(mut self) -> (Vec<Listener>, Pool) {
+        self.set_accepting(false);
+        // Idle and half-received connections are not in flight: close them.
+        self.conns.clear();
+        self.deadlines.clear();
+        // Requests already received are answered, as Puma does.
+        while let Some(conn) = self.pending.pop_front() {
+            self.pool.dispatch_wait(conn, self.timeouts.shutdown);
+        }
+        (self.listeners, self.pool)
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next = self.deadlines.first().map(|(d, _)| *d);
+        if let Some(p) = self.accept_paused_until {
+            next = Some(next.map_or(p, |n| n.min(p)));
+        }
+        let mut timeout = next.map(|n| n.saturating_duration_since(now) + Duration::from_millis(1));
+        if !self.pending.is_empty() {
+            timeout = Some(timeout.map_or(BACKLOG_RECHECK, |t| t.min(BACKLOG_RECHECK)));
+        }
+        timeout
+    }
+
+    fn set_accepting(&mut self, on: bool) {
+        if on == self.accepting {
+            return;
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let fd = l.fd.as_raw_fd();
+            let r = if on {
+                self.epoll.add(fd, EPOLL_READ, LISTENER_BASE + i as u64)
+            } else {
+                self.epoll.delete(fd)
+            };
+            if let Err(e) = r {
+                eprintln!(
+                    "! cannot {} {}: {e}",
+                    if on { "watch" } else { "unwatch" },
+                    l.url
+                );
+            }
+        }
+        self.accepting = on;
+    }
+
+    fn accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        let (lfd, is_tcp) = (listener.fd.as_raw_fd(), listener.is_tcp);
+        for _ in 0..ACCEPT_BATCH {
+            match sys::accept(&lfd) {
+                Ok(fd) => {
+                    if is_tcp {
+                        // Best effort: a connection reset already will fail later anyway.
+                        let _ = sys::set_nodelay(&fd);
+                    }
+                    self.park(Conn::new(fd), false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The peer gave up before we accepted (ECONNABORTED, EPROTO),
+                // or a firewall said no (EPERM): the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
+                    ) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of a resource.
+                    // Never stop for good: pause, then try again.
+                    eprintln!(
+                        "! accept on {} failed: {e}; pausing {} ms (raise LimitNOFILE= or ulimit -n if this repeats)",
+                        self.listeners[index].url,
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.set_accepting(false);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for more bytes on `conn`: a new connection, one handed back
+    /// by the pool (`registered`), or one whose head is still partial.
+    fn park(&mut self, conn: Conn, registered: bool) {
+        let fd = conn.fd.as_raw_fd();
+        let partial = !conn.buf.is_empty();
+        let deadline = Instant::now()
+            + if partial || conn.served == 0 {
+                self.timeouts.first_data
+            } else {
+                self.timeouts.persistent
+            };
+        let armed = if registered {
+            self.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64)
+        } else {
+            self.epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64)
+        };
+        if armed.is_err() {
+            return; // dropping the connection closes it
+        }
+        self.deadlines.insert((deadline, fd));
+        self.conns.insert(
+            fd,
+            Parked {
+                conn,
+                deadline,
+                partial,
+            },
+        );
+    }
+
+    fn on_readable(&mut self, fd: RawFd) {
+        let Some(mut p) = self.conns.remove(&fd) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline, fd));
+        loop {
+            match p.conn.read_some() {
+                Ok(0) => return, // the client closed: drop
+                Ok(_) => {
+                    if p.conn.buf.len() >= http::MAX_HEAD || http::head_end(&p.conn.buf).is_some() {
+                        // Complete, or too large: the pool answers either way.
+                        self.dispatch(p.conn);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+        if !p.partial && !p.conn.buf.is_empty() {
+            // An idle keep-alive connection started a request: from now
+            // the head has first_data_timeout to arrive in full.
+            // (A new connection keeps the deadline set at accept.)
+            p.partial = true;
+            if p.conn.served > 0 {
+                p.deadline = Instant::now() + self.timeouts.first_data;
+            }
+        }
+        if self.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64).is_ok() {
+            self.deadlines.insert((p.deadline, fd));
+            self.conns.insert(fd, p);
+        }
+    }
+
+    fn dispatch(&mut self, conn: Conn) {
+        if !self.pending.is_empty() {
+            self.pending.push_back(conn);
+            return;
+        }
+        if let Err(conn) = self.pool.try_dispatch(conn) {
+            // All threads busy and the queue full: hold it, stop accepting
+            // so the kernel backlog (and sibling workers) take the load.
+            self.engine.backlogged.store(true, Ordering::Release);
+            self.pending.push_back(conn);
+            self.set_accepting(false);
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        while let Some(conn) = self.pending.pop_front() {
+            if let Err(conn) = self.pool.try_dispatch(conn) {
+                self.pending.push_front(conn);
+                return;
+            }
+        }
+        self.engine.backlogged.store(false, Ordering::Release);
+        let paused = self.accept_paused_until.is_some_and(|t| t > Instant::now());
+        if !paused {
+            self.accept_paused_until = None;
+            self.set_accepting(true);
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, fd)) = self.deadlines.first() {
+            if deadline > now {
+                return;
+            }
+            self.deadlines.pop_first();
+            if let Some(p) = self.conns.remove(&fd) {
+                if p.partial {
+                    // Part of a request came, the rest did not: say so.
+                    let bytes = connection::error_response(HttpError::Timeout);
+                    let _ = sys::send(p.conn.fd.as_raw_fd(), &bytes, false);
+                }
+                // Dropping closes; an idle keep-alive connection just closes.
+            }
+        }
+    }
+}

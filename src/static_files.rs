@@ -1,27 +1,1932 @@
-//! The default app: serves the files of one directory.
+//! The default app: serves the files under one directory, read-only.
+//!
+//! What this file owns:
+//! - turning a request path into a file under the root without ever leaving
+//!   it (strict percent-decoding, no `..`, no encoded `/` or `\`, symlinks
+//!   resolved with `canonicalize` and checked against the canonical root);
+//! - directory handling (redirect to the slash form, `index.html`, optional
+//!   HTML listing);
+//! - the representation headers (`Content-Type` from the extension table in
+//!   [`content_type`], `ETag`, `Last-Modified`, `Cache-Control`, `Vary`);
+//! - conditional requests (`If-None-Match`, `If-Modified-Since`), single byte
+//!   ranges (`Range`, `If-Range`) and precompressed `.br`/`.gz` siblings;
+//!
+//! Files are never read into memory: an answer carries [`Body::File`] and the
+//! engine sends it with `sendfile(2)`. The engine also drops the body of
+//! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
 
-// IMPLEMENTATION PENDING (helper).
+use std::fmt;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::path::PathBuf;
+use crate::{date, Body, Config, Handler, Request, Response};
 
-use crate::{Config, Handler, Request, Response};
+/// Most entries shown in one directory listing; a larger directory is
+/// listed partially with a note, so a huge directory cannot make one request
+/// allocate without bound.
+pub const MAX_LISTING_ENTRIES: usize = 10_000;
+
+/// The methods this app answers, as sent in `Allow` with a 405.
+const ALLOWED_METHODS: &str = "GET, HEAD";
 
 /// Serves the files under one directory.
 pub struct StaticFiles {
+    /// The canonical root (or the path as given when it could not be
+    /// canonicalized; then every request answers 404).
     root: PathBuf,
+    dir_listing: bool,
+    serve_dotfiles: bool,
+    cache_control: Option<String>,
 }
 
 impl StaticFiles {
     /// Serves `root` with the static-app options of `config`.
     pub fn new(root: PathBuf, config: &Config) -> Self {
-        let _ = config;
-        StaticFiles { root }
+        StaticFiles::with_options(
+            root,
+            config.dir_listing,
+            config.serve_dotfiles,
+            config.cache_control.clone(),
+        )
+    }
+
+    /// Serves `root` with explicit options (what [`StaticFiles::new`] reads
+    /// from the config).
+    ///
+    /// The root is canonicalized once here. If that fails (it does not exist
+    /// yet, or is unreadable) the path is kept as given; requests then answer
+    /// 404, because no canonical file path can lie under a non-canonical
+    /// root.
+    pub fn with_options(
+        root: PathBuf,
+        dir_listing: bool,
+        serve_dotfiles: bool,
+        cache_control: Option<String>,
+    ) -> Self {
+        let root = fs::canonicalize(&root).unwrap_or(root);
+        StaticFiles {
+            root,
+            dir_listing,
+            serve_dotfiles,
+            cache_control,
+        }
     }
 }
 
 impl Handler for StaticFiles {
     fn handle(&self, req: &mut Request<'_>) -> Response {
-        let _ = (req, &self.root);
-        Response::text(404, "Not Found\n")
+        match self.serve(req) {
+            Ok(resp) => resp,
+            Err(e) => e.response(),
+        }
+    }
+}
+
+/// The `Content-Type` value for a file name, from its extension
+/// (case-insensitive). Textual types carry `; charset=utf-8`; unknown or
+/// missing extensions give `application/octet-stream`.
+pub fn content_type(path: &Path) -> &'static str {
+    const OCTET_STREAM: &str = "application/octet-stream";
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+        return OCTET_STREAM;
+    };
+    match ext.to_ascii_lowercase().as_str() {
+        // Text and markup.
+        "html" | "htm" => "text/html; charset=utf-8",
+        "xhtml" => "application/xhtml+xml; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        // RFC 9239 made text/javascript the one correct type for scripts.
+        "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json; charset=utf-8",
+        "jsonld" => "application/ld+json; charset=utf-8",
+        "webmanifest" => "application/manifest+json; charset=utf-8",
+        "manifest" | "appcache" => "text/cache-manifest; charset=utf-8",
+        "xml" | "xsl" => "application/xml; charset=utf-8",
+        "rss" => "application/rss+xml; charset=utf-8",
+        "atom" => "application/atom+xml; charset=utf-8",
+        "txt" | "text" | "log" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "tsv" => "text/tab-separated-values; charset=utf-8",
+        "md" | "markdown" => "text/markdown; charset=utf-8",
+        "yaml" | "yml" => "application/yaml; charset=utf-8",
+        "toml" => "application/toml; charset=utf-8",
+        "ics" => "text/calendar; charset=utf-8",
+        "vcf" => "text/vcard; charset=utf-8",
+        "vtt" => "text/vtt; charset=utf-8",
+        "svg" => "image/svg+xml; charset=utf-8",
+        // Images.
+        "png" => "image/png",
+        "apng" => "image/apng",
+        "jpg" | "jpeg" | "jpe" | "jfif" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "jxl" => "image/jxl",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "ico" => "image/x-icon",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        // Fonts.
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "eot" => "application/vnd.ms-fontobject",
+        // Archives and binaries.
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "br" => "application/x-brotli",
+        "bz2" => "application/x-bzip2",
+        "xz" => "application/x-xz",
+        "zst" => "application/zstd",
+        "7z" => "application/x-7z-compressed",
+        "rar" => "application/vnd.rar",
+        "jar" => "application/java-archive",
+        "wasm" => "application/wasm",
+        // Audio.
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" | "opus" => "audio/ogg",
+        "wav" => "audio/wav",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "flac" => "audio/flac",
+        "weba" => "audio/webm",
+        "mid" | "midi" => "audio/midi",
+        // Video and streaming.
+        "mp4" | "m4v" => "video/mp4",
+        "webm" => "video/webm",
+        "ogv" => "video/ogg",
+        "mov" => "video/quicktime",
+        "mkv" => "video/x-matroska",
+        "avi" => "video/x-msvideo",
+        "mpeg" | "mpg" => "video/mpeg",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "mpd" => "application/dash+xml",
+        // 3D.
+        "gltf" => "model/gltf+json",
+        "glb" => "model/gltf-binary",
+        // Documents.
+        "rtf" => "application/rtf",
+        "epub" => "application/epub+zip",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "ods" => "application/vnd.oasis.opendocument.spreadsheet",
+        "odp" => "application/vnd.oasis.opendocument.presentation",
+        _ => OCTET_STREAM,
+    }
+}
+
+/// Why a request gets no file. Each maps to one status code; the body is
+/// the short text of [`fmt::Display`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StaticError {
+    /// 400: the target is not origin-form or holds a broken `%`-escape.
+    BadRequest,
+    /// 403: the file or a directory on its path refused us (EACCES/EPERM).
+    Forbidden,
+    /// 404: no such file, or a path this app refuses to map (traversal,
+    /// dotfile, outside the root, not a regular file).
+    NotFound,
+    /// 500: any other I/O error.
+    Internal,
+}
+
+impl StaticError {
+    fn status(self) -> u16 {
+        match self {
+            StaticError::BadRequest => 400,
+            StaticError::Forbidden => 403,
+            StaticError::NotFound => 404,
+            StaticError::Internal => 500,
+        }
+    }
+
+    fn response(self) -> Response {
+        Response::text(self.status(), format!("{self}\n"))
+    }
+
+    /// Maps a filesystem error. `ENOTDIR` (`/file.txt/x`), `ELOOP` (a
+    /// symlink cycle) and `ENAMETOOLONG` name no servable file, so they are
+    /// 404 rather than 500. (Only errno constants are used here; no libc
+    /// call.)
+    fn from_io(e: &io::Error) -> StaticError {
+        match e.kind() {
+            io::ErrorKind::NotFound => StaticError::NotFound,
+            io::ErrorKind::PermissionDenied => StaticError::Forbidden,
+            _ => match e.raw_os_error() {
+                Some(libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => StaticError::NotFound,
+                _ => StaticError::Internal,
+            },
+        }
+    }
+}
+
+impl fmt::Display for StaticError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StaticError::BadRequest => "Bad Request",
+            StaticError::Forbidden => "Forbidden",
+            StaticError::NotFound => "Not Found",
+            StaticError::Internal => "Internal Server Error",
+        })
+    }
+}
+
+/// A request path after strict decoding: the segments to join under the
+/// root (each valid UTF-8, none empty, `.` or `..`, none holding `/`, `\`
+/// or NUL) and whether the path ended in `/`.
+#[derive(Debug, PartialEq, Eq)]
+struct DecodedPath {
+    segments: Vec<String>,
+    trailing_slash: bool,
+}
+
+impl DecodedPath {
+    /// The relative filesystem path under the root.
+    fn rel(&self) -> PathBuf {
+        self.segments.iter().collect()
+    }
+
+    /// The canonical URL path of this directory with its trailing slash,
+    /// re-encoded from the segments. Built from the decoded form, never from
+    /// the raw target, so `//evil.example/` cannot become a
+    /// scheme-relative `Location`.
+    fn dir_url(&self) -> String {
+        let mut url = String::from("/");
+        for seg in &self.segments {
+            url.push_str(&percent_encode(seg));
+            url.push('/');
+        }
+        url
+    }
+}
+
+/// Which stored representation of a file is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+impl Coding {
+    /// The sibling's file-name suffix, the `Content-Encoding` value and the
+    /// ETag suffix.
+    fn names(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Coding::Identity => None,
+            Coding::Brotli => Some((".br", "br", "-br")),
+            Coding::Gzip => Some((".gz", "gzip", "-gz")),
+        }
+    }
+}
+
+/// What the `Range` header asks of a representation of a known length.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAnswer {
+    /// No usable single range: send everything with 200.
+    Full,
+    /// Send bytes `start..=end` with 206.
+    Partial { start: u64, end: u64 },
+    /// 416.
+    Unsatisfiable,
+}
+
+impl StaticFiles {
+    fn serve(&self, req: &Request<'_>) -> Result<Response, StaticError> {
+        let method = req.method();
+        if method != "GET" && method != "HEAD" {
+            return Ok(Response::text(405, "Method Not Allowed\n").header("Allow", ALLOWED_METHODS));
+        }
+        // Only origin-form is meaningful here; `*` and absolute-form are not
+        // paths under a root.
+        if !req.target().starts_with('/') {
+            return Err(StaticError::BadRequest);
+        }
+        let decoded = decode_path(req.path())?;
+        if !self.serve_dotfiles && decoded.segments.iter().any(|s| s.starts_with('.')) {
+            return Err(StaticError::NotFound);
+        }
+        let rel = decoded.rel();
+        let canon = self.resolve(&rel)?;
+        let (file, meta) = open_checked(&canon)?;
+        if meta.is_dir() {
+            drop(file);
+            if !decoded.trailing_slash {
+                let mut location = decoded.dir_url();
+                if let Some(q) = req.query() {
+                    location.push('?');
+                    location.push_str(q);
+                }
+                return Ok(Response::text(301, "Moved Permanently\n").header("Location", location));
+            }
+            return self.directory(req, &decoded, &canon);
+        }
+        // A file named like a directory (`/a.txt/`) is not that file.
+        if decoded.trailing_slash {
+            return Err(StaticError::NotFound);
+        }
+        Ok(self.file(req, &rel, file, meta))
+    }
+
+    /// Maps a relative path to its canonical form, refusing anything whose
+    /// symlinks lead outside the root, or (without `serve_dotfiles`) through
+    /// a dot-named entry of the root (a symlink `a -> .git` is refused like
+    /// `.git` itself).
+    fn resolve(&self, rel: &Path) -> Result<PathBuf, StaticError> {
+        let canon = fs::canonicalize(self.root.join(rel)).map_err(|e| StaticError::from_io(&e))?;
+        let inside = canon
+            .strip_prefix(&self.root)
+            .map_err(|_| StaticError::NotFound)?;
+        if !self.serve_dotfiles
+            && inside.components().any(
+                |c| matches!(c, Component::Normal(name) if name.as_encoded_bytes().starts_with(b".")),
+            )
+        {
+            return Err(StaticError::NotFound);
+        }
+        Ok(canon)
+    }
+
+    /// `/dir/`: its `index.html`, else a listing when enabled, else 404.
+    fn directory(
+        &self,
+        req: &Request<'_>,
+        decoded: &DecodedPath,
+        canon: &Path,
+    ) -> Result<Response, StaticError> {
+        let index_rel = decoded.rel().join("index.html");
+        match self.resolve(&index_rel).and_then(|p| open_checked(&p)) {
+            Ok((file, meta)) if meta.is_file() => return Ok(self.file(req, &index_rel, file, meta)),
+            // No index (or an index that is a directory or a device).
+            Ok(_) | Err(StaticError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        if !self.dir_listing {
+            return Err(StaticError::NotFound);
+        }
+        let html = self.listing(decoded, canon)?;
+        Ok(Response::new(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(Body::Bytes(html.into_bytes())))
+    }
+
+    /// An HTML page listing `canon`, sorted by name, directories with a
+    /// trailing `/`. Names no request could reach (non-UTF-8, holding `\`,
+    /// dot-names without `serve_dotfiles`) are left out.
+    fn listing(&self, decoded: &DecodedPath, canon: &Path) -> Result<String, StaticError> {
+        let mut entries: Vec<(String, bool)> = Vec::new();
+        let mut truncated = false;
+        for entry in fs::read_dir(canon).map_err(|e| StaticError::from_io(&e))? {
+            let entry = entry.map_err(|e| StaticError::from_io(&e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.contains('\\') || (!self.serve_dotfiles && name.starts_with('.')) {
+                continue;
+            }
+            // Follow symlinks so a link to a directory is shown as one; a
+            // dangling link is left out.
+            let Ok(meta) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            if entries.len() == MAX_LISTING_ENTRIES {
+                truncated = true;
+                break;
+            }
+            entries.push((name, meta.is_dir()));
+        }
+        entries.sort();
+
+        let title = html_escape(&display_path(decoded));
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n\
+             <body>\n<h1>Index of {title}</h1>\n<ul>\n"
+        );
+        if !decoded.segments.is_empty() {
+            html.push_str("<li><a href=\"../\">../</a></li>\n");
+        }
+        for (name, is_dir) in &entries {
+            let slash = if *is_dir { "/" } else { "" };
+            html.push_str(&format!(
+                "<li><a href=\"{}{slash}\">{}{slash}</a></li>\n",
+                percent_encode(name),
+                html_escape(name)
+            ));
+        }
+        html.push_str("</ul>\n");
+        if truncated {
+            html.push_str(&format!(
+                "<p>Only the first {MAX_LISTING_ENTRIES} entries are listed.</p>\n"
+            ));
+        }
+        html.push_str("</body></html>\n");
+        Ok(html)
+    }
+
+    /// Answers for a regular file: picks the representation, then applies
+    /// conditionals and ranges to it.
+    fn file(&self, req: &Request<'_>, rel: &Path, file: File, meta: Metadata) -> Response {
+        let ctype = content_type(rel);
+        let (file, meta, coding) =
+            self.pick_coding(req, rel)
+                .unwrap_or((file, meta, Coding::Identity));
+
+        let len = meta.len();
+        let etag = etag(&meta, coding);
+        let last_modified = last_modified_secs(&meta);
+
+        // Validator headers: on 200, 206 and 304 alike (RFC 9110 §15.4.5).
+        let mut validators = vec![
+            ("ETag".to_string(), etag.clone()),
+            ("Last-Modified".to_string(), http_date(last_modified)),
+            ("Vary".to_string(), "Accept-Encoding".to_string()),
+        ];
+        if let Some(cc) = &self.cache_control {
+            validators.push(("Cache-Control".to_string(), cc.clone()));
+        }
+
+        // RFC 9110 §13.2.2: If-None-Match wins; If-Modified-Since counts
+        // only without it.
+        let not_modified = match req.header("If-None-Match") {
+            Some(inm) => if_none_match_matches(inm, &etag),
+            None => req
+                .header("If-Modified-Since")
+                .and_then(parse_http_date)
+                .is_some_and(|since| last_modified <= since),
+        };
+        if not_modified {
+            let mut resp = Response::new(304);
+            resp.headers = validators;
+            return resp;
+        }
+
+        let range = match req.header("Range") {
+            Some(r) if if_range_allows(req.header("If-Range"), &etag, last_modified) => {
+                parse_range(r, len)
+            }
+            _ => RangeAnswer::Full,
+        };
+
+        let mut resp = match range {
+            RangeAnswer::Unsatisfiable => {
+                return Response::text(416, "Range Not Satisfiable\n")
+                    .header("Content-Range", format!("bytes */{len}"))
+                    .header("Accept-Ranges", "bytes")
+                    .header("Vary", "Accept-Encoding");
+            }
+            RangeAnswer::Full => Response::new(200).body(Body::File {
+                file,
+                offset: 0,
+                len,
+            }),
+            RangeAnswer::Partial { start, end } => Response::new(206)
+                .header("Content-Range", format!("bytes {start}-{end}/{len}"))
+                .body(Body::File {
+                    file,
+                    offset: start,
+                    len: end - start + 1,
+                }),
+        };
+        resp = resp.header("Content-Type", ctype);
+        if let Some((_, encoding, _)) = coding.names() {
+            resp = resp.header("Content-Encoding", encoding);
+        }
+        resp = resp.header("Accept-Ranges", "bytes");
+        resp.headers.extend(validators);
+        resp
+    }
+
+    /// The precompressed sibling to send instead of `rel`, if the client
+    /// accepts its coding and it is a regular file under the root: `.br`
+    /// first, then `.gz`. Any problem with a sibling just means "send the
+    /// original".
+    fn pick_coding(&self, req: &Request<'_>, rel: &Path) -> Option<(File, Metadata, Coding)> {
+        let accept = req.header("Accept-Encoding")?;
+        for coding in [Coding::Brotli, Coding::Gzip] {
+            let Some((suffix, _, _)) = coding.names() else {
+                continue;
+            };
+            if !accepts_coding(accept, coding) {
+                continue;
+            }
+            let mut name = rel.as_os_str().to_owned();
+            name.push(suffix);
+            let Ok(canon) = self.resolve(Path::new(&name)) else {
+                continue;
+            };
+            if let Ok((file, meta)) = open_checked(&canon) {
+                if meta.is_file() {
+                    return Some((file, meta, coding));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Opens a file or directory read-only and returns it with its metadata
+/// (taken from the open descriptor, so length and validators describe what
+/// is sent). `O_NONBLOCK` keeps a FIFO planted in the root from blocking the
+/// open; it changes nothing for regular files. Anything that is neither a
+/// regular file nor a directory is 404.
+fn open_checked(path: &Path) -> Result<(File, Metadata), StaticError> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| StaticError::from_io(&e))?;
+    let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(StaticError::NotFound);
+    }
+    Ok((file, meta))
+}
+
+/// Strictly decodes an origin-form path (without its query).
+///
+/// A broken `%`-escape is 400. A segment that decodes to `.` or `..`, or
+/// holds NUL, `/` (only possible from `%2F`), `\` (raw or `%5C`), or is not
+/// UTF-8 is 404. Empty segments (`//`) collapse.
+fn decode_path(path: &str) -> Result<DecodedPath, StaticError> {
+    let raw = path.strip_prefix('/').ok_or(StaticError::BadRequest)?;
+    // Decode everything first so a malformed escape is always 400, wherever
+    // it sits.
+    let decoded = raw
+        .split('/')
+        .map(percent_decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut segments = Vec::with_capacity(decoded.len());
+    for bytes in decoded {
+        if bytes.is_empty() {
+            continue;
+        }
+        if bytes.iter().any(|&b| b == 0 || b == b'/' || b == b'\\') {
+            return Err(StaticError::NotFound);
+        }
+        let seg = String::from_utf8(bytes).map_err(|_| StaticError::NotFound)?;
+        if seg == "." || seg == ".." {
+            return Err(StaticError::NotFound);
+        }
+        segments.push(seg);
+    }
+    Ok(DecodedPath {
+        segments,
+        trailing_slash: path.ends_with('/'),
+    })
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits is 400.
+fn percent_decode(s: &str) -> Result<Vec<u8>, StaticError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(hi), Some(lo)) = (
+                b.get(i + 1).and_then(|&c| hex_value(c)),
+                b.get(i + 2).and_then(|&c| hex_value(c)),
+            ) else {
+                return Err(StaticError::BadRequest);
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes every byte outside RFC 3986 `unreserved`, so the result
+/// is safe as a path segment and as a relative reference (`a:b` becomes
+/// `a%3Ab`, not a URL with scheme `a`).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The decoded directory path with its slashes, for a listing's title.
+fn display_path(decoded: &DecodedPath) -> String {
+    let mut s = String::from("/");
+    for seg in &decoded.segments {
+        s.push_str(seg);
+        s.push('/');
+    }
+    s
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A strong validator: length, modification time in nanoseconds and inode,
+/// in hex, plus the coding's suffix, quoted.
+fn etag(meta: &Metadata, coding: Coding) -> String {
+    let nanos = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let suffix = coding.names().map_or("", |(_, _, s)| s);
+    format!("\"{:x}-{:x}-{:x}{suffix}\"", meta.len(), nanos, meta.ino())
+}
+
+/// The file's mtime in whole seconds, but never later than now: RFC 9110
+/// §8.8.2.1 forbids a `Last-Modified` in the future.
+fn last_modified_secs(meta: &Metadata) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(i64::MAX);
+    meta.mtime().min(now)
+}
+
+/// `If-None-Match` with weak comparison (RFC 9110 §13.1.2): `*` or any
+/// listed entity-tag whose opaque part equals ours. A malformed list
+/// matches nothing.
+fn if_none_match_matches(header: &str, etag: &str) -> bool {
+    if header.trim() == "*" {
+        return true;
+    }
+    let ours = etag.strip_prefix("W/").unwrap_or(etag);
+    entity_tags(header).is_some_and(|tags| {
+        tags.iter()
+            .any(|t| t.strip_prefix("W/").unwrap_or(t) == ours)
+    })
+}
+
+/// Splits a comma-separated list of entity-tags (`"a", W/"b"`). Tags may
+/// contain commas, so this scans quotes rather than splitting on `,`.
+/// `None` when the list is malformed.
+fn entity_tags(header: &str) -> Option<Vec<&str>> {
+    let mut tags = Vec::new();
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        let start = rest;
+        let body = rest.strip_prefix("W/").unwrap_or(rest);
+        let body = body.strip_prefix('"')?;
+        let close = body.find('"')?;
+        let taken = start.len() - body.len() + close + 1;
+        tags.push(&start[..taken]);
+        rest = &start[taken..];
+        // Between tags only whitespace and a comma may appear.
+        let after = rest.trim_start_matches([' ', '\t']);
+        if !after.is_empty() && !after.starts_with(',') {
+            return None;
+        }
+    }
+}
+
+/// Whether `Range` may be honoured given `If-Range` (RFC 9110 §13.1.5): no
+/// `If-Range`, or an entity-tag that matches ours strongly, or a date equal
+/// to our `Last-Modified`.
+fn if_range_allows(if_range: Option<&str>, etag: &str, last_modified: i64) -> bool {
+    let Some(v) = if_range.map(str::trim) else {
+        return true;
+    };
+    if v.starts_with('"') || v.starts_with("W/") {
+        // A weak tag never matches strongly.
+        v == etag
+    } else {
+        parse_http_date(v) == Some(last_modified)
+    }
+}
+
+/// Interprets `Range` for a representation of `len` bytes. Only one range
+/// is served; several are answered with the whole file (200), and a header
+/// that is not a valid `bytes=` range set is ignored (RFC 9110 §14.2).
+fn parse_range(header: &str, len: u64) -> RangeAnswer {
+    let header = header.trim();
+    let Some((unit, set)) = header.split_once('=') else {
+        return RangeAnswer::Full;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return RangeAnswer::Full;
+    }
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [spec] = specs.as_slice() else {
+        return RangeAnswer::Full;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        // Suffix range: the last `n` bytes.
+        let Some(n) = parse_digits(last) else {
+            return RangeAnswer::Full;
+        };
+        if n == 0 {
+            return RangeAnswer::Unsatisfiable;
+        }
+        if len == 0 {
+            // RFC 9110 §14.1.3 calls this satisfiable, but there is no byte
+            // to name in a Content-Range; the (empty) whole is the answer.
+            return RangeAnswer::Full;
+        }
+        return RangeAnswer::Partial {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        };
+    }
+    let Some(start) = parse_digits(first) else {
+        return RangeAnswer::Full;
+    };
+    let end = if last.is_empty() {
+        u64::MAX
+    } else {
+        match parse_digits(last) {
+            Some(end) if end >= start => end,
+            _ => return RangeAnswer::Full,
+        }
+    };
+    if start >= len {
+        return RangeAnswer::Unsatisfiable;
+    }
+    RangeAnswer::Partial {
+        start,
+        end: end.min(len - 1),
+    }
+}
+
+/// A non-empty run of ASCII digits; values too large for `u64` saturate,
+/// which is what a byte position past any real file means.
+fn parse_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+/// Whether `Accept-Encoding` accepts `coding` with q > 0 (RFC 9110
+/// §12.5.3): its own entry decides; without one, `*` decides; otherwise
+/// no. An entry with an unparsable q-value accepts nothing.
+fn accepts_coding(header: &str, coding: Coding) -> bool {
+    let names: &[&str] = match coding {
+        Coding::Brotli => &["br"],
+        Coding::Gzip => &["gzip", "x-gzip"],
+        Coding::Identity => return true,
+    };
+    let mut star = None;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        let mut q = Some(1000);
+        for param in parts {
+            if let Some((k, v)) = param.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    q = parse_qvalue(v.trim());
+                }
+            }
+        }
+        let accepted = q.is_some_and(|q| q > 0);
+        if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return accepted;
+        }
+        if name == "*" {
+            star = Some(accepted);
+        }
+    }
+    star.unwrap_or(false)
+}
+
+/// A qvalue in thousandths: `0`, `0.5`, `1`, `1.000` (RFC 9110 §12.4.2).
+fn parse_qvalue(s: &str) -> Option<u16> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut thousandths: u16 = 0;
+    for i in 0..3 {
+        let d = frac.as_bytes().get(i).map_or(0, |b| u16::from(b - b'0'));
+        thousandths = thousandths * 10 + d;
+    }
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// `Last-Modified` text for seconds since the epoch (an IMF-fixdate, by
+/// [`date::format`]).
+fn http_date(secs: i64) -> String {
+    let secs = u64::try_from(secs).unwrap_or(0);
+    date::format(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// An IMF-fixdate as seconds since the epoch; `None` for anything else
+/// (callers then ignore the header, RFC 9110 §13.1.3).
+fn parse_http_date(s: &str) -> Option<i64> {
+    let t = date::parse(s)?.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(t.as_secs()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Framing, Head};
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    /// Tue, 14 Nov 2023 22:13:20 GMT.
+    const MTIME: i64 = 1_700_000_000;
+    const MTIME_TEXT: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+
+    /// A directory tree under the system temp dir, removed on drop:
+    ///
+    /// ```text
+    /// base/secret.txt            outside the root
+    /// base/root/alpha.txt        26 bytes a..z, mtime MTIME
+    /// base/root/empty.txt
+    /// base/root/page.HTML
+    /// base/root/.hidden          base/root/.git/config
+    /// base/root/site/index.html
+    /// base/root/sub/a.txt        base/root/sub/.dot  base/root/sub/nested/
+    /// base/root/list/<b>&"x".txt base/root/list/a b.txt  base/root/list/d/
+    /// base/root/app.js(.gz,.br)  base/root/style.css(.gz)
+    /// base/root/link.txt   -> alpha.txt
+    /// base/root/linkdir    -> sub
+    /// base/root/etc        -> /etc
+    /// base/root/outside.txt -> ../secret.txt
+    /// base/root/shown.txt  -> .hidden
+    /// ```
+    struct Tree {
+        base: PathBuf,
+        root: PathBuf,
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.base);
+        }
+    }
+
+    fn tree() -> Tree {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let base =
+            std::env::temp_dir().join(format!("catamount-static-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let root = base.join("root");
+        let w = |p: &str, data: &[u8]| {
+            let path = root.join(p);
+            fs::create_dir_all(path.parent().expect("fixture paths have parents"))
+                .expect("create fixture dir");
+            fs::write(path, data).expect("write fixture file");
+        };
+        fs::create_dir_all(&root).expect("create fixture root");
+        fs::write(base.join("secret.txt"), "top secret").expect("write secret");
+        w("alpha.txt", ALPHABET);
+        w("empty.txt", b"");
+        w("page.HTML", b"<p>hi</p>");
+        w(".hidden", b"hidden");
+        w(".git/config", b"[core]");
+        w("site/index.html", b"<h1>site</h1>");
+        w("sub/a.txt", b"a");
+        w("sub/.dot", b"dot");
+        fs::create_dir_all(root.join("sub/nested")).expect("mkdir nested");
+        w("list/<b>&\"x\".txt", b"x");
+        w("list/a b.txt", b"ab");
+        fs::create_dir_all(root.join("list/d")).expect("mkdir list/d");
+        w("app.js", b"console.log('identity');");
+        w("app.js.gz", b"GZ-BYTES");
+        w("app.js.br", b"BR-BYTES-LONGER");
+        w("style.css", b"body{}");
+        w("style.css.gz", b"GZCSS");
+        symlink("alpha.txt", root.join("link.txt")).expect("symlink link.txt");
+        symlink("sub", root.join("linkdir")).expect("symlink linkdir");
+        symlink("/etc", root.join("etc")).expect("symlink etc");
+        symlink("../secret.txt", root.join("outside.txt")).expect("symlink outside");
+        symlink(".hidden", root.join("shown.txt")).expect("symlink shown");
+        let f = File::options()
+            .write(true)
+            .open(root.join("alpha.txt"))
+            .expect("open alpha");
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME as u64))
+            .expect("set mtime");
+        Tree { base, root }
+    }
+
+    fn app(t: &Tree) -> StaticFiles {
+        StaticFiles::with_options(t.root.clone(), false, false, None)
+    }
+
+    fn call(app: &StaticFiles, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let head = Head {
+            method: method.to_string(),
+            target: target.to_string(),
+            minor: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            framing: Framing::None,
+            keep_alive: true,
+            expect_continue: false,
+        };
+        let mut body: &[u8] = b"";
+        let mut req = Request::new(&head, &mut body);
+        app.handle(&mut req)
+    }
+
+    fn get(app: &StaticFiles, target: &str) -> Response {
+        call(app, "GET", target, &[])
+    }
+
+    fn hdr<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// (offset, len, file length) of a `Body::File`.
+    fn file_span(r: &Response) -> (u64, u64, u64) {
+        match &r.body {
+            Body::File { file, offset, len } => (
+                *offset,
+                *len,
+                file.metadata().expect("fstat body file").len(),
+            ),
+            _ => panic!("expected Body::File for status {}", r.status),
+        }
+    }
+
+    fn bytes(r: &Response) -> String {
+        match &r.body {
+            Body::Bytes(b) => String::from_utf8(b.clone()).expect("utf-8 body"),
+            _ => panic!("expected Body::Bytes for status {}", r.status),
+        }
+    }
+
+    fn is_empty(r: &Response) -> bool {
+        matches!(r.body, Body::Empty)
+    }
+
+    #[test]
+    fn serves_a_file_with_representation_headers() {
+        let t = tree();
+        let r = get(&app(&t), "/alpha.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(file_span(&r), (0, 26, 26));
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(hdr(&r, "Accept-Ranges"), Some("bytes"));
+        assert_eq!(hdr(&r, "Vary"), Some("Accept-Encoding"));
+        assert_eq!(hdr(&r, "Last-Modified"), Some(MTIME_TEXT));
+        assert_eq!(hdr(&r, "Cache-Control"), None);
+        assert_eq!(hdr(&r, "Content-Encoding"), None);
+        let etag = hdr(&r, "ETag").expect("etag");
+        assert!(etag.starts_with("\"1a-") && etag.ends_with('"'), "{etag}");
+        assert!(!etag.starts_with("W/"));
+    }
+
+    #[test]
+    fn head_is_answered_like_get() {
+        let t = tree();
+        let a = app(&t);
+        let g = get(&a, "/alpha.txt");
+        let h = call(&a, "HEAD", "/alpha.txt", &[]);
+        assert_eq!(h.status, 200);
+        assert_eq!(g.headers, h.headers);
+        assert_eq!(file_span(&h), (0, 26, 26));
+    }
+
+    #[test]
+    fn query_string_is_not_part_of_the_path() {
+        let t = tree();
+        let r = get(&app(&t), "/alpha.txt?v=3");
+        assert_eq!(r.status, 200);
+        assert_eq!(file_span(&r), (0, 26, 26));
+    }
+
+    #[test]
+    fn empty_file_is_served() {
+        let t = tree();
+        let r = get(&app(&t), "/empty.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(file_span(&r), (0, 0, 0));
+    }
+
+    #[test]
+    fn other_methods_get_405_with_allow() {
+        let t = tree();
+        let a = app(&t);
+        for m in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get", "TRACE"] {
+            let r = call(&a, m, "/alpha.txt", &[]);
+            assert_eq!(r.status, 405, "{m}");
+            assert_eq!(hdr(&r, "Allow"), Some("GET, HEAD"), "{m}");
+            assert_eq!(bytes(&r), "Method Not Allowed\n");
+        }
+    }
+
+    #[test]
+    fn non_origin_targets_are_400() {
+        let t = tree();
+        let a = app(&t);
+        for target in ["*", "http://example.com/alpha.txt", "alpha.txt", ""] {
+            let r = get(&a, target);
+            assert_eq!(r.status, 400, "{target:?}");
+            assert_eq!(hdr(&r, "Content-Type"), Some("text/plain; charset=utf-8"));
+        }
+    }
+
+    #[test]
+    fn broken_percent_escapes_are_400() {
+        let t = tree();
+        let a = app(&t);
+        for target in ["/%", "/%4", "/%zz", "/alpha%2.txt", "/%g0", "/ok/%"] {
+            assert_eq!(get(&a, target).status, 400, "{target}");
+        }
+    }
+
+    #[test]
+    fn good_percent_escapes_are_decoded() {
+        let t = tree();
+        let a = app(&t);
+        assert_eq!(get(&a, "/%61lpha.txt").status, 200);
+        assert_eq!(get(&a, "/list/a%20b.txt").status, 200);
+        assert_eq!(get(&a, "/list/%3Cb%3E%26%22x%22.txt").status, 200);
+    }
+
+    #[test]
+    fn traversal_never_escapes_the_root() {
+        let t = tree();
+        // Make sure a successful escape would have found something.
+        assert!(t.root.join("../secret.txt").exists());
+        let a = app(&t);
+        for target in [
+            "/../secret.txt",
+            "/sub/../../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/%2E%2e/secret.txt",
+            "/.%2e/secret.txt",
+            "/%2e./secret.txt",
+            "/sub/..%2f..%2fsecret.txt",
+            "/..%2fsecret.txt",
+            "/%2e%2e%2fsecret.txt",
+            "/sub%2f..%2f..%2fsecret.txt",
+            "/%2fetc/passwd",
+            "/%2Fetc%2Fpasswd",
+            "/..\\secret.txt",
+            "/sub\\..\\..\\secret.txt",
+            "/%5c..%5csecret.txt",
+            "/..%5Csecret.txt",
+            "/alpha.txt%00",
+            "/alpha.txt%00.png",
+            "/%00",
+            "/./alpha.txt",
+            "/sub/./a.txt",
+            "/%ff%fe",
+            "/etc/passwd",
+            "/etc/",
+            "/etc",
+            "/outside.txt",
+        ] {
+            let r = get(&a, target);
+            assert_eq!(r.status, 404, "{target}");
+            assert_eq!(bytes(&r), "Not Found\n", "{target}");
+        }
+        // Even with dotfiles allowed, `..` stays refused.
+        let dots = StaticFiles::with_options(t.root.clone(), true, true, None);
+        for target in ["/../secret.txt", "/%2e%2e/secret.txt", "/.%2E/secret.txt"] {
+            assert_eq!(get(&dots, target).status, 404, "{target}");
+        }
+    }
+
+    #[test]
+    fn duplicate_slashes_collapse() {
+        let t = tree();
+        let a = app(&t);
+        assert_eq!(get(&a, "//alpha.txt").status, 200);
+        assert_eq!(get(&a, "/sub//a.txt").status, 200);
+        assert_eq!(get(&a, "///sub///a.txt").status, 200);
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_followed() {
+        let t = tree();
+        let a = app(&t);
+        let r = get(&a, "/link.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(file_span(&r), (0, 26, 26));
+        assert_eq!(get(&a, "/linkdir/a.txt").status, 200);
+    }
+
+    #[test]
+    fn dotfiles_are_hidden_by_default() {
+        let t = tree();
+        let a = app(&t);
+        for target in [
+            "/.hidden",
+            "/.git/config",
+            "/.git/",
+            "/sub/.dot",
+            "/%2ehidden",
+            "/shown.txt",
+        ] {
+            assert_eq!(get(&a, target).status, 404, "{target}");
+        }
+    }
+
+    #[test]
+    fn dotfiles_are_served_with_the_flag() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.root.clone(), false, true, None);
+        for target in [
+            "/.hidden",
+            "/.git/config",
+            "/sub/.dot",
+            "/%2ehidden",
+            "/shown.txt",
+        ] {
+            assert_eq!(get(&a, target).status, 200, "{target}");
+        }
+    }
+
+    #[test]
+    fn a_trailing_slash_on_a_file_is_404() {
+        let t = tree();
+        let a = app(&t);
+        assert_eq!(get(&a, "/alpha.txt/").status, 404);
+        assert_eq!(get(&a, "/alpha.txt/x").status, 404);
+    }
+
+    #[test]
+    fn missing_files_are_404() {
+        let t = tree();
+        let a = app(&t);
+        assert_eq!(get(&a, "/nope.txt").status, 404);
+        assert_eq!(get(&a, "/nope/deeper").status, 404);
+    }
+
+    #[test]
+    fn a_missing_root_answers_404() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.base.join("no-such-root"), true, false, None);
+        assert_eq!(get(&a, "/").status, 404);
+        assert_eq!(get(&a, "/alpha.txt").status, 404);
+    }
+
+    #[test]
+    fn unreadable_file_is_403() {
+        let t = tree();
+        let path = t.root.join("locked.txt");
+        fs::write(&path, "locked").expect("write locked");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).expect("chmod");
+        if File::open(&path).is_ok() {
+            eprintln!("skipped: unreadable_file_is_403: running with CAP_DAC_OVERRIDE (root)");
+            return;
+        }
+        let r = get(&app(&t), "/locked.txt");
+        assert_eq!(r.status, 403);
+        assert_eq!(bytes(&r), "Forbidden\n");
+    }
+
+    #[test]
+    fn io_errors_map_to_statuses() {
+        let kind = |k| StaticError::from_io(&io::Error::from(k));
+        let os = |n| StaticError::from_io(&io::Error::from_raw_os_error(n));
+        assert_eq!(kind(io::ErrorKind::NotFound), StaticError::NotFound);
+        assert_eq!(
+            kind(io::ErrorKind::PermissionDenied),
+            StaticError::Forbidden
+        );
+        assert_eq!(os(libc::EACCES), StaticError::Forbidden);
+        assert_eq!(os(libc::EPERM), StaticError::Forbidden);
+        assert_eq!(os(libc::ENOTDIR), StaticError::NotFound);
+        assert_eq!(os(libc::ELOOP), StaticError::NotFound);
+        assert_eq!(os(libc::ENAMETOOLONG), StaticError::NotFound);
+        assert_eq!(os(libc::EIO), StaticError::Internal);
+        assert_eq!(os(libc::EMFILE), StaticError::Internal);
+    }
+
+    #[test]
+    fn fifo_is_404_and_does_not_block() {
+        let t = tree();
+        let fifo = t.root.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !made {
+            eprintln!("skipped: fifo_is_404_and_does_not_block: mkfifo unavailable");
+            return;
+        }
+        assert_eq!(get(&app(&t), "/pipe").status, 404);
+    }
+
+    #[test]
+    fn directory_without_slash_redirects() {
+        let t = tree();
+        let a = app(&t);
+        let r = get(&a, "/sub");
+        assert_eq!(r.status, 301);
+        assert_eq!(hdr(&r, "Location"), Some("/sub/"));
+        let r = get(&a, "/sub?x=1&y=2");
+        assert_eq!(hdr(&r, "Location"), Some("/sub/?x=1&y=2"));
+        let r = get(&a, "/sub/nested");
+        assert_eq!(hdr(&r, "Location"), Some("/sub/nested/"));
+        let r = get(&a, "/linkdir");
+        assert_eq!(hdr(&r, "Location"), Some("/linkdir/"));
+    }
+
+    #[test]
+    fn redirect_location_is_never_scheme_relative() {
+        let t = tree();
+        let a = app(&t);
+        let r = get(&a, "//sub");
+        assert_eq!(r.status, 301);
+        assert_eq!(hdr(&r, "Location"), Some("/sub/"));
+        let r = get(&a, "/%73ub");
+        assert_eq!(hdr(&r, "Location"), Some("/sub/"));
+    }
+
+    #[test]
+    fn directory_serves_index_html() {
+        let t = tree();
+        let r = get(&app(&t), "/site/");
+        assert_eq!(r.status, 200);
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/html; charset=utf-8"));
+        assert_eq!(file_span(&r), (0, 13, 13));
+        assert!(hdr(&r, "ETag").is_some());
+    }
+
+    #[test]
+    fn directory_without_index_is_404_without_listing() {
+        let t = tree();
+        let a = app(&t);
+        assert_eq!(get(&a, "/sub/").status, 404);
+        assert_eq!(get(&a, "/").status, 404);
+    }
+
+    #[test]
+    fn index_html_symlinked_outside_is_not_served() {
+        let t = tree();
+        fs::create_dir(t.root.join("trap")).expect("mkdir trap");
+        symlink("../../secret.txt", t.root.join("trap/index.html")).expect("symlink index");
+        assert_eq!(get(&app(&t), "/trap/").status, 404);
+        let listing = StaticFiles::with_options(t.root.clone(), true, false, None);
+        let r = get(&listing, "/trap/");
+        assert_eq!(r.status, 200);
+        assert!(!bytes(&r).contains("top secret"));
+    }
+
+    #[test]
+    fn listing_is_sorted_escaped_and_hides_dotfiles() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.root.clone(), true, false, None);
+        let r = get(&a, "/list/");
+        assert_eq!(r.status, 200);
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/html; charset=utf-8"));
+        let html = bytes(&r);
+        assert!(html.contains("<title>Index of /list/</title>"), "{html}");
+        assert!(html.contains("<a href=\"../\">../</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"%3Cb%3E%26%22x%22.txt\">&lt;b&gt;&amp;&quot;x&quot;.txt</a>"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>"), "{html}");
+        assert!(html.contains("<a href=\"a%20b.txt\">a b.txt</a>"), "{html}");
+        assert!(html.contains("<a href=\"d/\">d/</a>"), "{html}");
+        let lt = html.find("%3Cb").expect("escaped name present");
+        let ab = html.find("a%20b").expect("a b present");
+        let d = html.find("\"d/\"").expect("d present");
+        assert!(lt < ab && ab < d, "sorted: {html}");
+
+        let root = get(&a, "/");
+        let html = bytes(&root);
+        assert!(
+            !html.contains(".hidden") && !html.contains(".git"),
+            "{html}"
+        );
+        assert!(!html.contains("href=\"../\""), "{html}");
+        assert!(html.contains("<a href=\"sub/\">sub/</a>"), "{html}");
+        assert!(html.contains("<a href=\"linkdir/\">linkdir/</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"alpha.txt\">alpha.txt</a>"),
+            "{html}"
+        );
+        let sub = bytes(&get(&a, "/sub/"));
+        assert!(!sub.contains(".dot"), "{sub}");
+        assert!(sub.contains("nested/"), "{sub}");
+    }
+
+    #[test]
+    fn listing_shows_dotfiles_with_the_flag() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.root.clone(), true, true, None);
+        let html = bytes(&get(&a, "/"));
+        assert!(html.contains("<a href=\".hidden\">.hidden</a>"), "{html}");
+        assert!(html.contains("<a href=\".git/\">.git/</a>"), "{html}");
+    }
+
+    #[test]
+    fn listing_prefers_index_html() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.root.clone(), true, false, None);
+        let r = get(&a, "/site/");
+        assert_eq!(file_span(&r), (0, 13, 13));
+    }
+
+    #[test]
+    fn content_types() {
+        let cases = [
+            ("a.html", "text/html; charset=utf-8"),
+            ("a.HTM", "text/html; charset=utf-8"),
+            ("page.HTML", "text/html; charset=utf-8"),
+            ("s.css", "text/css; charset=utf-8"),
+            ("m.js", "text/javascript; charset=utf-8"),
+            ("m.mjs", "text/javascript; charset=utf-8"),
+            ("d.json", "application/json; charset=utf-8"),
+            ("d.js.map", "application/json; charset=utf-8"),
+            ("d.xml", "application/xml; charset=utf-8"),
+            ("r.txt", "text/plain; charset=utf-8"),
+            ("r.csv", "text/csv; charset=utf-8"),
+            ("r.md", "text/markdown; charset=utf-8"),
+            ("i.svg", "image/svg+xml; charset=utf-8"),
+            ("i.png", "image/png"),
+            ("i.JPG", "image/jpeg"),
+            ("i.jpeg", "image/jpeg"),
+            ("i.gif", "image/gif"),
+            ("i.webp", "image/webp"),
+            ("i.avif", "image/avif"),
+            ("favicon.ico", "image/x-icon"),
+            ("i.bmp", "image/bmp"),
+            ("i.tif", "image/tiff"),
+            ("f.woff", "font/woff"),
+            ("f.woff2", "font/woff2"),
+            ("f.ttf", "font/ttf"),
+            ("f.otf", "font/otf"),
+            ("f.eot", "application/vnd.ms-fontobject"),
+            ("d.pdf", "application/pdf"),
+            ("a.zip", "application/zip"),
+            ("a.tar.gz", "application/gzip"),
+            ("a.tar", "application/x-tar"),
+            ("m.wasm", "application/wasm"),
+            ("s.mp3", "audio/mpeg"),
+            ("s.ogg", "audio/ogg"),
+            ("s.wav", "audio/wav"),
+            ("s.m4a", "audio/mp4"),
+            ("s.flac", "audio/flac"),
+            ("v.mp4", "video/mp4"),
+            ("v.webm", "video/webm"),
+            ("v.mov", "video/quicktime"),
+            ("v.mkv", "video/x-matroska"),
+            ("v.avi", "video/x-msvideo"),
+            ("c.yaml", "application/yaml; charset=utf-8"),
+            ("c.yml", "application/yaml; charset=utf-8"),
+            ("c.toml", "application/toml; charset=utf-8"),
+            (
+                "site.webmanifest",
+                "application/manifest+json; charset=utf-8",
+            ),
+            ("x.manifest", "text/cache-manifest; charset=utf-8"),
+            ("e.ics", "text/calendar; charset=utf-8"),
+            ("e.rtf", "application/rtf"),
+            ("b.epub", "application/epub+zip"),
+            ("w.doc", "application/msword"),
+            (
+                "w.docx",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ),
+            ("x.xls", "application/vnd.ms-excel"),
+            (
+                "x.xlsx",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ),
+            ("p.ppt", "application/vnd.ms-powerpoint"),
+            (
+                "p.pptx",
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            ),
+            ("Makefile", "application/octet-stream"),
+            ("x.unknownext", "application/octet-stream"),
+            (".bashrc", "application/octet-stream"),
+            ("trailing.", "application/octet-stream"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(content_type(Path::new(name)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn served_content_type_follows_the_name() {
+        let t = tree();
+        let r = get(&app(&t), "/page.HTML");
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/html; charset=utf-8"));
+    }
+
+    #[test]
+    fn etag_is_stable_and_changes_with_the_file() {
+        let t = tree();
+        let a = app(&t);
+        let e1 = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let e2 = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        assert_eq!(e1, e2);
+        let other = hdr(&get(&a, "/sub/a.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        assert_ne!(e1, other);
+        fs::write(t.root.join("alpha.txt"), "changed").expect("rewrite");
+        let e3 = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        assert_ne!(e1, e3);
+    }
+
+    #[test]
+    fn if_none_match_gives_304_with_validators() {
+        let t = tree();
+        let a = StaticFiles::with_options(t.root.clone(), false, false, Some("max-age=60".into()));
+        let etag = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let weak = format!("W/{etag}");
+        let listed = format!("\"nope\", \"a,b\" , {etag}");
+        for inm in [etag.as_str(), weak.as_str(), listed.as_str(), "*", " * "] {
+            for m in ["GET", "HEAD"] {
+                let r = call(&a, m, "/alpha.txt", &[("If-None-Match", inm)]);
+                assert_eq!(r.status, 304, "{m} {inm}");
+                assert!(is_empty(&r), "{inm}");
+                assert_eq!(hdr(&r, "ETag"), Some(etag.as_str()));
+                assert_eq!(hdr(&r, "Last-Modified"), Some(MTIME_TEXT));
+                assert_eq!(hdr(&r, "Cache-Control"), Some("max-age=60"));
+                assert_eq!(hdr(&r, "Vary"), Some("Accept-Encoding"));
+                assert_eq!(hdr(&r, "Content-Type"), None);
+            }
+        }
+    }
+
+    #[test]
+    fn if_none_match_mismatch_gives_200() {
+        let t = tree();
+        let a = app(&t);
+        for inm in [
+            "\"other\"",
+            "W/\"other\", \"x\"",
+            "garbage",
+            "\"unterminated",
+        ] {
+            let r = call(&a, "GET", "/alpha.txt", &[("If-None-Match", inm)]);
+            assert_eq!(r.status, 200, "{inm}");
+            assert_eq!(file_span(&r), (0, 26, 26));
+        }
+    }
+
+    #[test]
+    fn if_modified_since() {
+        let t = tree();
+        let a = app(&t);
+        let later = http_date(MTIME + 3600);
+        let earlier = http_date(MTIME - 1);
+        let cases = [
+            (MTIME_TEXT, 304),
+            (later.as_str(), 304),
+            (earlier.as_str(), 200),
+            ("garbage", 200),
+            ("Tuesday, 14-Nov-23 22:13:20 GMT", 200),
+            ("Tue Nov 14 22:13:20 2023", 200),
+        ];
+        for (ims, want) in cases {
+            let r = call(&a, "GET", "/alpha.txt", &[("If-Modified-Since", ims)]);
+            assert_eq!(r.status, want, "{ims}");
+            if want == 304 {
+                assert!(is_empty(&r));
+                assert_eq!(hdr(&r, "Last-Modified"), Some(MTIME_TEXT));
+            }
+        }
+    }
+
+    #[test]
+    fn if_none_match_overrides_if_modified_since() {
+        let t = tree();
+        let a = app(&t);
+        let r = call(
+            &a,
+            "GET",
+            "/alpha.txt",
+            &[
+                ("If-None-Match", "\"other\""),
+                ("If-Modified-Since", MTIME_TEXT),
+            ],
+        );
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
+    fn future_mtime_is_clamped_to_now() {
+        let t = tree();
+        let path = t.root.join("future.txt");
+        fs::write(&path, "f").expect("write future");
+        let future = SystemTime::now() + Duration::from_secs(10 * 365 * 86_400);
+        File::options()
+            .write(true)
+            .open(&path)
+            .expect("open future")
+            .set_modified(future)
+            .expect("set future mtime");
+        let r = get(&app(&t), "/future.txt");
+        let lm = parse_http_date(hdr(&r, "Last-Modified").expect("lm")).expect("parse lm");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        assert!(lm <= now && lm > now - 60, "{lm} vs {now}");
+    }
+
+    fn range(a: &StaticFiles, target: &str, headers: &[(&str, &str)]) -> Response {
+        call(a, "GET", target, headers)
+    }
+
+    #[test]
+    fn single_ranges_give_206() {
+        let t = tree();
+        let a = app(&t);
+        let cases = [
+            ("bytes=0-4", 0, 5, "bytes 0-4/26"),
+            ("bytes=10-", 10, 16, "bytes 10-25/26"),
+            ("bytes=-5", 21, 5, "bytes 21-25/26"),
+            ("bytes=-100", 0, 26, "bytes 0-25/26"),
+            ("bytes=20-100", 20, 6, "bytes 20-25/26"),
+            ("bytes=25-25", 25, 1, "bytes 25-25/26"),
+            ("bytes=0-99999999999999999999999", 0, 26, "bytes 0-25/26"),
+            ("Bytes = 3-3", 3, 1, "bytes 3-3/26"),
+            ("bytes=1-2,", 1, 2, "bytes 1-2/26"),
+        ];
+        for (h, offset, len, cr) in cases {
+            let r = range(&a, "/alpha.txt", &[("Range", h)]);
+            assert_eq!(r.status, 206, "{h}");
+            assert_eq!(file_span(&r), (offset, len, 26), "{h}");
+            assert_eq!(hdr(&r, "Content-Range"), Some(cr), "{h}");
+            assert_eq!(hdr(&r, "Content-Type"), Some("text/plain; charset=utf-8"));
+            assert_eq!(hdr(&r, "Accept-Ranges"), Some("bytes"));
+            assert!(hdr(&r, "ETag").is_some());
+        }
+        // HEAD is answered like GET.
+        let r = call(&a, "HEAD", "/alpha.txt", &[("Range", "bytes=0-4")]);
+        assert_eq!(r.status, 206);
+        assert_eq!(file_span(&r), (0, 5, 26));
+    }
+
+    #[test]
+    fn unsatisfiable_ranges_give_416() {
+        let t = tree();
+        let a = app(&t);
+        for h in ["bytes=26-", "bytes=26-30", "bytes=100-200", "bytes=-0"] {
+            let r = range(&a, "/alpha.txt", &[("Range", h)]);
+            assert_eq!(r.status, 416, "{h}");
+            assert_eq!(hdr(&r, "Content-Range"), Some("bytes */26"), "{h}");
+            assert_eq!(bytes(&r), "Range Not Satisfiable\n");
+        }
+        let r = range(&a, "/empty.txt", &[("Range", "bytes=0-")]);
+        assert_eq!(r.status, 416);
+        assert_eq!(hdr(&r, "Content-Range"), Some("bytes */0"));
+        // A suffix range on an empty file is answered with the empty whole.
+        let r = range(&a, "/empty.txt", &[("Range", "bytes=-5")]);
+        assert_eq!(r.status, 200);
+        assert_eq!(file_span(&r), (0, 0, 0));
+    }
+
+    #[test]
+    fn multiple_or_invalid_ranges_give_the_whole_file() {
+        let t = tree();
+        let a = app(&t);
+        for h in [
+            "bytes=0-1,5-6",
+            "bytes=0-1, 30-40",
+            "bytes=5-2",
+            "bytes=abc",
+            "bytes=1-x",
+            "bytes=--1",
+            "bytes=",
+            "bytes=-",
+            "items=0-4",
+            "0-4",
+            "bytes 0-4",
+            "bytes=+1-2",
+        ] {
+            let r = range(&a, "/alpha.txt", &[("Range", h)]);
+            assert_eq!(r.status, 200, "{h}");
+            assert_eq!(file_span(&r), (0, 26, 26), "{h}");
+            assert_eq!(hdr(&r, "Content-Range"), None, "{h}");
+        }
+    }
+
+    #[test]
+    fn if_range() {
+        let t = tree();
+        let a = app(&t);
+        let etag = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let weak = format!("W/{etag}");
+        let earlier = http_date(MTIME - 10);
+        let cases = [
+            (etag.as_str(), 206),
+            (MTIME_TEXT, 206),
+            ("\"other\"", 200),
+            (weak.as_str(), 200),
+            (earlier.as_str(), 200),
+            ("garbage", 200),
+        ];
+        for (ir, want) in cases {
+            let r = range(
+                &a,
+                "/alpha.txt",
+                &[("Range", "bytes=0-4"), ("If-Range", ir)],
+            );
+            assert_eq!(r.status, want, "{ir}");
+            let span = if want == 206 { (0, 5, 26) } else { (0, 26, 26) };
+            assert_eq!(file_span(&r), span, "{ir}");
+        }
+        // If-Range also keeps a stale client from getting a 416.
+        let r = range(
+            &a,
+            "/alpha.txt",
+            &[("Range", "bytes=100-"), ("If-Range", "\"old\"")],
+        );
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
+    fn conditionals_come_before_ranges() {
+        let t = tree();
+        let a = app(&t);
+        let etag = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let r = range(
+            &a,
+            "/alpha.txt",
+            &[("Range", "bytes=0-4"), ("If-None-Match", etag.as_str())],
+        );
+        assert_eq!(r.status, 304);
+    }
+
+    fn encoded(a: &StaticFiles, target: &str, ae: &str) -> Response {
+        call(a, "GET", target, &[("Accept-Encoding", ae)])
+    }
+
+    #[test]
+    fn precompressed_siblings_follow_accept_encoding() {
+        let t = tree();
+        let a = app(&t);
+        let id_len = 24;
+        let gz_len = 8;
+        let br_len = 15;
+        let cases = [
+            ("gzip, deflate, br", Some("br"), br_len),
+            ("br", Some("br"), br_len),
+            ("BR;q=0.5", Some("br"), br_len),
+            ("gzip", Some("gzip"), gz_len),
+            ("x-gzip", Some("gzip"), gz_len),
+            ("br;q=0, gzip", Some("gzip"), gz_len),
+            ("br;q=0.000, gzip;q=1.0", Some("gzip"), gz_len),
+            ("gzip;q=0", None, id_len),
+            ("gzip; q=0, br ; q=0", None, id_len),
+            ("*", Some("br"), br_len),
+            ("*;q=0", None, id_len),
+            ("*;q=0, gzip", Some("gzip"), gz_len),
+            ("br;q=0, *", Some("gzip"), gz_len),
+            ("identity", None, id_len),
+            ("", None, id_len),
+            ("deflate", None, id_len),
+            ("br;q=2", None, id_len),
+            ("br;q=bogus, gzip", Some("gzip"), gz_len),
+        ];
+        let identity_etag = hdr(&get(&a, "/app.js"), "ETag").expect("etag").to_string();
+        for (ae, coding, len) in cases {
+            let r = encoded(&a, "/app.js", ae);
+            assert_eq!(r.status, 200, "{ae}");
+            assert_eq!(hdr(&r, "Content-Encoding"), coding, "{ae}");
+            assert_eq!(
+                hdr(&r, "Content-Type"),
+                Some("text/javascript; charset=utf-8")
+            );
+            assert_eq!(hdr(&r, "Vary"), Some("Accept-Encoding"), "{ae}");
+            assert_eq!(file_span(&r), (0, len, len), "{ae}");
+            let etag = hdr(&r, "ETag").expect("etag");
+            match coding {
+                Some("br") => assert!(etag.ends_with("-br\""), "{etag}"),
+                Some(_) => assert!(etag.ends_with("-gz\""), "{etag}"),
+                None => assert_eq!(etag, identity_etag),
+            }
+        }
+        // No header: identity.
+        assert_eq!(hdr(&get(&a, "/app.js"), "Content-Encoding"), None);
+    }
+
+    #[test]
+    fn only_existing_siblings_are_used() {
+        let t = tree();
+        let a = app(&t);
+        // style.css has only a .gz sibling.
+        let r = encoded(&a, "/style.css", "br");
+        assert_eq!(hdr(&r, "Content-Encoding"), None);
+        assert_eq!(file_span(&r), (0, 6, 6));
+        let r = encoded(&a, "/style.css", "br, gzip");
+        assert_eq!(hdr(&r, "Content-Encoding"), Some("gzip"));
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/css; charset=utf-8"));
+        assert_eq!(file_span(&r), (0, 5, 5));
+        // alpha.txt has none.
+        let r = encoded(&a, "/alpha.txt", "br, gzip");
+        assert_eq!(hdr(&r, "Content-Encoding"), None);
+        assert_eq!(hdr(&r, "Vary"), Some("Accept-Encoding"));
+        // Asking for the .gz itself gives it as a gzip file, not an encoding.
+        let r = get(&a, "/app.js.gz");
+        assert_eq!(hdr(&r, "Content-Type"), Some("application/gzip"));
+        assert_eq!(hdr(&r, "Content-Encoding"), None);
+    }
+
+    #[test]
+    fn sibling_symlinked_outside_is_ignored() {
+        let t = tree();
+        symlink("../secret.txt", t.root.join("alpha.txt.br")).expect("symlink sibling");
+        let r = encoded(&app(&t), "/alpha.txt", "br");
+        assert_eq!(hdr(&r, "Content-Encoding"), None);
+        assert_eq!(file_span(&r), (0, 26, 26));
+    }
+
+    #[test]
+    fn ranges_and_conditionals_apply_to_the_compressed_variant() {
+        let t = tree();
+        let a = app(&t);
+        let r = call(
+            &a,
+            "GET",
+            "/app.js",
+            &[("Accept-Encoding", "br"), ("Range", "bytes=-3")],
+        );
+        assert_eq!(r.status, 206);
+        assert_eq!(hdr(&r, "Content-Encoding"), Some("br"));
+        assert_eq!(hdr(&r, "Content-Range"), Some("bytes 12-14/15"));
+        assert_eq!(file_span(&r), (12, 3, 15));
+
+        let br_etag = hdr(&r, "ETag").expect("etag").to_string();
+        let r = call(
+            &a,
+            "GET",
+            "/app.js",
+            &[
+                ("Accept-Encoding", "br"),
+                ("If-None-Match", br_etag.as_str()),
+            ],
+        );
+        assert_eq!(r.status, 304);
+        assert_eq!(hdr(&r, "ETag"), Some(br_etag.as_str()));
+        // The br tag does not validate the identity representation.
+        let r = call(&a, "GET", "/app.js", &[("If-None-Match", br_etag.as_str())]);
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
+    fn index_html_gets_precompressed_siblings() {
+        let t = tree();
+        fs::write(t.root.join("site/index.html.gz"), "GZ").expect("write index gz");
+        let r = encoded(&app(&t), "/site/", "gzip");
+        assert_eq!(hdr(&r, "Content-Encoding"), Some("gzip"));
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/html; charset=utf-8"));
+        assert_eq!(file_span(&r), (0, 2, 2));
+    }
+
+    #[test]
+    fn cache_control_when_configured() {
+        let t = tree();
+        let a = StaticFiles::with_options(
+            t.root.clone(),
+            false,
+            false,
+            Some("public, max-age=3600".into()),
+        );
+        let r = get(&a, "/alpha.txt");
+        assert_eq!(hdr(&r, "Cache-Control"), Some("public, max-age=3600"));
+        let r = range(&a, "/alpha.txt", &[("Range", "bytes=0-0")]);
+        assert_eq!(hdr(&r, "Cache-Control"), Some("public, max-age=3600"));
+        let r = call(&a, "GET", "/alpha.txt", &[("If-None-Match", "*")]);
+        assert_eq!(hdr(&r, "Cache-Control"), Some("public, max-age=3600"));
+        // Not on errors or listings.
+        assert_eq!(hdr(&get(&a, "/nope"), "Cache-Control"), None);
+        let listing = StaticFiles::with_options(t.root.clone(), true, false, Some("x".into()));
+        assert_eq!(hdr(&get(&listing, "/sub/"), "Cache-Control"), None);
+    }
+
+    #[test]
+    fn error_bodies_are_short_text() {
+        let t = tree();
+        let r = get(&app(&t), "/nope");
+        assert_eq!(r.status, 404);
+        assert_eq!(hdr(&r, "Content-Type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(bytes(&r), "Not Found\n");
+        assert_eq!(hdr(&r, "ETag"), None);
+    }
+
+    #[test]
+    fn date_helpers_round_trip() {
+        assert_eq!(http_date(MTIME), MTIME_TEXT);
+        assert_eq!(parse_http_date(MTIME_TEXT), Some(MTIME));
+        assert_eq!(
+            parse_http_date(" Sun, 06 Nov 1994 08:49:37 GMT "),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), None);
+    }
+
+    #[test]
+    fn decode_path_shapes() {
+        let d = decode_path("/a//b%20c/").expect("valid");
+        assert_eq!(d.segments, vec!["a".to_string(), "b c".to_string()]);
+        assert!(d.trailing_slash);
+        assert_eq!(d.dir_url(), "/a/b%20c/");
+        let d = decode_path("/").expect("root");
+        assert!(d.segments.is_empty() && d.trailing_slash);
+        assert_eq!(decode_path("/%2E%2E"), Err(StaticError::NotFound));
+        assert_eq!(decode_path("/..%2"), Err(StaticError::BadRequest));
+        // A broken escape is 400 even after a traversal attempt.
+        assert_eq!(decode_path("/../%zz"), Err(StaticError::BadRequest));
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        assert_eq!(
+            entity_tags("\"a\", W/\"b\""),
+            Some(vec!["\"a\"", "W/\"b\""])
+        );
+        assert_eq!(entity_tags("\"a,b\",\"c\""), Some(vec!["\"a,b\"", "\"c\""]));
+        assert_eq!(entity_tags(""), Some(vec![]));
+        assert_eq!(entity_tags("\"a\" \"b\""), None);
+        assert_eq!(entity_tags("a"), None);
+        assert_eq!(entity_tags("\"a"), None);
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(parse_qvalue("1"), Some(1000));
+        assert_eq!(parse_qvalue("1.000"), Some(1000));
+        assert_eq!(parse_qvalue("0"), Some(0));
+        assert_eq!(parse_qvalue("0.5"), Some(500));
+        assert_eq!(parse_qvalue("0.001"), Some(1));
+        assert_eq!(parse_qvalue("1.5"), None);
+        assert_eq!(parse_qvalue("0.0001"), None);
+        assert_eq!(parse_qvalue("2"), None);
+        assert_eq!(parse_qvalue(""), None);
+        assert_eq!(parse_qvalue("0.a"), None);
     }
 }

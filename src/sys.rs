@@ -1,1 +1,589 @@
-//! pending
+//! The one door to the kernel: every `libc` call in catamount lives here,
+//! wrapped in a small safe function that returns `io::Result` (`-1` becomes
+//! `io::Error::last_os_error()`, `EINTR` is retried where the call is
+//! restartable). The rest of the crate uses these wrappers and std types.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// `-1` → the thread's last OS error.
+fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`], retrying while the call was interrupted by a signal.
+fn cvt_r<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Wraps a descriptor the kernel just returned.
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: every caller passes a descriptor the kernel has just created
+    // for this process (socket, accept4, epoll_create1, eventfd, pipe2), so
+    // no other object owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ---------------------------------------------------------------- sockets
+
+/// A new non-blocking, close-on-exec `SOCK_STREAM` socket of `family`
+/// (for listeners: the reactor accepts until `WouldBlock`).
+pub fn stream_socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: socket(2) takes plain integers and returns a new descriptor.
+    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
+    Ok(owned(fd))
+}
+
+/// Sets an integer socket option.
+pub fn set_int_opt(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value points at a live c_int whose size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads an integer socket option.
+#[allow(dead_code)] // for validating activated sockets (systemd issue)
+pub fn get_int_opt(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live locals; len holds value's size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// `TCP_NODELAY` on an accepted TCP connection.
+pub fn set_nodelay(fd: &impl AsRawFd) -> io::Result<()> {
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// Shuts down the sending side of a connection (never used on listeners:
+/// an activated listening socket belongs to systemd).
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) takes plain integers.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) })?;
+    Ok(())
+}
+
+/// Binds `fd` to an IP address.
+pub fn bind_inet(fd: &impl AsRawFd, addr: &SocketAddr) -> io::Result<()> {
+    let (storage, len) = sockaddr_from_inet(addr);
+    // SAFETY: storage is a properly initialised sockaddr of length len.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// Binds `fd` to a unix socket path.
+pub fn bind_unix(fd: &impl AsRawFd, path: &Path) -> io::Result<()> {
+    let (addr, len) = sockaddr_un(path.as_os_str().as_bytes())?;
+    // SAFETY: addr is an initialised sockaddr_un of length len.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// Marks a bound socket as listening.
+pub fn listen(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen(2) takes plain integers.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(())
+}
+
+/// Accepts one connection, non-blocking and close-on-exec.
+pub fn accept(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed by accept4(2).
+    let new = cvt_r(|| unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    Ok(owned(new))
+}
+
+/// The local address of an inet socket (`None` for other families).
+pub fn local_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
+    sock_name(fd, libc::getsockname)
+}
+
+/// The peer address of an inet socket (`None` for other families).
+pub fn peer_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
+    sock_name(fd, libc::getpeername)
+}
+
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn sock_name(fd: &impl AsRawFd, f: NameFn) -> io::Result<Option<SocketAddr>> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are live locals; len holds storage's size;
+    // f is getsockname or getpeername, which write at most len bytes.
+    cvt(unsafe {
+        f(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(inet_from_sockaddr(&storage))
+}
+
+/// Receives into `buf` (non-blocking sockets return `WouldBlock`).
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, writable slice of the length passed.
+    let n = cvt_r(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+    Ok(n as usize)
+}
+
+/// Sends from `buf` without raising SIGPIPE; `more` sets MSG_MORE (more
+/// data follows at once, so the kernel may merge it into one segment).
+pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: buf is a live slice of the length passed.
+    let n = cvt_r(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) })?;
+    Ok(n as usize)
+}
+
+/// Copies up to `count` bytes of `file` from `*offset` to the socket,
+/// advancing `*offset`.
+pub fn sendfile(
+    sock: RawFd,
+    file: &impl AsRawFd,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: off is a live local; both descriptors are open.
+    let n = cvt_r(|| unsafe { libc::sendfile(sock, file.as_raw_fd(), &mut off, count) })?;
+    *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// What [`wait_fd`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+}
+
+/// Waits until `fd` is ready or `timeout` passes; `Ok(false)` on timeout.
+pub fn wait_fd(fd: RawFd, interest: Interest, timeout: Duration) -> io::Result<bool> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfd is one live pollfd and we pass a count of 1.
+    let n = cvt_r(|| unsafe { libc::poll(&mut pfd, 1, ms) })?;
+    Ok(n > 0)
+}
+
+/// Polls several descriptors for readability; returns which are readable.
+pub fn poll_readable(
+    fds: &[RawFd],
+    timeout: Option<Duration>,
+    ready: &mut Vec<bool>,
+) -> io::Result<()> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    // SAFETY: pfds is a live vector of pollfd and its length is passed.
+    let r = cvt(unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) });
+    ready.clear();
+    match r {
+        Ok(_) => {
+            ready.extend(pfds.iter().map(|p| p.revents != 0));
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            ready.resize(fds.len(), false);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn sockaddr_from_inet(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn inet_from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// A `sockaddr_un` for `path` (a leading NUL makes an abstract name).
+fn sockaddr_un(path: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain old data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if path.is_empty() || path.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "unix socket path must be 1 to {} bytes long",
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(path) {
+        *dst = *src as libc::c_char;
+    }
+    let base = mem::size_of::<libc::sa_family_t>();
+    // A path gets its trailing NUL counted; an abstract name does not.
+    let len = if path[0] == 0 {
+        base + path.len()
+    } else {
+        base + path.len() + 1
+    };
+    Ok((addr, len as libc::socklen_t))
+}
+
+// ---------------------------------------------------------------- process
+
+/// Sets the process umask, returning the previous one.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Raises the soft open-files limit to the hard limit; returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a live local.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: lim is a live, initialised local.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(lim.rlim_cur)
+}
+
+// ---------------------------------------------------------------- epoll
+
+/// An epoll instance. Registrations carry a `u64` token.
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+/// One readiness event from [`Epoll::wait`].
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub token: u64,
+}
+
+/// Level-triggered readability.
+pub const EPOLL_READ: u32 = libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32;
+/// Readability reported once, then disarmed until re-armed with `modify`.
+pub const EPOLL_READ_ONESHOT: u32 = EPOLL_READ | libc::EPOLLONESHOT as u32;
+
+impl Epoll {
+    /// A new close-on-exec epoll instance.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Epoll { fd: owned(fd) })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: ev is a live local; epoll_ctl copies it.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Registers `fd`.
+    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    }
+
+    /// Changes (or re-arms) a registration.
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
+    /// Removes a registration.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Waits for events (at most `max`), up to `timeout` (`None`: forever).
+    pub fn wait(
+        &self,
+        out: &mut Vec<Event>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let mut raw = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+        // SAFETY: raw holds max initialised events; the kernel writes at most max.
+        let r = cvt(unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                raw.as_mut_ptr(),
+                max as libc::c_int,
+                ms,
+            )
+        });
+        out.clear();
+        let n = match r {
+            Ok(n) => n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        // Readable, hung up or in error: the owner finds out by reading.
+        out.extend(raw[..n].iter().map(|e| Event { token: e.u64 }));
+        Ok(())
+    }
+}
+
+/// An eventfd used to wake a thread blocked in epoll.
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A new non-blocking, close-on-exec eventfd.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes integers and returns a new descriptor.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        Ok(EventFd { fd: owned(fd) })
+    }
+
+    /// Wakes the waiter (coalesces with other wake-ups).
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64. A full counter (EAGAIN)
+        // already means "wake up", so the result is deliberately ignored.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wake-ups.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; EAGAIN means nothing pending.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+// ---------------------------------------------------------------- signals
+
+/// Write end of the self-pipe; the signal handler's only state.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = signo as u8;
+        // SAFETY: write(2) is async-signal-safe; byte is a live local. A
+        // full pipe drops the byte, which is fine: one pending byte of each
+        // kind is enough to wake the loop.
+        let _ = unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Routes `signals` into a self-pipe; returns its non-blocking read end.
+/// Each delivered signal becomes one byte (its number).
+pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a live array of two ints, as pipe2 requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    let (read, write) = (owned(fds[0]), owned(fds[1]));
+    // The write end lives for the whole process: the handler may run at any time.
+    SIGNAL_PIPE.store(
+        std::os::fd::IntoRawFd::into_raw_fd(write),
+        Ordering::Relaxed,
+    );
+    for &sig in signals {
+        // SAFETY: sigaction is plain old data; all-zero is a valid start.
+        let mut sa: libc::sigaction = unsafe { mem::zeroed() };
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: sa.sa_mask is a live sigset_t.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: sa is initialised; the handler only calls write(2).
+        cvt(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
+    }
+    Ok(read)
+}
+
+/// Reads pending signal numbers from the self-pipe.
+pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: buf is a live, writable array of the length passed.
+        let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        out.extend(buf[..n as usize].iter().map(|&b| b as libc::c_int));
+    }
+}
+
+/// A path as a C string (for calls that take one).
+#[allow(dead_code)] // kept for the activation and exec paths
+pub fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvt_maps_minus_one_to_last_error() {
+        assert!(cvt(-1i32).is_err());
+        assert_eq!(cvt(5i32).unwrap(), 5);
+    }
+
+    #[test]
+    fn sockaddr_un_lengths() {
+        let (_, len) = sockaddr_un(b"/a").unwrap();
+        assert_eq!(len as usize, 2 + 2 + 1);
+        let (_, len) = sockaddr_un(b"\0ab").unwrap();
+        assert_eq!(len as usize, 2 + 3);
+        assert!(sockaddr_un(&[b'a'; 200]).is_err());
+    }
+
+    #[test]
+    fn inet_roundtrip() {
+        for a in ["127.0.0.1:80", "[::1]:8080"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let (s, _) = sockaddr_from_inet(&addr);
+            assert_eq!(inet_from_sockaddr(&s), Some(addr));
+        }
+    }
+}

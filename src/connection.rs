@@ -1,0 +1,621 @@
+//! Serving one connection on a pool thread: parse the buffered head, read
+//! the body (with `Expect: 100-continue` and limits), call the handler,
+//! write the response (sendfile for files), then serve the next pipelined
+//! request inline or hand the connection back to the reactor.
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError};
+use crate::pool::Stats;
+use crate::sys::{self, EventFd, Interest};
+use crate::{Body, Config, Handler, Request, Response};
+
+/// A send that makes no progress for this long fails and closes the
+/// connection (a client that stopped reading).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a socket per call.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Bytes of a response body read from a `Body::Stream` per chunk.
+const STREAM_CHUNK: usize = 16 * 1024;
+/// Largest `Body::Bytes` copied into the head's buffer so head and body
+/// leave in one send.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// A client connection and the bytes received but not yet consumed.
+pub struct Conn {
+    pub fd: OwnedFd,
+    pub buf: Vec<u8>,
+    /// Requests answered on this connection.
+    pub served: u32,
+}
+
+impl Conn {
+    pub fn new(fd: OwnedFd) -> Conn {
+        Conn {
+            fd,
+            buf: Vec::new(),
+            served: 0,
+        }
+    }
+
+    /// One non-blocking read appended to `buf`: `Ok(0)` is end of stream.
+    pub fn read_some(&mut self) -> io::Result<usize> {
+        let mut scratch = [0u8; READ_CHUNK];
+        let n = sys::recv(self.fd.as_raw_fd(), &mut scratch)?;
+        self.buf.extend_from_slice(&scratch[..n]);
+        Ok(n)
+    }
+
+    /// Reads at least one byte, waiting up to `timeout` for it.
+    fn read_wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        loop {
+            match self.read_some() {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !sys::wait_fd(self.fd.as_raw_fd(), Interest::Read, timeout)? {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What every pool thread of a process shares.
+pub struct Engine {
+    pub handler: Box<dyn Handler>,
+    pub stats: Stats,
+    pub limits: Limits,
+    /// Connections going back to the reactor, and its wake-up.
+    pub back: Sender<Conn>,
+    pub wake: EventFd,
+    /// Set by the reactor while it holds connections the full queue
+    /// refused; a thread taking a job then wakes it.
+    pub backlogged: AtomicBool,
+}
+
+/// The per-request limits, copied from the config.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub body_timeout: Duration,
+    pub max_keep_alive: u32,
+    pub max_body: u64,
+    pub log_requests: bool,
+}
+
+impl Limits {
+    pub fn from_config(c: &Config) -> Limits {
+        Limits {
+            body_timeout: c.first_data_timeout,
+            max_keep_alive: c.max_keep_alive,
+            max_body: c.max_body,
+            log_requests: c.log_requests,
+        }
+    }
+}
+
+impl Engine {
+    /// Called by a pool thread when it takes a connection off the queue.
+    pub fn on_dequeue(&self) {
+        if self.backlogged.load(Ordering::Acquire) {
+            self.wake.notify();
+        }
+    }
+
+    fn hand_back(&self, conn: Conn) {
+        if self.stats.stopping.load(Ordering::Acquire) {
+            return; // dropped: closed
+        }
+        if self.back.send(conn).is_ok() {
+            self.wake.notify();
+        }
+    }
+}
+
+/// Serves `conn` until it must wait for the client again, then parks it
+/// in the reactor, or closes it.
+pub fn serve(engine: &Engine, mut conn: Conn, queue: &Receiver<Conn>) {
+    engine.stats.busy.fetch_add(1, Ordering::AcqRel);
+    let park = serve_requests(engine, &mut conn, queue);
+    engine.stats.busy.fetch_sub(1, Ordering::AcqRel);
+    if park {
+        engine.hand_back(conn);
+    }
+}
+
+/// Returns true to park the connection, false to close it.
+fn serve_requests(engine: &Engine, conn: &mut Conn, queue: &Receiver<Conn>) -> bool {
+    loop {
+        let (head, n) = match http::parse_head(&conn.buf) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return true, // the reactor reads the rest of the head
+            Err(e) => {
+                respond_error(engine, conn, e, None);
+                return false;
+            }
+        };
+        conn.buf.drain(..n);
+        conn.served += 1;
+        if !serve_one(engine, conn, &head) {
+            return false;
+        }
+        if engine.stats.stopping.load(Ordering::Acquire) {
+            // Stopping: answer what is already here (with Connection:
+            // close), wait for nothing more.
+            if http::head_end(&conn.buf).is_some() {
+                continue;
+            }
+            return false;
+        }
+        // The next request may already be here (pipelining, or a client
+        // that answers fast). Serve it inline unless others are waiting.
+        if conn.buf.is_empty() {
+            match conn.read_some() {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+        if http::head_end(&conn.buf).is_none() || !queue.is_empty() {
+            return true;
+        }
+    }
+}
+
+/// Answers one request; returns whether the connection stays open.
+fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head) -> bool {
+    let started = Instant::now();
+    let limits = &engine.limits;
+    if let Framing::Length(n) = head.framing {
+        if n > limits.max_body {
+            respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
+            return false;
+        }
+    }
+    if head.expect_continue && head.framing != Framing::None && conn.buf.is_empty() {
+        // Ask for the body at once, as Puma does: the client may then send
+        // it and the connection stays usable whether or not the handler
+        // reads it (RFC 9110 §10.1.1).
+        if send_all(conn.fd.as_raw_fd(), b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err() {
+            return false;
+        }
+    }
+    let mut body = BodyReader::new(conn, head, limits);
+    let response = {
+        let mut req = Request::new(head, &mut body);
+        catch_unwind(AssertUnwindSafe(|| engine.handler.handle(&mut req)))
+    };
+    let response = response.unwrap_or_else(|_| {
+        eprintln!(
+            "! handler panicked on {} {}; answered 500",
+            head.method, head.target
+        );
+        Response::text(500, "500 Internal Server Error\n")
+    });
+    // Consume what the handler left unread so the next request starts at
+    // the right byte; a body error replaces the handler's answer.
+    let body_ok = match body.finish() {
+        Ok(clean) => clean,
+        Err(Some(e)) => {
+            respond_error(engine, conn, e, Some(head));
+            return false;
+        }
+        Err(None) => return false, // the client went away
+    };
+    let keep_alive = body_ok
+        && head.keep_alive
+        && conn.served < limits.max_keep_alive
+        && !engine.stats.stopping.load(Ordering::Acquire);
+    let status = response.status;
+    let result = write_response(conn.fd.as_raw_fd(), head, response, keep_alive);
+    engine.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let (kept, sent) = result.unwrap_or_default();
+    if limits.log_requests {
+        log_request(conn, head, status, sent, started);
+    }
+    kept
+}
+
+/// Reads a request body from the buffered bytes, then the socket.
+struct BodyReader<'a> {
+    conn: &'a mut Conn,
+    framing: Framing,
+    /// Bytes left of a Content-Length body.
+    remaining: u64,
+    decoder: ChunkedDecoder,
+    /// De-chunked bytes so far (checked against max_body).
+    received: u64,
+    max_body: u64,
+    timeout: Duration,
+    error: Option<HttpError>,
+    gone: bool,
+}
+
+impl<'a> BodyReader<'a> {
+    fn new(conn: &'a mut Conn, head: &Head, limits: &Limits) -> BodyReader<'a> {
+        let remaining = match head.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        BodyReader {
+            conn,
+            framing: head.framing,
+            remaining,
+            decoder: ChunkedDecoder::new(),
+            received: 0,
+            max_body: limits.max_body,
+            timeout: limits.body_timeout,
+            error: None,
+            gone: false,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        match self.framing {
+            Framing::None => true,
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => self.decoder.is_done(),
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        match self.conn.read_wait(self.timeout) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                match e.kind() {
+                    io::ErrorKind::TimedOut => self.error = Some(HttpError::Timeout),
+                    _ => self.gone = true,
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn fail(&mut self, e: HttpError) -> io::Error {
+        self.error = Some(e);
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("request body: {}", e.status()),
+        )
+    }
+
+    /// Discards the unread rest of the body. `Ok(true)`: the connection
+    /// may carry another request; `Ok(false)`: it must close;
+    /// `Err(Some(e))`: answer `e`; `Err(None)`: the client is gone.
+    fn finish(mut self) -> Result<bool, Option<HttpError>> {
+        let mut sink = [0u8; READ_CHUNK];
+        while !self.is_complete() && self.error.is_none() && !self.gone {
+            if self.read(&mut sink).is_err() || self.framing == Framing::None {
+                break;
+            }
+        }
+        match (self.error, self.gone) {
+            (Some(e), _) => Err(Some(e)),
+            (None, true) => Err(None),
+            (None, false) => Ok(true),
+        }
+    }
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.error {
+            return Err(self.fail(e));
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        match self.framing {
+            Framing::None => Ok(0),
+            Framing::Length(_) => {
+                if self.remaining == 0 {
+                    return Ok(0);
+                }
+                if self.conn.buf.is_empty() {
+                    self.fill()?;
+                }
+                let n = out
+                    .len()
+                    .min(self.conn.buf.len())
+                    .min(self.remaining.min(usize::MAX as u64) as usize);
+                out[..n].copy_from_slice(&self.conn.buf[..n]);
+                self.conn.buf.drain(..n);
+                self.remaining -= n as u64;
+                Ok(n)
+            }
+            Framing::Chunked => loop {
+                if self.decoder.is_done() {
+                    return Ok(0);
+                }
+                if !self.conn.buf.is_empty() {
+                    let (used, wrote) = match self.decoder.decode(&self.conn.buf, out) {
+                        Ok(r) => r,
+                        Err(e) => return Err(self.fail(e)),
+                    };
+                    self.conn.buf.drain(..used);
+                    self.received += wrote as u64;
+                    if self.received > self.max_body {
+                        return Err(self.fail(HttpError::PayloadTooLarge));
+                    }
+                    if wrote > 0 || self.decoder.is_done() {
+                        return Ok(wrote);
+                    }
+                    if used > 0 {
+                        continue;
+                    }
+                }
+                self.fill()?;
+            },
+        }
+    }
+}
+
+/// Writes the response; returns (connection stays open, body bytes sent).
+fn write_response(
+    fd: RawFd,
+    head: &Head,
+    resp: Response,
+    mut keep_alive: bool,
+) -> io::Result<(bool, u64)> {
+    let status = resp.status;
+    let bodyless =
+        head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let length = match &resp.body {
+        Body::Empty => Some(0),
+        Body::Bytes(b) => Some(b.len() as u64),
+        Body::File { len, .. } => Some(*len),
+        Body::Stream(_) => None,
+    };
+    let chunked = length.is_none() && head.minor >= 1;
+    if length.is_none() && !chunked {
+        keep_alive = false; // HTTP/1.0: the end of the body is the close
+    }
+    let mut out = Vec::with_capacity(256);
+    write_head(
+        &mut out,
+        status,
+        &resp.headers,
+        head.minor,
+        keep_alive,
+        |out| {
+            if status == 204 || status == 304 || (100..200).contains(&status) {
+                return;
+            }
+            match length {
+                Some(n) => push_header(out, "Content-Length", itoa(n).as_bytes()),
+                None if chunked => push_header(out, "Transfer-Encoding", b"chunked"),
+                None => {}
+            }
+        },
+    );
+    if bodyless {
+        send_all(fd, &out, false)?;
+        return Ok((keep_alive, 0));
+    }
+    let sent = match resp.body {
+        Body::Empty => {
+            send_all(fd, &out, false)?;
+            0
+        }
+        Body::Bytes(b) => {
+            if b.len() <= COALESCE_LIMIT {
+                out.extend_from_slice(&b);
+                send_all(fd, &out, false)?;
+            } else {
+                send_all(fd, &out, true)?;
+                send_all(fd, &b, false)?;
+            }
+            b.len() as u64
+        }
+        Body::File { file, offset, len } => {
+            send_all(fd, &out, len > 0)?;
+            send_file(fd, &file, offset, len)?;
+            len
+        }
+        Body::Stream(mut reader) => {
+            send_all(fd, &out, true)?;
+            send_stream(fd, &mut *reader, chunked)?
+        }
+    };
+    Ok((keep_alive, sent))
+}
+
+/// Status line, engine headers, the handler's headers (minus the framing
+/// ones the engine owns), framing headers from `framing`, blank line.
+fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(String, String)],
+    minor: u8,
+    keep_alive: bool,
+    framing: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa(u64::from(status)).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(http::reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: catamount\r\n");
+    crate::date::with_now(|d| push_header(out, "Date", d.as_bytes()));
+    for (name, value) in headers {
+        let engine_owned = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "server",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h));
+        // A CR or LF in a handler's header would split the response.
+        let unsafe_bytes = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if !engine_owned && !unsafe_bytes(name) && !unsafe_bytes(value) {
+            push_header(out, name, value.as_bytes());
+        }
+    }
+    framing(out);
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(n: u64) -> String {
+    n.to_string()
+}
+
+/// The bytes of a complete answer to a refused request: its status, a
+/// one-line text body, `Connection: close`.
+pub fn error_response(e: HttpError) -> Vec<u8> {
+    let status = e.status();
+    let body = format!("{status} {}\n", http::reason(status));
+    let mut out = Vec::with_capacity(256);
+    let headers = [(
+        "Content-Type".to_string(),
+        "text/plain; charset=utf-8".to_string(),
+    )];
+    write_head(&mut out, status, &headers, 1, false, |out| {
+        push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
+    });
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Answers a refused request and counts and logs it.
+fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&Head>) {
+    let mut out = error_response(e);
+    if head.is_some_and(|h| h.method == "HEAD") {
+        if let Some(end) = http::head_end(&out) {
+            out.truncate(end);
+        }
+    }
+    let fd = conn.fd.as_raw_fd();
+    if send_all(fd, &out, false).is_ok() {
+        // Closing with unread bytes queued makes the kernel send a reset,
+        // which can destroy the answer in flight: end our side, then
+        // discard what has already arrived (without waiting for more).
+        let _ = sys::shutdown_write(fd);
+        conn.buf.clear();
+        while matches!(conn.read_some(), Ok(n) if n > 0) {
+            conn.buf.clear();
+        }
+    }
+    engine.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if engine.limits.log_requests {
+        let placeholder = Head {
+            method: "-".into(),
+            target: "-".into(),
+            minor: 1,
+            headers: Vec::new(),
+            framing: Framing::None,
+            keep_alive: false,
+            expect_continue: false,
+        };
+        log_request(
+            conn,
+            head.unwrap_or(&placeholder),
+            e.status(),
+            0,
+            Instant::now(),
+        );
+    }
+}
+
+/// Sends all of `data`, waiting (bounded by [`SEND_TIMEOUT`]) while the
+/// socket buffer is full. `more`: more data follows at once (MSG_MORE).
+fn send_all(fd: RawFd, mut data: &[u8], more: bool) -> io::Result<()> {
+    while !data.is_empty() {
+        match sys::send(fd, data, more) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn wait_writable(fd: RawFd) -> io::Result<()> {
+    if sys::wait_fd(fd, Interest::Write, SEND_TIMEOUT)? {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::TimedOut.into())
+    }
+}
+
+fn send_file(fd: RawFd, file: &std::fs::File, mut offset: u64, len: u64) -> io::Result<()> {
+    let end = offset + len;
+    while offset < end {
+        let want = (end - offset).min(1 << 30) as usize;
+        match sys::sendfile(fd, file, &mut offset, want) {
+            // The file shrank under us: the promised length cannot be met.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn send_stream(fd: RawFd, reader: &mut dyn Read, chunked: bool) -> io::Result<u64> {
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // No terminating chunk: the client sees a truncated body.
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            if chunked {
+                send_all(fd, b"0\r\n\r\n", false)?;
+            }
+            return Ok(total);
+        }
+        total += n as u64;
+        if chunked {
+            let mut frame = format!("{n:x}\r\n").into_bytes();
+            frame.extend_from_slice(&buf[..n]);
+            frame.extend_from_slice(b"\r\n");
+            send_all(fd, &frame, true)?;
+        } else {
+            send_all(fd, &buf[..n], true)?;
+        }
+    }
+}
+
+fn log_request(conn: &Conn, head: &Head, status: u16, bytes: u64, started: Instant) {
+    let peer = match sys::peer_inet_addr(&conn.fd) {
+        Ok(Some(a)) => a.ip().to_string(),
+        _ => "-".to_string(),
+    };
+    let line = crate::date::with_now(|d| {
+        format!(
+            "{peer} - - [{d}] \"{} {} HTTP/1.{}\" {status} {bytes} {:.4}\n",
+            head.method,
+            head.target,
+            head.minor,
+            started.elapsed().as_secs_f64()
+        )
+    });
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}

@@ -1,0 +1,441 @@
+//! The HTTP/1.1 core, end to end: the real binary serving a temporary
+//! docroot, spoken to over TCP with hand-written requests so that every
+//! byte on the wire is the test's choice. Covers responses and their
+//! engine headers, keep-alive, pipelining, request bodies, and the
+//! connection-level timeouts.
+//!
+//! The error statuses (400 to 505) live in `http_errors.rs`; process
+//! life (signals, unix sockets, config) in `lifecycle.rs`.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{assert_serves, deadline_in, get, get_bytes, Client, Closed, Server, HELLO, OTHER};
+
+/// Checks an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`
+/// (RFC 9110 §5.6.7).
+fn assert_http_date(value: Option<&str>) {
+    let v = value.expect("a Date header");
+    let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = v.split(' ').collect();
+    assert_eq!(parts.len(), 6, "Date {v:?} is not an IMF-fixdate");
+    assert!(
+        parts[0].len() == 4 && days.contains(&&parts[0][..3]) && parts[0].ends_with(','),
+        "Date {v:?}: day name"
+    );
+    assert!(
+        parts[1].len() == 2 && parts[1].bytes().all(|b| b.is_ascii_digit()),
+        "Date {v:?}: day"
+    );
+    assert!(months.contains(&parts[2]), "Date {v:?}: month");
+    let year: u32 = parts[3].parse().expect("Date year");
+    assert!(year >= 2024, "Date {v:?}: year");
+    assert!(
+        parts[4].len() == 8 && parts[4].as_bytes()[2] == b':' && parts[4].as_bytes()[5] == b':',
+        "Date {v:?}: time"
+    );
+    assert_eq!(parts[5], "GMT", "Date {v:?}: zone");
+}
+
+fn assert_engine_headers(r: &support::Response) {
+    assert_http_date(r.header("Date"));
+    assert_eq!(r.header_count("Date"), 1, "{r:?}");
+    let server = r.header("Server").expect("a Server header");
+    assert!(server.starts_with("catamount"), "Server: {server:?}");
+}
+
+// ---------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------
+
+#[test]
+fn get_serves_a_file_with_date_and_server_headers() {
+    let s = Server::start(&[]);
+    let r = get(s.addr(), "/hello.txt");
+    assert_eq!(r.version, "HTTP/1.1");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), HELLO);
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(HELLO.len().to_string().as_str())
+    );
+    let ct = r.header("Content-Type").expect("a Content-Type header");
+    assert!(ct.starts_with("text/plain"), "Content-Type: {ct:?}");
+    assert_engine_headers(&r);
+}
+
+#[test]
+fn head_has_content_length_but_no_body() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    // A GET pipelined behind the HEAD: if the HEAD answer carried body
+    // bytes, they would be parsed as the start of the second response.
+    let mut req = b"HEAD /hello.txt HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
+    req.extend_from_slice(&get_bytes("/other.txt"));
+    c.send(&req);
+    let head = c.expect_response("HEAD");
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(HELLO.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    assert_engine_headers(&head);
+    let next = c.expect_response("GET");
+    assert_eq!(next.status, 200, "{next:?}");
+    assert_eq!(next.text(), OTHER);
+}
+
+#[test]
+fn missing_file_is_404_with_engine_headers() {
+    let s = Server::start(&[]);
+    let r = get(s.addr(), "/no-such-file.txt");
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_engine_headers(&r);
+    assert_serves(s.addr());
+}
+
+// ---------------------------------------------------------------------
+// Keep-alive
+// ---------------------------------------------------------------------
+
+#[test]
+fn http11_keeps_the_connection_alive() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/hello.txt"));
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO));
+    assert!(!a.connection_has("close"), "{a:?}");
+    c.send(&get_bytes("/other.txt"));
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER));
+    assert!(!b.connection_has("close"), "{b:?}");
+}
+
+#[test]
+fn http10_closes_by_default() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"GET /hello.txt HTTP/1.0\r\n\r\n");
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO));
+    assert!(!r.connection_has("keep-alive"), "{r:?}");
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+}
+
+#[test]
+fn http10_keep_alive_is_honoured() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    let req = b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    c.send(req);
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO));
+    assert!(a.connection_has("keep-alive"), "{a:?}");
+    c.send(req);
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, HELLO));
+    assert!(b.connection_has("keep-alive"), "{b:?}");
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO));
+    assert!(r.connection_has("close"), "{r:?}");
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+}
+
+#[test]
+fn max_keep_alive_closes_after_the_last_allowed_request() {
+    let s = Server::start(&["--max-keep-alive", "2"]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/hello.txt"));
+    let a = c.expect_response("GET");
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(!a.connection_has("close"), "first response: {a:?}");
+    c.send(&get_bytes("/hello.txt"));
+    let b = c.expect_response("GET");
+    assert_eq!(b.status, 200, "{b:?}");
+    assert!(b.connection_has("close"), "second response: {b:?}");
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+    assert_serves(s.addr());
+}
+
+// ---------------------------------------------------------------------
+// Pipelining
+// ---------------------------------------------------------------------
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    let mut req = get_bytes("/hello.txt");
+    req.extend_from_slice(&get_bytes("/missing.txt"));
+    req.extend_from_slice(&get_bytes("/other.txt"));
+    c.send(&req); // one write
+    let a = c.expect_response("GET");
+    let b = c.expect_response("GET");
+    let d = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    assert_eq!(b.status, 404, "{b:?}");
+    assert_eq!((d.status, d.text().as_str()), (200, OTHER), "{d:?}");
+    for r in [&a, &b, &d] {
+        assert!(!r.connection_has("close"), "{r:?}");
+    }
+    // Still open and usable.
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+}
+
+// ---------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------
+
+#[test]
+fn content_length_body_is_consumed_before_the_next_request() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    // The body looks like a request: if it were not consumed as a body,
+    // it would be answered as one (with a 404).
+    let body = "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut req = format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&get_bytes("/other.txt"));
+    c.send(&req);
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+#[test]
+fn content_length_body_sent_after_the_head_is_read_from_the_socket() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"POST /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n");
+    c.send(b"0123456789");
+    c.send(&get_bytes("/other.txt"));
+    let a = c.expect_response("POST");
+    // The static app does not take POST; the point is the framing.
+    assert!((400..500).contains(&a.status), "{a:?}");
+    assert!(!a.connection_has("close"), "{a:?}");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+#[test]
+fn chunked_body_is_consumed_before_the_next_request() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    let mut req = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n\
+        6;name=value\r\n world\r\n\
+        15\r\nGET /missing HTTP/1.1\r\n\
+        0\r\nX-Trailer: yes\r\n\r\n"
+        .to_vec();
+    req.extend_from_slice(&get_bytes("/other.txt"));
+    c.send(&req);
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+#[test]
+fn chunked_body_in_several_writes() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"POST /hello.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(b"3\r\nabc\r\n");
+    c.send(b"4\r\ndefg\r\n");
+    c.send(b"0\r\n\r\n");
+    c.send(&get_bytes("/hello.txt"));
+    let a = c.expect_response("POST");
+    assert!((400..500).contains(&a.status), "{a:?}");
+    assert!(!a.connection_has("close"), "{a:?}");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, HELLO), "{b:?}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(
+        b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let interim = c.expect_response("GET");
+    assert_eq!(
+        interim.status, 100,
+        "expected `HTTP/1.1 100 Continue` while the body is withheld, got {interim:?}"
+    );
+    c.send(b"hello");
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    // The connection is still in step.
+    c.send(&get_bytes("/other.txt"));
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+#[test]
+fn expect_100_continue_with_the_body_already_sent_stays_in_step() {
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    let mut req = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"
+        .to_vec();
+    req.extend_from_slice(&get_bytes("/other.txt"));
+    c.send(&req);
+    let mut a = c.expect_response("GET");
+    if a.status == 100 {
+        a = c.expect_response("GET"); // allowed, though not needed here
+    }
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+// ---------------------------------------------------------------------
+// Timeouts
+// ---------------------------------------------------------------------
+
+#[test]
+fn body_that_stops_arriving_gets_408() {
+    let s = Server::start(&["--first-data-timeout", "1"]);
+    let mut c = Client::connect(s.addr());
+    let t0 = Instant::now();
+    c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc");
+    let r = c
+        .response_by("GET", t0 + Duration::from_secs(4))
+        .unwrap_or_else(|e| panic!("no 408 within 4 s: {e}"));
+    let waited = t0.elapsed();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(r.connection_has("close"), "{r:?}");
+    assert!(
+        waited >= Duration::from_millis(800),
+        "408 after only {waited:?}; first_data_timeout is 1 s"
+    );
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(2))),
+        Ok(Closed::Eof)
+    );
+    assert_serves(s.addr());
+}
+
+#[test]
+fn slow_header_client_is_cut_off_while_others_are_served() {
+    let s = Server::start(&["--first-data-timeout", "1"]);
+    let addr = s.addr();
+    let slow = TcpStream::connect(addr).expect("connect");
+    slow.set_nodelay(true).expect("TCP_NODELAY");
+    let mut writer = slow.try_clone().expect("clone the stream");
+    let t0 = Instant::now();
+    let (started_tx, started_rx) = mpsc::channel();
+    // Slowloris: one byte every 200 ms; the whole head would take ~14 s.
+    let head = b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nX-Slow: zzzzzzzzzzzzzzzzzzzzzzzz\r\n\r\n";
+    let trickle = std::thread::spawn(move || {
+        for (i, b) in head.iter().enumerate() {
+            if writer.write_all(&[*b]).is_err() {
+                return i;
+            }
+            if i == 1 {
+                let _ = started_tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(200)); // the client's pace
+        }
+        head.len()
+    });
+    started_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the slow client started sending");
+
+    // Meanwhile another connection is served at once.
+    let t = Instant::now();
+    assert_serves(addr);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a normal request took {:?} next to a slow client",
+        t.elapsed()
+    );
+
+    // The slow client gets a 408 (or just a close) at the deadline.
+    let mut c = Client::new(slow);
+    match c.response_by("GET", t0 + Duration::from_secs(4)) {
+        Ok(r) => {
+            assert_eq!(r.status, 408, "{r:?}");
+            let closed = c.wait_closed(deadline_in(Duration::from_secs(2)));
+            assert!(closed.is_ok(), "{closed:?}");
+        }
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ),
+            "the slow client was neither answered 408 nor closed: {e}"
+        ),
+    }
+    let cut = t0.elapsed();
+    assert!(
+        cut >= Duration::from_millis(800) && cut <= Duration::from_secs(3),
+        "the slow client was cut off after {cut:?}; expected about 1 s"
+    );
+    let sent = trickle.join().expect("trickle thread");
+    assert!(sent < head.len(), "the whole slow head was accepted");
+    assert_serves(addr);
+}
+
+#[test]
+fn silent_connection_is_closed_after_first_data_timeout() {
+    let s = Server::start(&["--first-data-timeout", "1"]);
+    let mut c = Client::connect(s.addr());
+    let t0 = Instant::now();
+    let closed = c.wait_closed(t0 + Duration::from_secs(4));
+    assert!(closed.is_ok(), "{closed:?}");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited <= Duration::from_secs(3),
+        "closed after {waited:?}; expected about 1 s"
+    );
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_persistent_timeout() {
+    let s = Server::start(&["--persistent-timeout", "1"]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/hello.txt"));
+    let r = c.expect_response("GET");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.connection_has("close"), "{r:?}");
+    let t0 = Instant::now();
+    assert_eq!(c.wait_closed(t0 + Duration::from_secs(4)), Ok(Closed::Eof));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited <= Duration::from_secs(3),
+        "idle connection closed after {waited:?}; expected about 1 s"
+    );
+    assert_serves(s.addr());
+}

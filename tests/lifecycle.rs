@@ -1,0 +1,470 @@
+//! The process around the HTTP core, end to end: unix sockets and their
+//! files, the config file and its errors, the command line, the pidfile,
+//! and the graceful stop on SIGTERM.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::Duration;
+
+use support::{
+    assert_serves, deadline_in, free_port, get_bytes, Client, Closed, Server, TempDir, HELLO,
+};
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Waits until connecting to `addr` is refused.
+fn wait_refused(addr: std::net::SocketAddr, timeout: Duration) -> bool {
+    let deadline = deadline_in(timeout);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return true,
+            _ if std::time::Instant::now() >= deadline => return false,
+            // Accepted by the kernel before the listener closed: retry.
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Opens a connection with a request in flight: its head is complete and
+/// its body has 2 of 5 bytes, so a pool thread is waiting for the rest.
+/// Returns once /proc shows that thread blocked (the event), so a signal
+/// sent next cannot overtake the request.
+fn in_flight(s: &Server) -> Client<TcpStream> {
+    let mut c = Client::connect(s.addr());
+    c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhe");
+    assert!(
+        support::wait_pool_serving(s.pid(), deadline_in(Duration::from_secs(5))),
+        "no pool thread took the request"
+    );
+    c
+}
+
+// ---------------------------------------------------------------------
+// Unix sockets
+// ---------------------------------------------------------------------
+
+#[test]
+fn unix_socket_with_umask_serves_http() {
+    let dir = TempDir::new_in(Path::new("/tmp"), "unix");
+    let sock = dir.path().join("s.sock");
+    let bind = format!("unix://{}?umask=0077", sock.display());
+    let s = Server::start(&["-b", &bind]);
+    assert_eq!(s.listening(), [format!("unix://{}", sock.display())]);
+    let meta = std::fs::symlink_metadata(&sock).expect("the socket file exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(mode_of(&sock), 0o700, "umask=0077 gives 0700");
+
+    let mut c = Client::connect_unix(&sock);
+    c.send(&get_bytes("/hello.txt"));
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    // Keep-alive works on unix sockets too.
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+}
+
+#[test]
+fn unix_socket_mode_is_applied() {
+    let dir = TempDir::new_in(Path::new("/tmp"), "unix");
+    let sock = dir.path().join("s.sock");
+    let bind = format!("unix://{}?mode=0660", sock.display());
+    let s = Server::start(&["-b", &bind]);
+    assert_eq!(mode_of(&sock), 0o660);
+    let mut c = Client::connect_unix(&sock);
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+    drop(s);
+}
+
+#[test]
+fn stale_unix_socket_file_is_replaced() {
+    let dir = TempDir::new_in(Path::new("/tmp"), "unix");
+    let sock = dir.path().join("s.sock");
+    drop(UnixListener::bind(&sock).expect("bind a listener"));
+    assert!(sock.exists(), "dropping a UnixListener leaves its file");
+    let mut s = Server::start(&["-b", &format!("unix://{}", sock.display())]);
+    let mut c = Client::connect_unix(&sock);
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+    drop(c);
+    assert!(s.stop().success());
+    assert!(!sock.exists(), "the socket file is removed at exit");
+}
+
+#[test]
+fn live_unix_socket_is_refused() {
+    let dir = TempDir::new_in(Path::new("/tmp"), "unix");
+    let sock = dir.path().join("s.sock");
+    let _live = UnixListener::bind(&sock).expect("bind a listener");
+    let f = Server::run_with_defaults(&["-b", &format!("unix://{}", sock.display())]);
+    assert!(!f.status.success(), "{f:?}");
+    assert!(
+        f.stderr.contains("There is already a server bound to:"),
+        "{f:?}"
+    );
+    assert!(f.stderr.contains(&sock.display().to_string()), "{f:?}");
+    assert_eq!(f.stderr.trim_end().lines().count(), 1, "one line: {f:?}");
+    assert!(sock.exists(), "the live server's socket file is left alone");
+    assert!(!f.stdout.contains("Use Ctrl-C to stop"), "{f:?}");
+}
+
+#[test]
+fn unix_socket_file_is_removed_after_stop() {
+    let dir = TempDir::new_in(Path::new("/tmp"), "unix");
+    let sock = dir.path().join("s.sock");
+    let mut s = Server::start(&["-b", &format!("unix://{}?umask=0077", sock.display())]);
+    assert!(sock.exists());
+    let status = s.stop();
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn tcp_port_in_use_is_a_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let f = Server::run_with_defaults(&["-b", &format!("tcp://127.0.0.1:{port}")]);
+    assert_eq!(f.status.code(), Some(1), "{f:?}");
+    assert!(f.stderr.contains(&port.to_string()), "{f:?}");
+    assert_eq!(f.stderr.trim_end().lines().count(), 1, "one line: {f:?}");
+}
+
+// ---------------------------------------------------------------------
+// Config file and command line
+// ---------------------------------------------------------------------
+
+#[test]
+fn unknown_config_directive_names_file_and_line() {
+    let dir = TempDir::new("conf");
+    let conf = dir.write(
+        "catamount.conf",
+        "# a comment\nthreads 0, 2\nfrobnicate 12\n",
+    );
+    let f = Server::run_with_defaults(&["-C", &conf]);
+    assert_eq!(f.status.code(), Some(2), "{f:?}");
+    assert!(f.stderr.contains(&format!("{conf}:3")), "{f:?}");
+    assert!(f.stderr.contains("frobnicate"), "{f:?}");
+    assert!(!f.stdout.contains("Use Ctrl-C to stop"), "{f:?}");
+}
+
+#[test]
+fn bad_config_value_names_file_and_line() {
+    let dir = TempDir::new("conf");
+    let conf = dir.write("catamount.conf", "\nfirst_data_timeout soon\n");
+    let f = Server::run_with_defaults(&["-C", &conf]);
+    assert_eq!(f.status.code(), Some(2), "{f:?}");
+    assert!(f.stderr.contains(&format!("{conf}:2")), "{f:?}");
+}
+
+#[test]
+fn bad_threads_value_is_a_config_error() {
+    let dir = TempDir::new("conf");
+    let conf = dir.write("catamount.conf", "threads 8, 2\n");
+    let f = Server::run_with_defaults(&["-C", &conf]);
+    assert_eq!(f.status.code(), Some(2), "min above max: {f:?}");
+    assert!(f.stderr.contains(&format!("{conf}:1")), "{f:?}");
+}
+
+#[test]
+fn unsupported_directive_says_not_supported_yet() {
+    let dir = TempDir::new("conf");
+    let conf = dir.write("catamount.conf", "workers 2\n");
+    let f = Server::run_with_defaults(&["-C", &conf]);
+    assert_eq!(f.status.code(), Some(2), "{f:?}");
+    assert!(f.stderr.contains("not supported yet"), "{f:?}");
+    assert!(f.stderr.contains(&format!("{conf}:1")), "{f:?}");
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let dir = TempDir::new("conf");
+    let f = Server::run_with_defaults(&["-C", &dir.join("nope.conf")]);
+    assert_eq!(f.status.code(), Some(2), "{f:?}");
+    assert!(f.stderr.contains("nope.conf"), "{f:?}");
+}
+
+#[test]
+fn bad_command_line_is_exit_2() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["-t", "lots"],
+        &["--first-data-timeout", "-1"],
+        &["-b", "ftp://127.0.0.1:21"],
+    ] {
+        let f = Server::run_with_defaults(args);
+        assert_eq!(f.status.code(), Some(2), "{args:?}: {f:?}");
+        assert!(!f.stderr.trim().is_empty(), "{args:?}: {f:?}");
+    }
+}
+
+#[test]
+fn config_file_settings_are_used() {
+    let dir = TempDir::new("conf");
+    let docroot = TempDir::docroot();
+    let conf = dir.write(
+        "catamount.conf",
+        "bind \"tcp://127.0.0.1:0\"\nthreads 1, 3\n",
+    );
+    let s = Server::start_exact(&["-C", &conf, &docroot.path().to_string_lossy()]);
+    assert!(s.wait_for_line("*  Min threads: 1", deadline_in(Duration::from_secs(1))));
+    assert!(s.wait_for_line("*  Max threads: 3", deadline_in(Duration::from_secs(1))));
+    assert_eq!(s.listening().len(), 1, "{:?}", s.listening());
+    assert_serves(s.addr());
+}
+
+#[test]
+fn command_line_bind_overrides_the_file() {
+    let dir = TempDir::new("conf");
+    let docroot = TempDir::docroot();
+    let file_port = free_port();
+    let conf = dir.write(
+        "catamount.conf",
+        &format!("bind \"tcp://127.0.0.1:{file_port}\"\n"),
+    );
+    let s = Server::start_exact(&[
+        "-C",
+        &conf,
+        "-b",
+        "tcp://127.0.0.1:0",
+        &docroot.path().to_string_lossy(),
+    ]);
+    assert_eq!(s.listening().len(), 1, "{:?}", s.listening());
+    assert_ne!(s.addr().port(), file_port, "{:?}", s.listening());
+    assert_serves(s.addr());
+    let refused = TcpStream::connect(("127.0.0.1", file_port));
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+        "the file's bind listens too: {refused:?}"
+    );
+}
+
+#[test]
+fn command_line_threads_override_the_file() {
+    let dir = TempDir::new("conf");
+    let conf = dir.write("catamount.conf", "threads 0, 2\n");
+    let s = Server::start(&["-C", &conf, "-t", "1:3"]);
+    let out = s.stdout();
+    assert!(out.contains("*  Min threads: 1"), "{out}");
+    assert!(out.contains("*  Max threads: 3"), "{out}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    for flag in ["-V", "--version"] {
+        let f = Server::run(&[flag]);
+        assert_eq!(f.status.code(), Some(0), "{f:?}");
+        assert_eq!(f.stdout.trim(), "catamount 0.1.0", "{f:?}");
+    }
+}
+
+#[test]
+fn help_flag_prints_usage() {
+    for flag in ["-h", "--help"] {
+        let f = Server::run(&[flag]);
+        assert_eq!(f.status.code(), Some(0), "{f:?}");
+        assert!(f.stdout.to_lowercase().contains("usage"), "{f:?}");
+        for option in ["--bind", "--threads", "--config", "--pidfile"] {
+            assert!(f.stdout.contains(option), "{option} missing from: {f:?}");
+        }
+    }
+}
+
+#[test]
+fn startup_log_lines() {
+    let s = Server::start(&["-t", "0:5"]);
+    let out = s.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "catamount 0.1.0 starting in single mode...");
+    assert!(lines.contains(&"*  Min threads: 0"), "{out}");
+    assert!(lines.contains(&"*  Max threads: 5"), "{out}");
+    assert!(lines.contains(&"*  Environment: production"), "{out}");
+    assert!(
+        lines.contains(&format!("*          PID: {}", s.pid()).as_str()),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&format!("* Listening on http://{}", s.addr()).as_str()),
+        "{out}"
+    );
+    assert_ne!(s.addr().port(), 0);
+    assert_eq!(lines.last(), Some(&"Use Ctrl-C to stop"));
+}
+
+// ---------------------------------------------------------------------
+// Pidfile
+// ---------------------------------------------------------------------
+
+#[test]
+fn pidfile_is_written_and_removed_at_exit() {
+    let dir = TempDir::new("pid");
+    let pidfile = dir.join("catamount.pid");
+    let mut s = Server::start(&["--pidfile", &pidfile]);
+    let written = std::fs::read_to_string(&pidfile).expect("the pidfile exists");
+    assert_eq!(written.trim(), s.pid().to_string());
+    assert_eq!(s.stop().code(), Some(0), "{}", s.stderr());
+    assert!(!Path::new(&pidfile).exists(), "pidfile left behind");
+}
+
+#[test]
+fn unwritable_pidfile_is_a_startup_error() {
+    let dir = TempDir::new("pid");
+    let pidfile = dir.join("no-such-dir/catamount.pid");
+    let f = Server::run_with_defaults(&["--pidfile", &pidfile]);
+    assert_ne!(f.status.code(), Some(0), "{f:?}");
+    assert!(f.stderr.contains("no-such-dir"), "{f:?}");
+}
+
+// ---------------------------------------------------------------------
+// Graceful stop
+// ---------------------------------------------------------------------
+
+#[test]
+fn sigterm_on_an_idle_server_says_goodbye_and_exits_0() {
+    let mut s = Server::start(&[]);
+    assert_serves(s.addr());
+    let status = s.stop();
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    let out = s.stdout();
+    assert!(
+        out.contains("- Gracefully stopping, waiting for requests to finish"),
+        "{out}"
+    );
+    assert!(out.contains("- Goodbye!"), "{out}");
+}
+
+#[test]
+fn sigint_stops_gracefully_too() {
+    let mut s = Server::start(&[]);
+    s.signal("INT");
+    let status = s
+        .wait_exit(support::EXIT_DEADLINE)
+        .expect("exit after SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    assert!(s.stdout().contains("- Goodbye!"));
+}
+
+#[test]
+fn in_flight_request_completes_during_graceful_stop() {
+    let mut s = Server::start(&[]);
+    let addr = s.addr();
+    // An idle keep-alive connection: closed by the stop, not waited for.
+    let mut idle = Client::connect(addr);
+    idle.send(&get_bytes("/hello.txt"));
+    assert_eq!(idle.expect_response("GET").status, 200);
+    let mut c = in_flight(&s);
+
+    s.signal("TERM");
+    assert!(
+        s.wait_for_line(
+            "- Gracefully stopping, waiting for requests to finish",
+            deadline_in(Duration::from_secs(5))
+        ),
+        "{}",
+        s.stdout()
+    );
+    // New connections are refused once the stop has begun...
+    assert!(
+        wait_refused(addr, Duration::from_secs(3)),
+        "still accepting connections during the stop"
+    );
+    // ...idle ones are closed...
+    let idle_closed = idle.wait_closed(deadline_in(Duration::from_secs(3)));
+    assert!(idle_closed.is_ok(), "{idle_closed:?}");
+    // ...and the in-flight one is answered, not reset.
+    assert!(
+        s.exit_status_now().is_none(),
+        "exited with a request in flight"
+    );
+    c.send(b"llo");
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    assert!(r.connection_has("close"), "{r:?}");
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+
+    let status = s
+        .wait_exit(support::EXIT_DEADLINE)
+        .expect("exit after the last request");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    assert!(s.stdout().contains("- Goodbye!"), "{}", s.stdout());
+}
+
+#[test]
+fn second_signal_during_the_stop_exits_at_once() {
+    let mut s = Server::start(&["--shutdown-timeout", "30"]);
+    let _c = in_flight(&s);
+    s.signal("TERM");
+    assert!(s.wait_for_line("- Gracefully stopping", deadline_in(Duration::from_secs(5))));
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(3))
+        .expect("a second SIGTERM exits at once");
+    assert_eq!(status.code(), Some(1), "{}", s.stderr());
+    assert!(!s.stdout().contains("- Goodbye!"), "{}", s.stdout());
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_wait() {
+    let mut s = Server::start(&["--shutdown-timeout", "1"]);
+    let _c = in_flight(&s);
+    let t0 = std::time::Instant::now();
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit once the shutdown timeout passed");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited <= Duration::from_secs(4),
+        "exited {waited:?} after SIGTERM with shutdown_timeout 1 s"
+    );
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+}
+
+#[test]
+fn download_in_progress_completes_during_graceful_stop() {
+    // Bigger than the loopback socket buffers, so the server is still
+    // sending when the signal comes.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let docroot = TempDir::docroot();
+    let big: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(docroot.path().join("big.bin"), &big).expect("write big.bin");
+    let mut s = Server::start(&[&docroot.path().to_string_lossy()]);
+    let addr = s.addr();
+    let mut c = Client::connect(addr);
+    c.send(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n");
+    // The event: the server is blocked sending (the client reads nothing).
+    assert!(
+        support::wait_pool_serving(s.pid(), deadline_in(Duration::from_secs(5))),
+        "no pool thread is sending"
+    );
+    s.signal("TERM");
+    assert!(s.wait_for_line("- Gracefully stopping", deadline_in(Duration::from_secs(5))));
+    assert!(
+        wait_refused(addr, Duration::from_secs(3)),
+        "still accepting connections during the stop"
+    );
+    let r = c
+        .response_by("GET", deadline_in(Duration::from_secs(20)))
+        .expect("the download completes");
+    assert_eq!(r.status, 200, "{:?}", r.headers);
+    assert_eq!(r.body.len(), SIZE);
+    assert!(r.body == big, "the body differs from the file");
+    let closed = c.wait_closed(deadline_in(Duration::from_secs(3)));
+    assert!(closed.is_ok(), "{closed:?}");
+    let status = s.wait_exit(support::EXIT_DEADLINE).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    assert!(s.stdout().contains("- Goodbye!"), "{}", s.stdout());
+}
