@@ -1,0 +1,60 @@
+//! The embedding API, through the examples (cargo builds them for
+//! `cargo test`): a handler answers, a panic is one 500, and the JSON
+//! example reads request bodies.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::{get, request, Server};
+
+/// target/debug/examples/NAME, next to the catamount binary.
+fn example(name: &str) -> Option<PathBuf> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_catamount"));
+    let path = bin.parent()?.join("examples").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} was not built (run the tests with `cargo test`, which builds examples)",
+            path.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn hello_example_answers_and_survives_a_panicking_handler() {
+    let Some(bin) = example("hello") else { return };
+    let mut cmd = Command::new(bin);
+    cmd.args(["-b", "tcp://127.0.0.1:0", "-t", "1:1"]);
+    let mut server = Server::start_command(cmd);
+    let r = get(server.addr(), "/x");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello from catamount: GET /x\n");
+    // One pool thread: if the panic killed it, the next request would hang.
+    assert_eq!(get(server.addr(), "/panic").status, 500);
+    assert_eq!(get(server.addr(), "/after").status, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn json_example_reads_bodies() {
+    let Some(bin) = example("json_api") else {
+        return;
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args(["-b", "tcp://127.0.0.1:0"]);
+    let mut server = Server::start_command(cmd);
+    let post = b"POST /counters HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 6\r\n\r\napples";
+    let r = request(server.addr(), post);
+    assert_eq!((r.status, r.text()), (200, "{\"apples\":1}".to_string()));
+    let chunked = b"POST /counters HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\napp\r\n3\r\nles\r\n0\r\n\r\n";
+    let r = request(server.addr(), chunked);
+    assert_eq!((r.status, r.text()), (200, "{\"apples\":2}".to_string()));
+    let r = get(server.addr(), "/counters");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.text(), "{\"apples\":2}");
+    assert!(server.stop().success());
+}
