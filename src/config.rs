@@ -36,9 +36,17 @@
 //! Every error is one line saying what was found and what was expected:
 //! options are named as `--threads "abc"; expected ...`, file errors start
 //! with `FILE:LINE:`. [`ConfigError::exit`] prints it and exits with
-//! status 2, before anything is bound. Options and directives that later
-//! issues will implement (workers, preload, control app, ...) are refused
-//! with "not supported yet", never silently ignored.
+//! status 2, before anything is bound. Options and directives that a
+//! later release may implement (`fork_worker`, `ssl_bind`, ...) are
+//! refused with "not supported yet", and Puma's Ruby hooks with the reason
+//! they have no equivalent: never silently ignored.
+//!
+//! # Checks across settings
+//!
+//! After the layers are merged, [`load`] checks what no single value can:
+//! DIR is a directory, and a control URL has a token (or the file said
+//! `no_token: true`) and is not also a bind. Each message names the
+//! `FILE:LINE` when the setting came from the file.
 //!
 //! # Why a pre-pass in front of pico-args
 //!
@@ -83,6 +91,13 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_KEEP_ALIVE: u32 = 999;
 /// Largest request body accepted (10 MiB); larger gets 413.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Worker processes when none are asked for: 0, single mode (Puma's).
+pub const DEFAULT_WORKERS: usize = 0;
+/// Seconds a worker may go without checking in before it is replaced
+/// (Puma's).
+pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Seconds a new worker has to finish booting (Puma's).
+pub const DEFAULT_WORKER_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest `MAX` accepted for threads. A typo guard, not a tuning value:
 /// a thousand-odd threads already means something else is wrong.
@@ -94,6 +109,27 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest config file read. `-C /dev/zero` must fail, not eat memory; a
 /// real file of directives is a few hundred bytes.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+/// Most worker processes accepted. A typo guard like
+/// [`MAX_THREADS_LIMIT`]: each worker is a whole process.
+pub const MAX_WORKERS: usize = 256;
+/// Largest `worker_max_rss` accepted, in MiB (16 TiB). A typo guard that
+/// also keeps the limit in bytes far inside a `u64`.
+pub const MAX_WORKER_MAX_RSS_MIB: u64 = 1 << 24;
+
+/// Whether catamount listens on the sockets systemd passes
+/// (`--bind-to-activated-sockets`, Puma's `bind_to_activated_sockets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivatedMode {
+    /// Only the passed sockets that a bind names (by `fd://`, or by the
+    /// same address) are listened on. The default.
+    #[default]
+    Off,
+    /// Listen on every passed socket, as well as on the configured binds.
+    On,
+    /// Listen on the passed sockets alone: when systemd passed any, the
+    /// configured binds are ignored; when it passed none, they are used.
+    Only,
+}
 
 /// Everything catamount needs to run, validated.
 ///
@@ -122,6 +158,10 @@ pub struct Config {
     /// See [`DEFAULT_PERSISTENT_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
     pub persistent_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
+    /// Single mode and cluster mode share it: in cluster mode it is how
+    /// long each worker's graceful stop may take (Puma's
+    /// `worker_shutdown_timeout`, which is accepted as another name for
+    /// it, as `--worker-shutdown-timeout` is for `--shutdown-timeout`).
     pub shutdown_timeout: Duration,
     /// See [`DEFAULT_MAX_KEEP_ALIVE`]; at least 1.
     pub max_keep_alive: u32,
@@ -138,6 +178,43 @@ pub struct Config {
     /// Static app: `Cache-Control` value for every file answer (printable
     /// ASCII only, so it is safe to write into a header).
     pub cache_control: Option<String>,
+    /// systemd socket activation. Default [`ActivatedMode::Off`].
+    pub activated: ActivatedMode,
+    /// Hand the sockets catamount bound itself to systemd's fd store
+    /// (needs `FileDescriptorStoreMax=` in the unit). Default off.
+    pub fd_store: bool,
+    /// Worker processes; 0 (the default, [`DEFAULT_WORKERS`]) is single
+    /// mode. At most [`MAX_WORKERS`].
+    pub workers: usize,
+    /// Load the app in the main process before forking the workers
+    /// (Puma's `preload_app!`). Default off; no effect in single mode.
+    pub preload: bool,
+    /// A worker that does not check in for this long is replaced. See
+    /// [`DEFAULT_WORKER_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
+    pub worker_timeout: Duration,
+    /// How long a new worker has to boot. See
+    /// [`DEFAULT_WORKER_BOOT_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
+    pub worker_boot_timeout: Duration,
+    /// A worker is replaced after about this many requests; at least 1.
+    /// `None` (the default) sets no limit.
+    pub max_requests: Option<u64>,
+    /// A worker whose resident set exceeds this many MiB is replaced;
+    /// 1 to [`MAX_WORKER_MAX_RSS_MIB`]. `None` (the default) sets no limit.
+    pub worker_max_rss: Option<u64>,
+    /// Where the control app listens: only [`BindSpec::Unix`], or
+    /// [`BindSpec::Tcp`] on a loopback host (`127.0.0.0/8`, `::1` or
+    /// `localhost`), since the control app can stop the server. Never
+    /// equal to one of `binds`. `None` (the default) runs no control app.
+    pub control_url: Option<BindSpec>,
+    /// The token control requests must carry: visible ASCII, non-empty.
+    /// When `control_url` is set, `None` means the operator explicitly
+    /// asked for no token (`no_token: true`), so any client that can
+    /// connect may control the server; without that, a control URL
+    /// without a token is refused when parsed.
+    pub control_token: Option<String>,
+    /// File the server state (pid, control URL and token) is written
+    /// to; `None` (the default) writes none.
+    pub state_path: Option<PathBuf>,
     /// The config file read, if any (re-read on reload).
     pub config_file: Option<PathBuf>,
     /// What the command line set, kept so that [`reload`] can apply it
@@ -166,6 +243,17 @@ impl Default for Config {
             dir_listing: false,
             serve_dotfiles: false,
             cache_control: None,
+            activated: ActivatedMode::Off,
+            fd_store: false,
+            workers: DEFAULT_WORKERS,
+            preload: false,
+            worker_timeout: DEFAULT_WORKER_TIMEOUT,
+            worker_boot_timeout: DEFAULT_WORKER_BOOT_TIMEOUT,
+            max_requests: None,
+            worker_max_rss: None,
+            control_url: None,
+            control_token: None,
+            state_path: None,
             config_file: None,
             cli: Overrides::default(),
         }
@@ -176,8 +264,10 @@ impl Default for Config {
 /// each field is `None`/empty when the layer does not set it. Fields are
 /// private: a layer is only made by parsing, so it is always valid.
 ///
-/// For `tag`, `pidfile` and `cache_control` an empty value is kept as
-/// `Some("")` and means "turn it off", so `--tag ""` can undo the file.
+/// For `tag`, `pidfile`, `cache_control` and `state_path` an empty value
+/// is kept as `Some("")` and means "turn it off", so `--tag ""` can undo
+/// the file; `Some(None)` does the same for `max_requests`,
+/// `worker_max_rss` and `control_url`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     /// Non-empty replaces every bind below it.
@@ -197,6 +287,26 @@ pub struct Overrides {
     dir_listing: Option<bool>,
     serve_dotfiles: Option<bool>,
     cache_control: Option<String>,
+    activated: Option<ActivatedMode>,
+    fd_store: Option<bool>,
+    workers: Option<usize>,
+    preload: Option<bool>,
+    worker_timeout: Option<Duration>,
+    worker_boot_timeout: Option<Duration>,
+    max_requests: Option<Option<u64>>,
+    worker_max_rss: Option<Option<u64>>,
+    control_url: Option<Option<BindSpec>>,
+    control_token: Option<ControlToken>,
+    state_path: Option<PathBuf>,
+}
+
+/// What a layer says about the control app's token.
+#[derive(Debug, Clone, PartialEq)]
+enum ControlToken {
+    /// Requests must carry this token.
+    Token(String),
+    /// `no_token: true`: no token is checked, on purpose.
+    NoToken,
 }
 
 /// What the command line asked for.
@@ -306,6 +416,41 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
     cli.dir_listing = flag(&mut args, "--dir-listing");
     cli.serve_dotfiles = flag(&mut args, "--serve-dotfiles");
 
+    // systemd. A bare --bind-to-activated-sockets arrives as "true".
+    cli.activated = last(&mut args, "--bind-to-activated-sockets", |s| {
+        parse_activated(s).ok_or(INVALID)
+    })?;
+    cli.fd_store = flag(&mut args, "--fd-store");
+
+    // Cluster. --worker-shutdown-timeout arrives as --shutdown-timeout.
+    cli.workers = last(&mut args, "--workers", |s| parse_workers(s).ok_or(INVALID))?;
+    cli.preload = flag(&mut args, "--preload");
+    cli.worker_timeout = last(&mut args, "--worker-timeout", |s| {
+        parse_secs(s).ok_or(INVALID)
+    })?;
+    cli.worker_boot_timeout = last(&mut args, "--worker-boot-timeout", |s| {
+        parse_secs(s).ok_or(INVALID)
+    })?;
+    cli.max_requests = last(&mut args, "--max-requests", |s| {
+        optional(s, |s| parse_limit(s, u64::MAX)).ok_or(INVALID)
+    })?;
+    cli.worker_max_rss = last(&mut args, "--worker-max-rss", |s| {
+        optional(s, |s| parse_limit(s, MAX_WORKER_MAX_RSS_MIB)).ok_or(INVALID)
+    })?;
+    cli.control_url = last(&mut args, "--control-url", |s| {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            parse_control_url(s).map(Some)
+        }
+    })?;
+    cli.control_token = last(&mut args, "--control-token", |s| {
+        parse_token(s)
+            .map(|t| ControlToken::Token(t.to_string()))
+            .ok_or(INVALID)
+    })?;
+    cli.state_path = last_path(&mut args, "--state")?;
+
     let leftover = args.finish();
     if let Some(arg) = leftover.first() {
         // CommandLine::split only emits options extracted above.
@@ -369,6 +514,9 @@ OPTIONS
                 HOST is an IPv4 address, [IPv6 address], localhost
                 (every loopback address) or a name from /etc/hosts.
             unix:///ABSOLUTE/PATH[?umask=0117&mode=0660&backlog=N]
+            fd://NAME or fd://N
+                A socket systemd passed, by its FileDescriptorName= or
+                its descriptor number (the first is 3); see SYSTEMD.
         The listen backlog defaults to 1024.
 
     -t, --threads MIN:MAX
@@ -396,9 +544,11 @@ OPTIONS
         Seconds an idle keep-alive connection is kept open.
                                                          [default: 65]
 
-    --shutdown-timeout SECS
-        Seconds a graceful stop waits for requests in flight.
-                                                         [default: 30]
+    --shutdown-timeout SECS, --worker-shutdown-timeout SECS
+        Seconds a graceful stop waits for requests in flight. Single
+        mode and cluster mode share this setting: with workers, it is
+        how long each worker's graceful stop may take. The two names are
+        one option.                                      [default: 30]
 
     --max-keep-alive N
         Requests served on one connection before it is closed; N >= 1.
@@ -433,13 +583,74 @@ OPTIONS
         Print this help and exit.
 
     SECS is a number of seconds above 0 and at most 86400, and may have a
-    fraction, as in 0.5. An empty NAME, FILE or VALUE given to --tag,
-    --pidfile or --cache-control turns that setting off, which undoes the
-    config file.
+    fraction, as in 0.5. An empty value given to --tag, --pidfile,
+    --cache-control, --state, --control-url, --max-requests or
+    --worker-max-rss turns that setting off, which undoes the config
+    file.
 
-    Not supported yet, and refused rather than ignored: -w/--workers,
-    --preload, --bind-to-activated-sockets, --fd-store, --control-url,
-    --control-token, -S/--state, --worker-timeout.
+    Not supported yet, and refused rather than ignored: --fork-worker.
+
+SYSTEMD
+    --bind-to-activated-sockets[=true|false|only]
+        Listen on the sockets systemd passes (socket activation). With
+        =true (or the option alone) catamount also listens on every
+        passed socket, besides its binds; with =only it listens on the
+        passed sockets alone, and ignores the configured binds when any
+        socket was passed. Without it, a passed socket is used only when
+        a bind names it (fd://) or has its address.     [default: false]
+
+    --fd-store
+        Hand the sockets catamount bound itself to systemd's fd store,
+        so that "systemctl restart" refuses no connection: the next
+        start gets them back. Needs FileDescriptorStoreMax= in the
+        service unit.                                   [default: off]
+
+CLUSTER
+    With --workers N above 0, a main process runs N worker processes
+    that share the listeners, and replaces a worker that exits, hangs
+    or outgrows the limits below. The control app, when asked for, lets
+    a tool stop or restart the server through its own socket.
+
+    -w, --workers N
+        Worker processes; 0 is single mode. 0 <= N <= 256.
+                                                          [default: 0]
+
+    --preload
+        Load the app in the main process before the workers are forked,
+        not in each worker (Puma's preload_app!).       [default: off]
+
+    --worker-timeout SECS
+        A worker that does not check in for SECS is replaced.
+                                                         [default: 60]
+
+    --worker-boot-timeout SECS
+        Seconds a new worker has to boot before it is replaced.
+                                                         [default: 60]
+
+    --max-requests N
+        Replace a worker after it has served about N requests; N >= 1.
+                                                       [default: none]
+
+    --worker-max-rss MIB
+        Replace a worker whose resident memory exceeds MIB mebibytes;
+        1 <= MIB <= 16777216.                          [default: none]
+
+    --control-url URI
+        Serve the control app on URI, a socket of its own:
+            unix:///ABSOLUTE/PATH[?umask=0177&mode=0600]
+            tcp://HOST:PORT, with HOST 127.0.0.1, [::1] or localhost
+        Other hosts are refused, since the control app can stop the
+        server. It needs a token, unless the config file says
+        no_token: true.                                [default: none]
+
+    --control-token TOKEN
+        Token the control app requires: visible ASCII, no spaces. Other
+        users can see it in ps; prefer control_token in a file that
+        only the service can read.                     [default: none]
+
+    -S, --state FILE
+        Write the server's state (pid, control URL and token) to FILE.
+                                                       [default: none]
 
 CONFIG FILE
     A subset of Puma's config DSL: one directive per line, literal values
@@ -468,11 +679,32 @@ CONFIG FILE
         serve_dotfiles false
         cache_control "public, max-age=60"
 
-    Not supported yet, and refused rather than ignored: workers,
-    preload_app!, bind_to_activated_sockets, fd_store, worker_timeout,
-    worker_boot_timeout, worker_shutdown_timeout, control_url,
-    activate_control_app, ssl_bind, state_path, max_requests,
-    worker_max_rss, and the worker hooks (on_worker_boot, ...).
+        # systemd
+        bind_to_activated_sockets true  # or false, or "only"
+        fd_store true
+
+        # cluster
+        workers 4                       # 0 is single mode
+        preload_app!                    # or preload_app! false
+        worker_timeout 60
+        worker_boot_timeout 60
+        worker_shutdown_timeout 30      # the same as shutdown_timeout
+        max_requests 10_000
+        worker_max_rss 512              # MiB
+        activate_control_app "unix:///run/ctl.sock", { auth_token: "s3cr3t" }
+        activate_control_app "unix:///run/ctl.sock", { no_token: true }
+        control_url "unix:///run/ctl.sock"
+        control_token "s3cr3t"
+        state_path "/run/app.state"
+
+    activate_control_app "URI" alone sets the URL only; its token then
+    comes from control_token or --control-token. Errors never show a
+    token.
+
+    Not supported yet, and refused rather than ignored: fork_worker,
+    worker_check_interval, worker_culling_strategy, ssl_bind,
+    state_permission. Puma's Ruby hooks (on_worker_boot, before_fork,
+    ...) have no equivalent in catamount and are refused too.
 
 EXIT STATUS
     0 after --help or --version. 2 when the command line or the config
@@ -488,15 +720,22 @@ EXIT STATUS
 fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Config, ConfigError> {
     let mut config = Config::default();
     let mut dir_line = None;
+    let mut control_line = None;
+    let mut file_token = None;
     if let Some(path) = &config_file {
         let text = read_config_file(path)?;
         let file = parse_file(path, &text)?;
         file.layer.apply(&mut config);
         dir_line = file.directory_line;
+        control_line = file.control_line;
+        file_token = file.layer.control_token;
     }
     cli.apply(&mut config);
     if cli.dir.is_some() {
         dir_line = None;
+    }
+    if cli.control_url.is_some() {
+        control_line = None;
     }
 
     let origin = match (&config_file, dir_line) {
@@ -504,6 +743,15 @@ fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Config, ConfigEr
         _ => DirOrigin::CommandLine,
     };
     check_dir(&config.dir, origin)?;
+
+    let no_token =
+        cli.control_token.as_ref().or(file_token.as_ref()) == Some(&ControlToken::NoToken);
+    check_control(&config, no_token).map_err(|message| {
+        ConfigError::new(match (&config_file, control_line) {
+            (Some(path), Some(line)) => format!("{}:{line}: {message}", path.display()),
+            _ => message,
+        })
+    })?;
 
     config.config_file = config_file;
     config.cli = cli;
@@ -558,7 +806,63 @@ impl Overrides {
         set(&mut config.quiet, self.quiet);
         set(&mut config.dir_listing, self.dir_listing);
         set(&mut config.serve_dotfiles, self.serve_dotfiles);
+        set(&mut config.fd_store, self.fd_store);
+        set(&mut config.preload, self.preload);
+
+        if let Some(mode) = self.activated {
+            config.activated = mode;
+        }
+        if let Some(n) = self.workers {
+            config.workers = n;
+        }
+        if let Some(d) = self.worker_timeout {
+            config.worker_timeout = d;
+        }
+        if let Some(d) = self.worker_boot_timeout {
+            config.worker_boot_timeout = d;
+        }
+        if let Some(limit) = self.max_requests {
+            config.max_requests = limit;
+        }
+        if let Some(limit) = self.worker_max_rss {
+            config.worker_max_rss = limit;
+        }
+        if let Some(url) = &self.control_url {
+            config.control_url = url.clone();
+        }
+        match &self.control_token {
+            Some(ControlToken::Token(token)) => config.control_token = Some(token.clone()),
+            Some(ControlToken::NoToken) => config.control_token = None,
+            None => {}
+        }
+        if let Some(path) = &self.state_path {
+            config.state_path = (!path.as_os_str().is_empty()).then(|| path.clone());
+        }
     }
+}
+
+/// The control app's checks on the merged settings: a token unless
+/// `no_token` was asked for, and a listener of its own. The error is the
+/// message, without `FILE:LINE: `.
+fn check_control(config: &Config, no_token: bool) -> Result<(), String> {
+    let Some(url) = &config.control_url else {
+        return Ok(());
+    };
+    let url = url.to_string();
+    if config.control_token.is_none() && !no_token {
+        return Err(format!(
+            "control URL {url:?} has no token; expected a token (--control-token TOKEN, \
+             control_token \"TOKEN\", or activate_control_app \"URI\", {{ auth_token: \"TOKEN\" }}), \
+             or {{ no_token: true }} to let anyone who can connect control the server"
+        ));
+    }
+    if config.binds.iter().any(|b| b.to_string() == url) {
+        return Err(format!(
+            "control URL {url:?} is also a bind; expected a listener of its own for the \
+             control app"
+        ));
+    }
+    Ok(())
 }
 
 /// Where the served directory was named, for the error message.
@@ -622,6 +926,14 @@ enum OptionKind {
     Value {
         expect: &'static str,
     },
+    /// Alone means `--name=true`; a value can only be attached with `=`,
+    /// so the next argument is never taken for it.
+    FlagOrValue {
+        expect: &'static str,
+    },
+    /// Another name for the option with this long name, which reads its
+    /// value: the pre-pass rewrites it, so the last of either wins.
+    Alias(&'static str),
     /// Refused: a later issue implements it; the text says why.
     NotYet(&'static str),
     /// Refused: another tool's option; the text says what to use.
@@ -649,7 +961,10 @@ const fn refused(long: &'static str, short: &'static str, kind: OptionKind) -> C
 }
 
 const SECS_EXPECT: &str = "a number of seconds above 0 and at most 86400, as in 30 or 0.5";
-const NOT_CLUSTERED: &str = "catamount runs as one process for now";
+const NO_REFORK: &str = "workers are forked from the main process only";
+const TOKEN_EXPECT: &str = "non-empty token of visible ASCII (no spaces)";
+/// Stands for a value left out of a message because it may be a token.
+const NOT_SHOWN: &str = "(value not shown, as it may be a token)";
 
 /// Every option catamount knows, including the ones it refuses.
 const OPTIONS: &[CliOption] = &[
@@ -703,34 +1018,53 @@ const OPTIONS: &[CliOption] = &[
     flag_option("--serve-dotfiles", ""),
     flag_option("--version", "-V"),
     flag_option("--help", "-h"),
-    refused("--workers", "-w", OptionKind::NotYet(NOT_CLUSTERED)),
-    refused("--preload", "", OptionKind::NotYet(NOT_CLUSTERED)),
-    refused(
-        "--bind-to-activated-sockets",
-        "",
-        OptionKind::NotYet("systemd socket activation comes in a later release"),
+    CliOption {
+        long: "--bind-to-activated-sockets",
+        short: "",
+        kind: OptionKind::FlagOrValue {
+            expect: "true, false or only, as in --bind-to-activated-sockets=only \
+                     (the option alone means true)",
+        },
+    },
+    flag_option("--fd-store", ""),
+    value_option(
+        "--workers",
+        "-w",
+        "a whole number from 0 to 256 (0 is single mode), as in --workers 4",
     ),
-    refused(
-        "--fd-store",
+    flag_option("--preload", ""),
+    value_option("--worker-timeout", "", SECS_EXPECT),
+    value_option("--worker-boot-timeout", "", SECS_EXPECT),
+    CliOption {
+        long: "--worker-shutdown-timeout",
+        short: "",
+        kind: OptionKind::Alias("--shutdown-timeout"),
+    },
+    value_option(
+        "--max-requests",
         "",
-        OptionKind::NotYet("the systemd fd store comes in a later release"),
+        "a whole number from 1 to 18446744073709551615, or \"\" for no limit, \
+         as in --max-requests 10000",
     ),
-    refused(
+    value_option(
+        "--worker-max-rss",
+        "",
+        "a whole number of MiB from 1 to 16777216, or \"\" for no limit, \
+         as in --worker-max-rss 512",
+    ),
+    value_option(
         "--control-url",
         "",
-        OptionKind::NotYet("there is no control app yet"),
+        "unix:///PATH or tcp://HOST:PORT on a loopback host, as in \
+         --control-url unix:///run/app-control.sock",
     ),
-    refused(
+    value_option(
         "--control-token",
         "",
-        OptionKind::NotYet("there is no control app yet"),
+        "a non-empty token of visible ASCII (no spaces), as in --control-token s3cr3t",
     ),
-    refused(
-        "--state",
-        "-S",
-        OptionKind::NotYet("there is no state file yet"),
-    ),
-    refused("--worker-timeout", "", OptionKind::NotYet(NOT_CLUSTERED)),
+    value_option("--state", "-S", "a file path, as in --state /run/app.state"),
+    refused("--fork-worker", "", OptionKind::NotYet(NO_REFORK)),
     refused(
         "--port",
         "-p",
@@ -755,7 +1089,8 @@ const INVALID: &str = "invalid value";
 impl CliOption {
     fn expect_text(&self) -> &'static str {
         match self.kind {
-            OptionKind::Value { expect } => expect,
+            OptionKind::Value { expect } | OptionKind::FlagOrValue { expect } => expect,
+            OptionKind::Alias(long) => option(long).expect_text(),
             _ => "no value",
         }
     }
@@ -812,6 +1147,10 @@ impl CommandLine {
                     o.long.as_bytes() == name || (!o.short.is_empty() && o.short.as_bytes() == name)
                 })
                 .ok_or_else(|| unknown_option(&arg))?;
+            let spec = match spec.kind {
+                OptionKind::Alias(long) => option(long),
+                _ => spec,
+            };
             match spec.kind {
                 OptionKind::NotYet(why) => {
                     return Err(ConfigError::new(format!(
@@ -842,20 +1181,24 @@ impl CommandLine {
                             ))
                         })?,
                     };
-                    // pico-args would take such a value for the option it
-                    // spells; it is almost surely a forgotten value anyway.
-                    if OPTIONS
-                        .iter()
-                        .any(|o| o.long.as_bytes() == value.as_bytes())
-                    {
-                        return Err(ConfigError::new(format!(
-                            "option {typed} is followed by option {}, not by a value; \
-                             expected {expect}",
-                            value.to_string_lossy()
-                        )));
-                    }
+                    check_not_an_option(&typed, &value, expect)?;
                     line.options.push(spec.long.into());
                     line.options.push(value);
+                }
+                OptionKind::FlagOrValue { expect } => {
+                    let value = attached.map_or_else(
+                        || OsString::from("true"),
+                        |v| OsString::from_vec(v.to_vec()),
+                    );
+                    check_not_an_option(&typed, &value, expect)?;
+                    line.options.push(spec.long.into());
+                    line.options.push(value);
+                }
+                // An alias never names an alias (tested below).
+                OptionKind::Alias(_) => {
+                    return Err(ConfigError::new(format!(
+                        "internal error: option {typed} is an alias of an alias; please report it"
+                    )))
                 }
             }
         }
@@ -863,12 +1206,33 @@ impl CommandLine {
     }
 }
 
+/// Refuses a value spelled like an option: pico-args would take it for
+/// the option it spells, and it is almost surely a forgotten value anyway.
+fn check_not_an_option(typed: &str, value: &OsStr, expect: &str) -> Result<(), ConfigError> {
+    if OPTIONS
+        .iter()
+        .any(|o| o.long.as_bytes() == value.as_bytes())
+    {
+        return Err(ConfigError::new(format!(
+            "option {typed} is followed by option {}, not by a value; expected {expect}",
+            value.to_string_lossy()
+        )));
+    }
+    Ok(())
+}
+
 fn unknown_option(arg: &OsStr) -> ConfigError {
     let arg = arg.to_string_lossy();
     let name = arg.split('=').next().unwrap_or(&arg);
-    let known = OPTIONS
-        .iter()
-        .filter(|o| matches!(o.kind, OptionKind::Flag | OptionKind::Value { .. }));
+    let known = OPTIONS.iter().filter(|o| {
+        matches!(
+            o.kind,
+            OptionKind::Flag
+                | OptionKind::Value { .. }
+                | OptionKind::FlagOrValue { .. }
+                | OptionKind::Alias(_)
+        )
+    });
     let hint = closest(name, known.map(|o| o.long))
         .map(|s| format!(" (did you mean {s}?)"))
         .unwrap_or_default();
@@ -878,10 +1242,11 @@ fn unknown_option(arg: &OsStr) -> ConfigError {
 }
 
 /// The last value of option `long` (repeats are allowed; the last wins).
-fn last<T>(
+/// A parse error other than [`INVALID`] is shown after the value.
+fn last<T, E: fmt::Display>(
     args: &mut pico_args::Arguments,
     long: &'static str,
-    parse: fn(&str) -> Result<T, &'static str>,
+    parse: fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, ConfigError> {
     let mut values = args
         .values_from_fn(long, parse)
@@ -918,6 +1283,14 @@ fn option_error(long: &'static str, e: pico_args::Error) -> ConfigError {
         {
             format!("--{cause}")
         }
+        pico_args::Error::Utf8ArgumentParsingFailed { .. } | pico_args::Error::NonUtf8Argument
+            if long == "--control-token" =>
+        {
+            format!("{long} {NOT_SHOWN}; expected {expect}")
+        }
+        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } if cause != INVALID => {
+            format!("{long} {value:?}: {cause}")
+        }
         pico_args::Error::Utf8ArgumentParsingFailed { value, .. } => {
             format!("{long} {value:?}; expected {expect}")
         }
@@ -951,42 +1324,42 @@ const DIRECTIVES: &[&str] = &[
     "dir_listing",
     "serve_dotfiles",
     "cache_control",
+    "bind_to_activated_sockets",
+    "fd_store",
+    "workers",
+    "preload_app!",
+    "worker_timeout",
+    "worker_boot_timeout",
+    "worker_shutdown_timeout",
+    "max_requests",
+    "worker_max_rss",
+    "activate_control_app",
+    "control_url",
+    "control_token",
+    "state_path",
 ];
 
-/// Puma directives a later issue implements, with why they are refused.
+/// Directives whose values may hold a token: their errors never show
+/// the values (see [`NOT_SHOWN`]).
+const SECRET_DIRECTIVES: &[&str] = &["control_token", "activate_control_app"];
+
+/// Puma directives a later release may implement, with why they are
+/// refused.
 const NOT_YET_DIRECTIVES: &[(&str, &str)] = &[
-    ("workers", NOT_CLUSTERED),
-    ("preload_app!", NOT_CLUSTERED),
-    ("worker_timeout", NOT_CLUSTERED),
-    ("worker_boot_timeout", NOT_CLUSTERED),
-    ("worker_shutdown_timeout", NOT_CLUSTERED),
-    ("worker_max_rss", NOT_CLUSTERED),
-    ("worker_check_interval", NOT_CLUSTERED),
-    ("worker_culling_strategy", NOT_CLUSTERED),
-    ("fork_worker", NOT_CLUSTERED),
-    ("before_fork", NOT_CLUSTERED),
-    ("on_worker_boot", NOT_CLUSTERED),
-    ("on_worker_shutdown", NOT_CLUSTERED),
-    ("on_worker_fork", NOT_CLUSTERED),
-    ("after_worker_fork", NOT_CLUSTERED),
-    ("after_worker_boot", NOT_CLUSTERED),
-    ("on_refork", NOT_CLUSTERED),
-    ("on_restart", NOT_CLUSTERED),
+    ("fork_worker", NO_REFORK),
     (
-        "max_requests",
-        "per-worker request limits come with workers",
+        "worker_check_interval",
+        "the interval at which workers check in is fixed",
     ),
     (
-        "bind_to_activated_sockets",
-        "systemd socket activation comes in a later release",
+        "worker_culling_strategy",
+        "which workers stop first is fixed",
     ),
-    ("fd_store", "the systemd fd store comes in a later release"),
-    ("control_url", "there is no control app yet"),
-    ("activate_control_app", "there is no control app yet"),
     ("ssl_bind", "TLS comes in a later release"),
-    ("state_path", "there is no state file yet"),
-    ("state_permission", "there is no state file yet"),
+    ("state_permission", "the state file's mode is fixed"),
 ];
+
+const RUBY_HOOK: &str = "Ruby hooks have no equivalent in catamount; remove the hook and its block";
 
 /// Puma directives with a catamount equivalent or none, and what to do.
 const PUMA_ONLY_DIRECTIVES: &[(&str, &str)] = &[
@@ -1009,12 +1382,41 @@ const PUMA_ONLY_DIRECTIVES: &[(&str, &str)] = &[
         "daemonize",
         "catamount stays in the foreground; let systemd supervise it",
     ),
+    ("plugin", "catamount has no plugins; remove the line"),
+    // Hooks, in Puma 6 and Puma 7 spellings.
+    ("before_fork", RUBY_HOOK),
+    ("on_worker_boot", RUBY_HOOK),
+    ("before_worker_boot", RUBY_HOOK),
+    ("after_worker_boot", RUBY_HOOK),
+    ("on_worker_shutdown", RUBY_HOOK),
+    ("before_worker_shutdown", RUBY_HOOK),
+    ("on_worker_fork", RUBY_HOOK),
+    ("before_worker_fork", RUBY_HOOK),
+    ("after_worker_fork", RUBY_HOOK),
+    ("on_refork", RUBY_HOOK),
+    ("before_refork", RUBY_HOOK),
+    ("on_restart", RUBY_HOOK),
+    ("before_restart", RUBY_HOOK),
+    ("on_booted", RUBY_HOOK),
+    ("after_booted", RUBY_HOOK),
+    ("on_stopped", RUBY_HOOK),
+    ("after_stopped", RUBY_HOOK),
+    ("on_thread_start", RUBY_HOOK),
+    ("before_thread_start", RUBY_HOOK),
+    ("on_thread_exit", RUBY_HOOK),
+    ("before_thread_exit", RUBY_HOOK),
+    ("out_of_band", RUBY_HOOK),
+    ("lowlevel_error_handler", RUBY_HOOK),
 ];
 
-/// The file's layer, and the line of its `directory` (for DIR errors).
+/// The file's layer, and the lines named by errors about the merged
+/// settings.
 struct FileSettings {
     layer: Overrides,
+    /// The last `directory` line (for DIR errors).
     directory_line: Option<usize>,
+    /// The last line that set the control URL (for control errors).
+    control_line: Option<usize>,
 }
 
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
@@ -1048,6 +1450,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
     let mut file = FileSettings {
         layer: Overrides::default(),
         directory_line: None,
+        control_line: None,
     };
     // Line of each bind so far, for "repeats line N".
     let mut bind_lines: Vec<usize> = Vec::new();
@@ -1072,21 +1475,30 @@ fn parse_file(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
             file.layer.binds.push(bind);
             bind_lines.push(number);
         }
-        if directive.name == "directory" {
-            file.directory_line = Some(number);
+        match directive.name {
+            "directory" => file.directory_line = Some(number),
+            "activate_control_app" | "control_url" => file.control_line = Some(number),
+            _ => {}
         }
     }
     Ok(file)
 }
 
 /// One literal argument of a directive.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Arg {
     /// A quoted string, escapes resolved.
     Str(String),
     /// Anything else: a number, `true`, a stray word.
     Word(String),
+    /// `{ key: value, ... }`, or the same pairs without braces as the
+    /// last argument (Ruby's trailing hash); `:key => value` also works.
+    /// Values are literals, not hashes.
+    Hash(Pairs),
 }
+
+/// A hash's `key: value` pairs, in order.
+type Pairs = Vec<(String, Arg)>;
 
 /// One non-blank, non-comment line: `name arg, arg  # comment`.
 #[derive(Debug)]
@@ -1121,11 +1533,23 @@ impl<'a> Directive<'a> {
             ));
         }
         check_directive_name(name)?;
-        let (tokens, code_len) = lex(rest)?;
+        // A line that may hold a token is never echoed, not even in part.
+        let secret = SECRET_DIRECTIVES.contains(&name);
+        let (tokens, code_len) = lex(rest).map_err(|e| {
+            if secret {
+                format!(
+                    "{name} {NOT_SHOWN}; expected strings closed on the same line, with no \
+                     escape but \\\" and \\\\ and no #{{...}}"
+                )
+            } else {
+                e
+            }
+        })?;
         let raw = rest[..code_len].trim();
-        let args = arguments(tokens).ok_or_else(|| {
+        let args = arguments(&tokens).ok_or_else(|| {
+            let shown = if secret { NOT_SHOWN } else { raw };
             format!(
-                "{name} {raw}; expected literal values separated by commas, as in threads 0, 16"
+                "{name} {shown}; expected literal values separated by commas, as in threads 0, 16"
             )
         })?;
         Ok(Some(Directive { name, raw, args }))
@@ -1206,7 +1630,12 @@ impl<'a> Directive<'a> {
                     .ok_or_else(|| bad("a quoted path, as in pidfile \"/run/app.pid\""))?;
                 layer.pidfile = Some(PathBuf::from(path));
             }
-            "first_data_timeout" | "persistent_timeout" | "shutdown_timeout" => {
+            "first_data_timeout"
+            | "persistent_timeout"
+            | "shutdown_timeout"
+            | "worker_timeout"
+            | "worker_boot_timeout"
+            | "worker_shutdown_timeout" => {
                 let secs = word(args)
                     .and_then(ruby_number)
                     .and_then(|w| parse_secs(&w))
@@ -1214,6 +1643,10 @@ impl<'a> Directive<'a> {
                 match name {
                     "first_data_timeout" => layer.first_data_timeout = Some(secs),
                     "persistent_timeout" => layer.persistent_timeout = Some(secs),
+                    "worker_timeout" => layer.worker_timeout = Some(secs),
+                    "worker_boot_timeout" => layer.worker_boot_timeout = Some(secs),
+                    // worker_shutdown_timeout is Puma's name for it in
+                    // cluster mode; both modes share the one setting.
                     _ => layer.shutdown_timeout = Some(secs),
                 }
             }
@@ -1233,13 +1666,16 @@ impl<'a> Directive<'a> {
                     .ok_or_else(|| bad("a whole number of bytes, as in max_body 10_485_760"))?;
                 layer.max_body = Some(n);
             }
-            "log_requests" | "quiet" | "dir_listing" | "serve_dotfiles" => {
+            "log_requests" | "quiet" | "dir_listing" | "serve_dotfiles" | "fd_store"
+            | "preload_app!" => {
                 let on = boolean(args)
                     .ok_or_else(|| bad(&format!("true or false, as in {name} true")))?;
                 match name {
                     "log_requests" => layer.log_requests = Some(on),
                     "quiet" => layer.quiet = Some(on),
                     "dir_listing" => layer.dir_listing = Some(on),
+                    "fd_store" => layer.fd_store = Some(on),
+                    "preload_app!" => layer.preload = Some(on),
                     _ => layer.serve_dotfiles = Some(on),
                 }
             }
@@ -1248,6 +1684,114 @@ impl<'a> Directive<'a> {
                     bad("a quoted value of printable ASCII, as in cache_control \"public, max-age=60\"")
                 })?;
                 layer.cache_control = Some(value.to_string());
+            }
+            "bind_to_activated_sockets" => {
+                let mode = match args {
+                    [Arg::Str(s)] if s == "only" => Some(ActivatedMode::Only),
+                    _ => boolean(args).map(|on| {
+                        if on {
+                            ActivatedMode::On
+                        } else {
+                            ActivatedMode::Off
+                        }
+                    }),
+                };
+                layer.activated = Some(mode.ok_or_else(|| {
+                    bad("true, false or \"only\", as in bind_to_activated_sockets \"only\"")
+                })?);
+            }
+            "workers" => {
+                let n = word(args)
+                    .and_then(ruby_number)
+                    .and_then(|w| parse_workers(&w))
+                    .ok_or_else(|| {
+                        bad("a whole number from 0 to 256 (0 is single mode), as in workers 4")
+                    })?;
+                layer.workers = Some(n);
+            }
+            "max_requests" | "worker_max_rss" => {
+                let (max, example) = match name {
+                    "max_requests" => (u64::MAX, "max_requests 10_000"),
+                    _ => (MAX_WORKER_MAX_RSS_MIB, "worker_max_rss 512"),
+                };
+                let n = word(args)
+                    .and_then(ruby_number)
+                    .and_then(|w| parse_limit(&w, max))
+                    .ok_or_else(|| {
+                        bad(&format!("a whole number from 1 to {max}, as in {example}"))
+                    })?;
+                match name {
+                    "max_requests" => layer.max_requests = Some(Some(n)),
+                    _ => layer.worker_max_rss = Some(Some(n)),
+                }
+            }
+            "activate_control_app" => {
+                // Tokens are never echoed: an error shows the URI only.
+                const EXPECT: &str = "a quoted URI and optional { auth_token: \"TOKEN\" } or \
+                                      { no_token: true }, as in activate_control_app \
+                                      \"unix:///run/app-control.sock\", { auth_token: \"s3cr3t\" }";
+                let (uri, options) = match args {
+                    [Arg::Str(uri)] => (uri, &[][..]),
+                    [Arg::Str(uri), Arg::Hash(options)] => (uri, options.as_slice()),
+                    _ => return Err(format!("{name} {NOT_SHOWN}; expected {EXPECT}")),
+                };
+                let at = |e: &str| format!("{name} {uri:?}: {e}");
+                let url = parse_control_url(uri).map_err(|e| at(&e))?;
+                let mut token = None;
+                let mut no_token = false;
+                for (key, value) in options {
+                    match (key.as_str(), value) {
+                        ("auth_token", value) => {
+                            let t = match value {
+                                Arg::Str(t) => parse_token(t),
+                                _ => None,
+                            };
+                            token = Some(t.ok_or_else(|| at(&format!("auth_token {NOT_SHOWN}; expected {TOKEN_EXPECT}")))?.to_string());
+                        }
+                        ("no_token", Arg::Word(w)) if w == "true" || w == "false" => {
+                            no_token = w == "true";
+                        }
+                        ("no_token", _) => return Err(at("no_token with a value other than true or false; expected no_token: true")),
+                        (key, _) => {
+                            return Err(at(&format!(
+                                "unknown option {key:?}; expected auth_token: \"TOKEN\" or no_token: true"
+                            )))
+                        }
+                    }
+                }
+                layer.control_url = Some(Some(url));
+                // Alone, the URI leaves the token to other lines.
+                match (token, no_token) {
+                    (Some(_), true) => {
+                        return Err(at(
+                            "both auth_token: and no_token: true; expected one of them",
+                        ))
+                    }
+                    (Some(t), false) => layer.control_token = Some(ControlToken::Token(t)),
+                    (None, true) => layer.control_token = Some(ControlToken::NoToken),
+                    (None, false) => {}
+                }
+            }
+            "control_url" => {
+                let uri = string(args).ok_or_else(|| {
+                    bad("a quoted URI, as in control_url \"unix:///run/app-control.sock\"")
+                })?;
+                layer.control_url = Some(if uri.is_empty() {
+                    None
+                } else {
+                    Some(parse_control_url(uri).map_err(|e| format!("{name} {uri:?}: {e}"))?)
+                });
+            }
+            "control_token" => {
+                let token = string(args).and_then(parse_token).ok_or_else(|| {
+                    format!("{name} {NOT_SHOWN}; expected a quoted, {TOKEN_EXPECT}, as in control_token \"s3cr3t\"")
+                })?;
+                layer.control_token = Some(ControlToken::Token(token.to_string()));
+            }
+            "state_path" => {
+                let path = string(args)
+                    .ok_or_else(|| bad("a quoted path, as in state_path \"/run/app.state\""))?;
+                layer.state_path = Some(PathBuf::from(path));
             }
             // Directive::parse let only DIRECTIVES through.
             _ => return check_directive_name(name).map(|()| None),
@@ -1285,10 +1829,13 @@ fn check_directive_name(name: &str) -> Result<(), String> {
 /// A directive's tokens, before commas are checked.
 #[derive(Debug)]
 enum Token {
+    /// A string or a word, never a hash.
     Arg(Arg),
     Comma,
     Open,
     Close,
+    OpenBrace,
+    CloseBrace,
 }
 
 /// Splits the text after a directive name into tokens, and returns how
@@ -1303,12 +1850,14 @@ fn lex(text: &str) -> Result<(Vec<Token>, usize), String> {
             c if c.is_whitespace() => {
                 chars.next();
             }
-            ',' | '(' | ')' => {
+            ',' | '(' | ')' | '{' | '}' => {
                 chars.next();
                 tokens.push(match c {
                     ',' => Token::Comma,
                     '(' => Token::Open,
-                    _ => Token::Close,
+                    ')' => Token::Close,
+                    '{' => Token::OpenBrace,
+                    _ => Token::CloseBrace,
                 });
             }
             '"' | '\'' => {
@@ -1359,7 +1908,9 @@ fn lex(text: &str) -> Result<(Vec<Token>, usize), String> {
             _ => {
                 let mut end = text.len();
                 while let Some(&(i, c)) = chars.peek() {
-                    if c.is_whitespace() || matches!(c, ',' | '(' | ')' | '#' | '"' | '\'') {
+                    if c.is_whitespace()
+                        || matches!(c, ',' | '(' | ')' | '{' | '}' | '#' | '"' | '\'')
+                    {
                         end = i;
                         break;
                     }
@@ -1390,35 +1941,79 @@ fn literal(text: &str) -> &str {
 }
 
 /// `a, b, c` or `(a, b, c)` → the values; `None` for any other shape.
-fn arguments(tokens: Vec<Token>) -> Option<Vec<Arg>> {
-    let mut tokens = tokens.into_iter().peekable();
-    let parenthesised = matches!(tokens.peek(), Some(Token::Open));
-    if parenthesised {
-        tokens.next();
-    }
+/// A value may be a hash (see [`Arg::Hash`]).
+fn arguments(tokens: &[Token]) -> Option<Vec<Arg>> {
+    let inner = match tokens {
+        [Token::Open, inner @ .., Token::Close] => inner,
+        _ => tokens,
+    };
     let mut args = Vec::new();
-    let mut closed = false;
-    while let Some(token) = tokens.next() {
-        match token {
-            Token::Arg(arg) => args.push(arg),
-            Token::Close if parenthesised && args.is_empty() => {
-                closed = true;
-                break;
-            }
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let braced = matches!(rest.first(), Some(Token::OpenBrace));
+        let (arg, after) = argument(rest)?;
+        let trailing_hash = matches!(arg, Arg::Hash(_)) && !braced;
+        args.push(arg);
+        rest = match after {
+            [] => after,
+            // Ruby allows nothing after a hash without braces.
+            [Token::Comma, more @ ..] if !more.is_empty() && !trailing_hash => more,
             _ => return None,
+        };
+    }
+    Some(args)
+}
+
+/// The value at the start of `tokens`, and what follows it.
+fn argument(tokens: &[Token]) -> Option<(Arg, &[Token])> {
+    match tokens {
+        [Token::OpenBrace, Token::CloseBrace, rest @ ..] => Some((Arg::Hash(Vec::new()), rest)),
+        [Token::OpenBrace, rest @ ..] => match pairs(rest)? {
+            (pairs, [Token::CloseBrace, rest @ ..]) => Some((Arg::Hash(pairs), rest)),
+            _ => None,
+        },
+        _ if key(tokens).is_some() => {
+            let (pairs, rest) = pairs(tokens)?;
+            Some((Arg::Hash(pairs), rest))
         }
-        match tokens.next() {
-            Some(Token::Comma) if tokens.peek().is_some() => {}
-            Some(Token::Close) if parenthesised => {
-                closed = true;
-                break;
-            }
-            None if !parenthesised => {}
-            _ => return None,
+        [Token::Arg(arg), rest @ ..] => Some((arg.clone(), rest)),
+        _ => None,
+    }
+}
+
+/// `key: value, ...` at the start of `tokens`, and what follows.
+fn pairs(mut tokens: &[Token]) -> Option<(Pairs, &[Token])> {
+    let mut pairs = Vec::new();
+    loop {
+        let (name, rest) = key(tokens)?;
+        let [Token::Arg(value), rest @ ..] = rest else {
+            return None;
+        };
+        pairs.push((name.to_string(), value.clone()));
+        match rest {
+            [Token::Comma, more @ ..] if key(more).is_some() => tokens = more,
+            _ => return Some((pairs, rest)),
         }
     }
-    let complete = closed == parenthesised && tokens.next().is_none();
-    complete.then_some(args)
+}
+
+/// A hash key at the start of `tokens` (`key:`, `:key =>` or
+/// `:key=>`), and what follows it.
+fn key(tokens: &[Token]) -> Option<(&str, &[Token])> {
+    let identifier =
+        |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    match tokens {
+        [Token::Arg(Arg::Word(w)), Token::Arg(Arg::Word(arrow)), rest @ ..] if arrow == "=>" => w
+            .strip_prefix(':')
+            .filter(|k| identifier(k))
+            .map(|k| (k, rest)),
+        [Token::Arg(Arg::Word(w)), rest @ ..] => w
+            .strip_suffix(':')
+            .or_else(|| w.strip_prefix(':')?.strip_suffix("=>"))
+            .filter(|k| identifier(k))
+            .map(|k| (k, rest)),
+        _ => None,
+    }
 }
 
 fn string(args: &[Arg]) -> Option<&str> {
@@ -1490,6 +2085,75 @@ fn parse_secs(s: &str) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_secs_f64(secs)).filter(|d| !d.is_zero())
+}
+
+/// `true`, `false` or `only` (a bare `--bind-to-activated-sockets`
+/// arrives as `true`).
+fn parse_activated(s: &str) -> Option<ActivatedMode> {
+    match s {
+        "true" => Some(ActivatedMode::On),
+        "false" => Some(ActivatedMode::Off),
+        "only" => Some(ActivatedMode::Only),
+        _ => None,
+    }
+}
+
+fn parse_workers(s: &str) -> Option<usize> {
+    s.parse().ok().filter(|&n| n <= MAX_WORKERS)
+}
+
+/// A whole number from 1 to `max`.
+fn parse_limit(s: &str, max: u64) -> Option<u64> {
+    s.parse().ok().filter(|n| (1..=max).contains(n))
+}
+
+/// `Some(None)` for "" (turn the setting off), else `parse`'s result.
+fn optional<T>(s: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<Option<T>> {
+    if s.is_empty() {
+        Some(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
+/// A control token: non-empty, visible ASCII only, so it can travel in a
+/// header or a query string and cannot split either.
+fn parse_token(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+/// A control URL: a bind URI (see [`BindSpec::parse`]) that is `unix://`,
+/// or `tcp://` on a loopback host, since the control app can stop the
+/// server. The error is the message after `"URI": `.
+fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
+    let spec = BindSpec::parse(uri).map_err(|e| {
+        // BindSpec's message starts `bind "URI": `; the caller names the URI.
+        match e.strip_prefix(&format!("bind {uri:?}: ")) {
+            Some(rest) => rest.to_string(),
+            None => e,
+        }
+    })?;
+    match &spec {
+        BindSpec::Unix { .. } => Ok(spec),
+        BindSpec::Tcp { host, .. } if is_loopback_host(host) => Ok(spec),
+        BindSpec::Tcp { host, .. } => Err(format!(
+            "host {host:?} is not a loopback address; expected 127.0.0.1, [::1] or localhost, \
+             since the control app can stop the server"
+        )),
+        _ => Err(
+            "expected unix:///PATH or tcp://HOST:PORT; the control app listens on a socket \
+             of its own"
+                .to_string(),
+        ),
+    }
+}
+
+/// `localhost`, or an IP literal in 127.0.0.0/8 or `::1`.
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_keep_alive(s: &str) -> Option<u32> {
@@ -1642,6 +2306,10 @@ mod tests {
         BindSpec::parse(&format!("tcp://{host}:{port}")).expect("test bind")
     }
 
+    fn unix(path: &str) -> BindSpec {
+        BindSpec::parse(&format!("unix://{path}")).expect("test bind")
+    }
+
     #[test]
     fn defaults() {
         let c = run(&[]);
@@ -1659,6 +2327,14 @@ mod tests {
         assert_eq!(c.max_body, 10_485_760);
         assert!(!c.log_requests && !c.quiet && !c.dir_listing && !c.serve_dotfiles);
         assert_eq!(c.cache_control, None);
+        assert_eq!(c.activated, ActivatedMode::Off);
+        assert!(!c.fd_store && !c.preload);
+        assert_eq!(c.workers, 0);
+        assert_eq!(c.worker_timeout, Duration::from_secs(60));
+        assert_eq!(c.worker_boot_timeout, Duration::from_secs(60));
+        assert_eq!((c.max_requests, c.worker_max_rss), (None, None));
+        assert_eq!((c.control_url, c.control_token), (None, None));
+        assert_eq!(c.state_path, None);
         assert_eq!(c.config_file, None);
         assert_eq!(c.cli, Overrides::default());
     }
@@ -1699,6 +2375,25 @@ mod tests {
             "--serve-dotfiles",
             "--cache-control",
             "public, max-age=60",
+            "--bind-to-activated-sockets=only",
+            "--fd-store",
+            "-w",
+            "4",
+            "--preload",
+            "--worker-timeout",
+            "20",
+            "--worker-boot-timeout",
+            "30.5",
+            "--max-requests",
+            "1000",
+            "--worker-max-rss",
+            "512",
+            "--control-url",
+            "unix:///run/ctl.sock",
+            "--control-token",
+            "s3cr3t",
+            "-S",
+            "/run/app.state",
             dir.to_str().unwrap(),
         ]);
         assert_eq!(
@@ -1720,6 +2415,15 @@ mod tests {
         assert_eq!(c.max_body, 1024);
         assert!(c.log_requests && c.quiet && c.dir_listing && c.serve_dotfiles);
         assert_eq!(c.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(c.activated, ActivatedMode::Only);
+        assert!(c.fd_store && c.preload);
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.worker_timeout, Duration::from_secs(20));
+        assert_eq!(c.worker_boot_timeout, Duration::from_millis(30_500));
+        assert_eq!((c.max_requests, c.worker_max_rss), (Some(1000), Some(512)));
+        assert_eq!(c.control_url, Some(unix("/run/ctl.sock")));
+        assert_eq!(c.control_token.as_deref(), Some("s3cr3t"));
+        assert_eq!(c.state_path, Some(PathBuf::from("/run/app.state")));
         assert_eq!(c.dir, dir);
     }
 
@@ -1823,33 +2527,25 @@ mod tests {
 
     #[test]
     fn refused_options_say_not_supported_yet() {
-        for opt in [
-            "-w",
-            "--workers",
-            "--preload",
-            "--bind-to-activated-sockets",
-            "--fd-store",
-            "--control-url",
-            "--control-token",
-            "--state",
-            "-S",
-            "--worker-timeout",
-        ] {
-            let e = error(&[opt, "4"]);
-            assert!(
-                e.starts_with(&format!("option {opt} is not supported yet (")),
-                "{e}"
-            );
-        }
         assert_eq!(
-            error(&["--workers=4"]),
-            "option --workers is not supported yet (catamount runs as one process for now); \
-             remove it"
+            error(&["--fork-worker"]),
+            "option --fork-worker is not supported yet (workers are forked from the main \
+             process only); remove it"
         );
+        assert!(error(&["--fork-worker=1000"]).contains("not supported yet"));
         assert_eq!(
             error(&["-p", "9292"]),
             "option -p is not a catamount option; use --bind tcp://0.0.0.0:PORT"
         );
+        for o in OPTIONS {
+            if let OptionKind::NotYet(_) = o.kind {
+                assert!(
+                    error(&[o.long]).contains("is not supported yet ("),
+                    "{}",
+                    o.long
+                );
+            }
+        }
     }
 
     #[test]
@@ -1864,8 +2560,11 @@ mod tests {
              run catamount --help for the list of options"
         );
         assert!(error(&["-x"]).starts_with("unknown option \"-x\";"));
-        // Refused options are not suggested.
-        assert!(!error(&["--wokers"]).contains("did you mean"));
+        // Refused options are not suggested; aliases and new options are.
+        assert!(!error(&["--fork-wroker"]).contains("did you mean"));
+        assert!(error(&["--wokers"]).contains("(did you mean --workers?)"));
+        assert!(error(&["--worker-shutdown-timout"])
+            .contains("(did you mean --worker-shutdown-timeout?)"));
         assert_eq!(
             error(&[".", "src"]),
             "unexpected argument \"src\"; expected at most one DIR to serve \
@@ -2111,7 +2810,10 @@ cache_control "public, max-age=60"
             "app.rb:3: unknown directive \"treads\" (did you mean threads?); expected one of \
              bind, port, threads, directory, environment, tag, pidfile, first_data_timeout, \
              persistent_timeout, shutdown_timeout, max_keep_alive, max_body, log_requests, \
-             quiet, dir_listing, serve_dotfiles, cache_control"
+             quiet, dir_listing, serve_dotfiles, cache_control, bind_to_activated_sockets, \
+             fd_store, workers, preload_app!, worker_timeout, worker_boot_timeout, \
+             worker_shutdown_timeout, max_requests, worker_max_rss, activate_control_app, \
+             control_url, control_token, state_path"
         );
         assert_eq!(
             file_error("bind \"tcp://127.0.0.1:1\"\n\n\nthreads a, 5\n"),
@@ -2129,9 +2831,9 @@ cache_control "public, max-age=60"
              on the same line"
         );
         assert_eq!(
-            file_error("\nworkers 4\n"),
-            "app.rb:2: directive \"workers\" is not supported yet (catamount runs as one process \
-             for now); expected the line removed"
+            file_error("\nfork_worker 1000\n"),
+            "app.rb:2: directive \"fork_worker\" is not supported yet (workers are forked from \
+             the main process only); expected the line removed"
         );
         assert_eq!(
             file_error("bind \"ssl://0.0.0.0:443\"\n"),
@@ -2166,8 +2868,25 @@ cache_control "public, max-age=60"
             );
         }
         // The name is judged before the (Ruby) value.
-        assert!(file_error("workers ENV.fetch(\"N\") { 2 }").contains("not supported yet"));
-        assert!(file_error("on_worker_boot do").contains("not supported yet"));
+        assert!(file_error("fork_worker ENV.fetch(\"N\") { 2 }").contains("not supported yet"));
+        assert_eq!(
+            file_error("on_worker_boot do"),
+            "app.rb:1: directive \"on_worker_boot\" is Puma's, not catamount's; Ruby hooks \
+             have no equivalent in catamount; remove the hook and its block"
+        );
+        for (name, what) in PUMA_ONLY_DIRECTIVES {
+            let e = file_error(&format!("{name} do |x|\n  x\nend\n"));
+            assert_eq!(
+                e,
+                format!("app.rb:1: directive {name:?} is Puma's, not catamount's; {what}")
+            );
+        }
+        // A Ruby value for a supported directive is a syntax error.
+        assert_eq!(
+            file_error("workers ENV.fetch(\"N\") { 2 }"),
+            "app.rb:1: workers ENV.fetch(\"N\") { 2 }; expected literal values separated by \
+             commas, as in threads 0, 16"
+        );
         assert_eq!(
             file_error("force_shutdown_after 5"),
             "app.rb:1: directive \"force_shutdown_after\" is Puma's, not catamount's; \
@@ -2375,7 +3094,7 @@ cache_control "public, max-age=60"
                 "help misses directive {d}"
             );
         }
-        for (d, _) in NOT_YET_DIRECTIVES.iter().take(3) {
+        for (d, _) in NOT_YET_DIRECTIVES {
             assert!(text.contains(d), "help misses {d}");
         }
         for default in [
@@ -2387,6 +3106,12 @@ cache_control "public, max-age=60"
             format!("[default: {}]", DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
             format!("[default: {DEFAULT_MAX_KEEP_ALIVE}]"),
             format!("[default: {DEFAULT_MAX_BODY}]"),
+            format!("[default: {DEFAULT_WORKERS}]"),
+            format!("[default: {}]", DEFAULT_WORKER_TIMEOUT.as_secs()),
+            format!("<= N <= {MAX_WORKERS}"),
+            format!("<= MIB <= {MAX_WORKER_MAX_RSS_MIB}"),
+            "\nSYSTEMD\n".to_string(),
+            "\nCLUSTER\n".to_string(),
             format!("<= {MAX_THREADS_LIMIT}"),
             format!("at most {}", MAX_TIMEOUT.as_secs()),
         ] {
@@ -2407,12 +3132,728 @@ cache_control "public, max-age=60"
             assert!(o.long.starts_with("--"));
             assert!(o.short.is_empty() || (o.short.len() == 2 && o.short.starts_with('-')));
             assert_eq!(option(o.long).long, o.long);
+            assert_eq!(
+                OPTIONS
+                    .iter()
+                    .filter(|p| p.long == o.long || (!o.short.is_empty() && p.short == o.short))
+                    .count(),
+                1,
+                "{} is in OPTIONS twice",
+                o.long
+            );
+            if let OptionKind::Alias(of) = o.kind {
+                assert!(
+                    matches!(option(of).kind, OptionKind::Value { .. } | OptionKind::Flag),
+                    "{} is an alias of {of}, which takes no value of its own",
+                    o.long
+                );
+            }
         }
         for d in DIRECTIVES {
             assert!(check_directive_name(d).is_ok());
         }
         for (name, _) in NOT_YET_DIRECTIVES.iter().chain(PUMA_ONLY_DIRECTIVES) {
             assert!(!DIRECTIVES.contains(name));
+        }
+        assert!(parse_control_url(DEFAULT_BIND).is_err());
+    }
+
+    #[test]
+    fn activated_sockets_on_the_command_line() {
+        let mode = |args: &[&str]| run(args).activated;
+        assert_eq!(mode(&[]), ActivatedMode::Off);
+        assert_eq!(mode(&["--bind-to-activated-sockets"]), ActivatedMode::On);
+        assert_eq!(
+            mode(&["--bind-to-activated-sockets=true"]),
+            ActivatedMode::On
+        );
+        assert_eq!(
+            mode(&["--bind-to-activated-sockets=only"]),
+            ActivatedMode::Only
+        );
+        assert_eq!(
+            mode(&[
+                "--bind-to-activated-sockets=only",
+                "--bind-to-activated-sockets=false"
+            ]),
+            ActivatedMode::Off
+        );
+        assert_eq!(
+            mode(&[
+                "--bind-to-activated-sockets=false",
+                "--bind-to-activated-sockets"
+            ]),
+            ActivatedMode::On
+        );
+        for bad in ["yes", "", "ONLY", "--quiet"] {
+            let e = error(&[&format!("--bind-to-activated-sockets={bad}")]);
+            let want = if bad == "--quiet" {
+                "option --bind-to-activated-sockets is followed by option --quiet, not by a \
+                 value; expected true, false or only"
+                    .to_string()
+            } else {
+                format!(
+                    "--bind-to-activated-sockets {bad:?}; expected true, false or only, as in \
+                     --bind-to-activated-sockets=only (the option alone means true)"
+                )
+            };
+            assert!(e.starts_with(&want), "{e}");
+        }
+        // The option alone never takes the next argument: here "only" is
+        // the DIR.
+        assert!(error(&["--bind-to-activated-sockets", "only"]).starts_with("DIR \"only\""));
+        let tmp = TempDir::new();
+        let c = run(&["--bind-to-activated-sockets", tmp.path().to_str().unwrap()]);
+        assert_eq!(
+            (c.activated, c.dir.as_path()),
+            (ActivatedMode::On, tmp.path())
+        );
+        assert!(run(&["--fd-store", "--fd-store"]).fd_store);
+        assert!(error(&["--fd-store=true"]).contains("option --fd-store takes no value"));
+    }
+
+    #[test]
+    fn activated_sockets_and_fd_store_in_the_file() {
+        let mode = |text: &str| with_file(text, &[]).unwrap().activated;
+        assert_eq!(mode("bind_to_activated_sockets"), ActivatedMode::On);
+        assert_eq!(mode("bind_to_activated_sockets true"), ActivatedMode::On);
+        assert_eq!(mode("bind_to_activated_sockets false"), ActivatedMode::Off);
+        assert_eq!(
+            mode("bind_to_activated_sockets \"only\""),
+            ActivatedMode::Only
+        );
+        assert_eq!(
+            mode("bind_to_activated_sockets('only')"),
+            ActivatedMode::Only
+        );
+        for bad in ["only", "\"true\"", "\"on\"", "1", "true, true"] {
+            assert_eq!(
+                file_error(&format!("quiet\nbind_to_activated_sockets {bad}\n")),
+                format!(
+                    "app.rb:2: bind_to_activated_sockets {bad}; expected true, false or \
+                     \"only\", as in bind_to_activated_sockets \"only\""
+                )
+            );
+        }
+        assert!(with_file("fd_store", &[]).unwrap().fd_store);
+        assert!(with_file("fd_store true", &[]).unwrap().fd_store);
+        assert!(
+            !with_file("fd_store true\nfd_store false", &[])
+                .unwrap()
+                .fd_store
+        );
+        assert_eq!(
+            file_error("fd_store yes"),
+            "app.rb:1: fd_store yes; expected true or false, as in fd_store true"
+        );
+        // The command line wins over the file.
+        let c = with_file(
+            "bind_to_activated_sockets \"only\"\nfd_store false\n",
+            &["--bind-to-activated-sockets=false", "--fd-store"],
+        )
+        .unwrap();
+        assert_eq!((c.activated, c.fd_store), (ActivatedMode::Off, true));
+    }
+
+    #[test]
+    fn fd_binds() {
+        let c = run(&[
+            "-b",
+            "fd://3",
+            "--bind",
+            "fd://web",
+            "-b",
+            "tcp://127.0.0.1:1",
+        ]);
+        assert_eq!(
+            c.binds,
+            vec![
+                BindSpec::Fd { name: "3".into() },
+                BindSpec::Fd { name: "web".into() },
+                tcp("127.0.0.1", 1),
+            ]
+        );
+        assert_eq!(
+            error(&["-b", "fd://web", "-b", "fd://web"]),
+            "--bind \"fd://web\" is given twice; expected each listener once"
+        );
+        assert!(error(&["-b", "fd://"]).starts_with("--bind \"fd://\": expected fd://NAME"));
+        assert!(error(&["-b", "fd://3?backlog=5"]).starts_with("--bind \"fd://3?backlog=5\":"));
+        let c = with_file("bind \"fd://web\"\nbind 'fd://3'\n", &[]).unwrap();
+        assert_eq!(
+            c.binds,
+            vec![
+                BindSpec::Fd { name: "web".into() },
+                BindSpec::Fd { name: "3".into() }
+            ]
+        );
+        assert_eq!(
+            file_error("bind \"fd://3\"\nport 1\nbind \"fd://3\"\n"),
+            "app.rb:3: bind \"fd://3\" repeats the bind of line 1; expected each listener once"
+        );
+    }
+
+    #[test]
+    fn workers_and_preload() {
+        assert_eq!(run(&["-w", "4"]).workers, 4);
+        assert_eq!(run(&["-w4"]).workers, 4);
+        assert_eq!(run(&["--workers=0"]).workers, 0);
+        assert_eq!(run(&["--workers", "256"]).workers, MAX_WORKERS);
+        for bad in ["257", "-1", "", "two", "1.5"] {
+            assert_eq!(
+                error(&["--workers", bad]),
+                format!(
+                    "--workers {bad:?}; expected a whole number from 0 to 256 (0 is single \
+                     mode), as in --workers 4"
+                )
+            );
+        }
+        assert!(run(&["--preload"]).preload);
+        assert!(error(&["--preload=false"]).contains("takes no value"));
+
+        let c = with_file("workers 1_6\npreload_app!\n", &[]).unwrap();
+        assert_eq!((c.workers, c.preload), (16, true));
+        assert!(with_file("preload_app! true", &[]).unwrap().preload);
+        assert!(with_file("preload_app!(true)", &[]).unwrap().preload);
+        assert!(
+            !with_file("preload_app!\npreload_app! false", &[])
+                .unwrap()
+                .preload
+        );
+        assert_eq!(
+            file_error("\nworkers 257"),
+            "app.rb:2: workers 257; expected a whole number from 0 to 256 (0 is single mode), \
+             as in workers 4"
+        );
+        assert_eq!(
+            file_error("workers \"4\""),
+            "app.rb:1: workers \"4\"; expected a whole number from 0 to 256 (0 is single \
+             mode), as in workers 4"
+        );
+        assert_eq!(
+            file_error("preload_app! 1"),
+            "app.rb:1: preload_app! 1; expected true or false, as in preload_app! true"
+        );
+        assert!(file_error("preload_app").starts_with(
+            "app.rb:1: unknown directive \"preload_app\" (did you mean preload_app!?)"
+        ));
+        // The command line wins.
+        let c = with_file("workers 8\n", &["-w", "2"]).unwrap();
+        assert_eq!(c.workers, 2);
+    }
+
+    #[test]
+    fn worker_timeouts_and_the_shutdown_alias() {
+        let c = run(&["--worker-timeout", "5", "--worker-boot-timeout=0.5"]);
+        assert_eq!(c.worker_timeout, Duration::from_secs(5));
+        assert_eq!(c.worker_boot_timeout, Duration::from_millis(500));
+        for opt in ["--worker-timeout", "--worker-boot-timeout"] {
+            assert_eq!(
+                error(&[opt, "0"]),
+                format!(
+                    "{opt} \"0\"; expected a number of seconds above 0 and at most 86400, as \
+                     in 30 or 0.5"
+                )
+            );
+        }
+        // Either name sets the one setting; the last given wins.
+        let shutdown = |args: &[&str]| run(args).shutdown_timeout;
+        assert_eq!(
+            shutdown(&["--worker-shutdown-timeout", "7"]),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            shutdown(&["--shutdown-timeout", "5", "--worker-shutdown-timeout=7"]),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            shutdown(&["--worker-shutdown-timeout", "7", "--shutdown-timeout", "5"]),
+            Duration::from_secs(5)
+        );
+        // A bad value is reported under the canonical name.
+        assert!(error(&["--worker-shutdown-timeout", "x"])
+            .starts_with("--shutdown-timeout \"x\"; expected a number of seconds"));
+        assert!(error(&["--worker-shutdown-timeout"]).starts_with(
+            "option --worker-shutdown-timeout is missing its value; expected a number"
+        ));
+
+        let c = with_file(
+            "worker_timeout 1_0\nworker_boot_timeout 0.25\nshutdown_timeout 3\n\
+             worker_shutdown_timeout 9\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.worker_timeout, Duration::from_secs(10));
+        assert_eq!(c.worker_boot_timeout, Duration::from_millis(250));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(9));
+        let c = with_file("worker_shutdown_timeout 9\nshutdown_timeout 3\n", &[]).unwrap();
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+        for name in [
+            "worker_timeout",
+            "worker_boot_timeout",
+            "worker_shutdown_timeout",
+        ] {
+            assert_eq!(
+                file_error(&format!("tag \"x\"\n{name} 86401\n")),
+                format!(
+                    "app.rb:2: {name} 86401; expected a number of seconds above 0 and at most \
+                     86400, as in 30 or 0.5, as in {name} 30"
+                )
+            );
+        }
+        let c = with_file(
+            "worker_timeout 10\nworker_shutdown_timeout 9\n",
+            &["--worker-timeout", "11", "--shutdown-timeout", "12"],
+        )
+        .unwrap();
+        assert_eq!(c.worker_timeout, Duration::from_secs(11));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(12));
+    }
+
+    #[test]
+    fn worker_limits() {
+        let c = run(&["--max-requests", "1", "--worker-max-rss", "16777216"]);
+        assert_eq!(c.max_requests, Some(1));
+        assert_eq!(c.worker_max_rss, Some(MAX_WORKER_MAX_RSS_MIB));
+        assert_eq!(
+            run(&["--max-requests", "18446744073709551615"]).max_requests,
+            Some(u64::MAX)
+        );
+        for bad in ["0", "-1", "1e3", "18446744073709551616", " 1"] {
+            assert!(
+                error(&["--max-requests", bad]).starts_with(&format!(
+                    "--max-requests {bad:?}; expected a whole number from 1 to \
+                     18446744073709551615, or \"\" for no limit"
+                )),
+                "{bad}"
+            );
+        }
+        for bad in ["0", "16777217", "512M"] {
+            assert!(
+                error(&["--worker-max-rss", bad]).starts_with(&format!(
+                    "--worker-max-rss {bad:?}; expected a whole number of MiB from 1 to 16777216"
+                )),
+                "{bad}"
+            );
+        }
+
+        let c = with_file("max_requests 10_000\nworker_max_rss 512\n", &[]).unwrap();
+        assert_eq!(
+            (c.max_requests, c.worker_max_rss),
+            (Some(10_000), Some(512))
+        );
+        assert_eq!(
+            file_error("max_requests 0"),
+            "app.rb:1: max_requests 0; expected a whole number from 1 to \
+             18446744073709551615, as in max_requests 10_000"
+        );
+        assert_eq!(
+            file_error("\nworker_max_rss 16_777_217"),
+            "app.rb:2: worker_max_rss 16_777_217; expected a whole number from 1 to \
+             16777216, as in worker_max_rss 512"
+        );
+        assert!(file_error("max_requests \"5\"").starts_with("app.rb:1: max_requests \"5\";"));
+        // The command line overrides, or turns the limit off with "".
+        let text = "max_requests 100\nworker_max_rss 64\n";
+        let c = with_file(text, &["--max-requests", "5"]).unwrap();
+        assert_eq!((c.max_requests, c.worker_max_rss), (Some(5), Some(64)));
+        let c = with_file(text, &["--max-requests=", "--worker-max-rss", ""]).unwrap();
+        assert_eq!((c.max_requests, c.worker_max_rss), (None, None));
+    }
+
+    #[test]
+    fn control_url_on_the_command_line() {
+        let url = |uri: &str| run(&["--control-url", uri, "--control-token", "t"]).control_url;
+        assert_eq!(url("unix:///run/ctl.sock"), Some(unix("/run/ctl.sock")));
+        assert_eq!(
+            url("unix:///run/ctl.sock?mode=0600"),
+            BindSpec::parse("unix:///run/ctl.sock?mode=0600").ok()
+        );
+        for host in ["127.0.0.1", "127.0.0.2", "[::1]", "localhost"] {
+            let uri = format!("tcp://{host}:9293");
+            assert_eq!(url(&uri), BindSpec::parse(&uri).ok(), "{uri}");
+        }
+        for (host, shown) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("10.0.0.1", "10.0.0.1"),
+            ("[::]", "::"),
+            ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+            ("example.com", "example.com"),
+        ] {
+            let uri = format!("tcp://{host}:9293");
+            assert_eq!(
+                error(&["--control-url", &uri, "--control-token", "t"]),
+                format!(
+                    "--control-url {uri:?}: host {shown:?} is not a loopback address; \
+                     expected 127.0.0.1, [::1] or localhost, since the control app can stop \
+                     the server"
+                )
+            );
+        }
+        assert_eq!(
+            error(&["--control-url", "fd://3"]),
+            "--control-url \"fd://3\": expected unix:///PATH or tcp://HOST:PORT; the control \
+             app listens on a socket of its own"
+        );
+        assert_eq!(
+            error(&["--control-url", "ssl://127.0.0.1:1"]),
+            "--control-url \"ssl://127.0.0.1:1\": ssl:// binds are not supported yet"
+        );
+        assert_eq!(
+            error(&["--control-url", "auto"]),
+            "--control-url \"auto\": expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH"
+        );
+        assert_eq!(
+            error(&["--control-url", "unix:///run/ctl.sock"]),
+            "control URL \"unix:///run/ctl.sock\" has no token; expected a token \
+             (--control-token TOKEN, control_token \"TOKEN\", or activate_control_app \"URI\", \
+             { auth_token: \"TOKEN\" }), or { no_token: true } to let anyone who can connect \
+             control the server"
+        );
+        assert_eq!(
+            error(&[
+                "-b",
+                "unix:///run/ctl.sock",
+                "--control-url",
+                "unix:///run/ctl.sock?mode=0600",
+                "--control-token",
+                "t"
+            ]),
+            "control URL \"unix:///run/ctl.sock\" is also a bind; expected a listener of its \
+             own for the control app"
+        );
+        // A token without a URL is harmless, and kept.
+        let c = run(&["--control-token", "t"]);
+        assert_eq!(
+            (c.control_url, c.control_token.as_deref()),
+            (None, Some("t"))
+        );
+    }
+
+    #[test]
+    fn control_tokens_are_checked_and_never_echoed() {
+        for bad in ["", "two words", "tab\there", "caf\u{e9}", "nl\n"] {
+            let e = error(&["--control-token", bad]);
+            assert_eq!(
+                e,
+                "--control-token (value not shown, as it may be a token); expected a non-empty \
+                 token of visible ASCII (no spaces), as in --control-token s3cr3t"
+            );
+        }
+        let e = parse_args(vec![
+            OsString::from("--control-token"),
+            OsStr::from_bytes(b"s3cr\xe9t").to_os_string(),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--control-token (value not shown"), "{e}");
+        assert_eq!(
+            run(&["--control-token=!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"])
+                .control_token
+                .as_deref(),
+            Some("!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+        );
+        for line in [
+            "control_token \"hunter2 secret\"",
+            "control_token hunter2",
+            "control_token \"hunter2",
+            "control_token \"hunter2\\n\"",
+            "control_token \"hunter2#{x}\"",
+            "control_token \"hunter2\" \"x\"",
+            "activate_control_app \"unix:///c\", auth_token: \"hunter2\", \"x\"",
+            "activate_control_app \"unix:///c\", { auth_token: \"hunter2",
+            "activate_control_app \"unix:///c\", { auth_token: \"hunter2 secret\" }",
+            "activate_control_app \"unix:///c\", { auth_token: hunter2 }",
+            "activate_control_app \"unix:///c\", \"hunter2\"",
+            "activate_control_app \"hunter2\", \"hunter2\"",
+        ] {
+            let e = file_error(line);
+            assert!(!e.contains("hunter2"), "{line:?} gave {e}");
+            assert!(e.contains("(value not shown, as it may be a token)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn control_app_in_the_file() {
+        let control = |text: &str| {
+            let c = with_file(text, &[]).unwrap();
+            (c.control_url.map(|u| u.to_string()), c.control_token)
+        };
+        let want = |token: Option<&str>| {
+            (
+                Some("unix:///run/ctl.sock".to_string()),
+                token.map(str::to_string),
+            )
+        };
+        for text in [
+            "activate_control_app \"unix:///run/ctl.sock\", { auth_token: \"t\" }",
+            "activate_control_app 'unix:///run/ctl.sock', {auth_token: 't'}",
+            "activate_control_app \"unix:///run/ctl.sock\", auth_token: \"t\"",
+            "activate_control_app(\"unix:///run/ctl.sock\", auth_token: \"t\")",
+            "activate_control_app \"unix:///run/ctl.sock\", { :auth_token => \"t\" }",
+            "activate_control_app \"unix:///run/ctl.sock\", {:auth_token=>\"t\"}",
+            "activate_control_app \"unix:///run/ctl.sock\", { auth_token: \"t\", no_token: false }",
+            "activate_control_app \"unix:///run/ctl.sock\"\ncontrol_token \"t\"",
+            "control_token \"t\"\nactivate_control_app \"unix:///run/ctl.sock\"",
+            "control_url \"unix:///run/ctl.sock\"\ncontrol_token \"t\"",
+            "control_token \"old\"\ncontrol_url \"unix:///run/ctl.sock\"\ncontrol_token \"t\"",
+        ] {
+            assert_eq!(control(text), want(Some("t")), "{text}");
+        }
+        for text in [
+            "activate_control_app \"unix:///run/ctl.sock\", { no_token: true }",
+            "activate_control_app \"unix:///run/ctl.sock\", no_token: true",
+            // A later no_token: true drops an earlier token.
+            "control_token \"t\"\nactivate_control_app \"unix:///run/ctl.sock\", no_token: true",
+        ] {
+            assert_eq!(control(text), want(None), "{text}");
+        }
+        // control_url "" turns it off again.
+        assert_eq!(
+            control("control_url \"unix:///run/ctl.sock\"\ncontrol_url \"\"\n"),
+            (None, None)
+        );
+        let c = with_file("state_path \"/run/app.state\"", &[]).unwrap();
+        assert_eq!(c.state_path, Some(PathBuf::from("/run/app.state")));
+        assert_eq!(with_file("state_path \"\"", &[]).unwrap().state_path, None);
+    }
+
+    #[test]
+    fn control_app_file_errors() {
+        let expect = "expected a quoted URI and optional { auth_token: \"TOKEN\" } or \
+                      { no_token: true }, as in activate_control_app \
+                      \"unix:///run/app-control.sock\", { auth_token: \"s3cr3t\" }";
+        for line in [
+            "activate_control_app",
+            "activate_control_app unix:///c",
+            "activate_control_app \"unix:///c\", { auth_token: \"t\" }, 1",
+            "activate_control_app \"unix:///c\", \"t\"",
+        ] {
+            assert_eq!(
+                file_error(&format!("tag \"x\"\n{line}\n")),
+                format!(
+                    "app.rb:2: activate_control_app (value not shown, as it may be a token); \
+                     {expect}"
+                ),
+                "{line:?}"
+            );
+        }
+        for line in [
+            "activate_control_app \"unix:///c\", auth_token: \"t\", \"x\"",
+            "activate_control_app \"unix:///c\", { auth_token: { x: 1 } }",
+            "activate_control_app \"unix:///c\", { auth_token: \"t\", }",
+        ] {
+            assert_eq!(
+                file_error(line),
+                "app.rb:1: activate_control_app (value not shown, as it may be a token); \
+                 expected literal values separated by commas, as in threads 0, 16",
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            file_error("control_token \"a\\n\""),
+            "app.rb:1: control_token (value not shown, as it may be a token); expected strings \
+             closed on the same line, with no escape but \\\" and \\\\ and no #{...}"
+        );
+        assert_eq!(
+            file_error("activate_control_app \"tcp://0.0.0.0:9293\", { auth_token: \"t\" }"),
+            "app.rb:1: activate_control_app \"tcp://0.0.0.0:9293\": host \"0.0.0.0\" is not a \
+             loopback address; expected 127.0.0.1, [::1] or localhost, since the control app \
+             can stop the server"
+        );
+        assert_eq!(
+            file_error("\ncontrol_url \"tcp://192.168.1.1:9293\"\n"),
+            "app.rb:2: control_url \"tcp://192.168.1.1:9293\": host \"192.168.1.1\" is not a \
+             loopback address; expected 127.0.0.1, [::1] or localhost, since the control app \
+             can stop the server"
+        );
+        assert_eq!(
+            file_error("activate_control_app \"auto\""),
+            "app.rb:1: activate_control_app \"auto\": expected tcp://HOST:PORT or \
+             unix:///ABSOLUTE/PATH"
+        );
+        assert_eq!(
+            file_error("activate_control_app \"unix:///c\", { auth_token: \"t\", no_token: true }"),
+            "app.rb:1: activate_control_app \"unix:///c\": both auth_token: and no_token: true; \
+             expected one of them"
+        );
+        assert_eq!(
+            file_error("activate_control_app \"unix:///c\", { token: \"t\" }"),
+            "app.rb:1: activate_control_app \"unix:///c\": unknown option \"token\"; expected \
+             auth_token: \"TOKEN\" or no_token: true"
+        );
+        assert_eq!(
+            file_error("activate_control_app \"unix:///c\", { no_token: 1 }"),
+            "app.rb:1: activate_control_app \"unix:///c\": no_token with a value other than \
+             true or false; expected no_token: true"
+        );
+        assert_eq!(
+            file_error("control_url unix:///c"),
+            "app.rb:1: control_url unix:///c; expected a quoted URI, as in control_url \
+             \"unix:///run/app-control.sock\""
+        );
+        assert_eq!(
+            file_error("state_path /run/x"),
+            "app.rb:1: state_path /run/x; expected a quoted path, as in state_path \
+             \"/run/app.state\""
+        );
+        // Checks on the merged settings name the control line.
+        assert_eq!(
+            file_error("tag \"x\"\nactivate_control_app \"unix:///run/ctl.sock\"\n"),
+            "app.rb:2: control URL \"unix:///run/ctl.sock\" has no token; expected a token \
+             (--control-token TOKEN, control_token \"TOKEN\", or activate_control_app \"URI\", \
+             { auth_token: \"TOKEN\" }), or { no_token: true } to let anyone who can connect \
+             control the server"
+        );
+        assert_eq!(
+            file_error(
+                "bind \"tcp://127.0.0.1:9293\"\n\
+                 control_url \"tcp://127.0.0.1:9293\"\ncontrol_token \"t\"\n"
+            ),
+            "app.rb:2: control URL \"tcp://127.0.0.1:9293\" is also a bind; expected a \
+             listener of its own for the control app"
+        );
+    }
+
+    #[test]
+    fn control_app_command_line_over_file() {
+        let text = "activate_control_app \"unix:///run/ctl.sock\", { no_token: true }\n\
+                    state_path \"/run/file.state\"\n";
+        let c = with_file(text, &[]).unwrap();
+        assert_eq!(c.control_token, None);
+        // A token on the command line replaces no_token.
+        let c = with_file(text, &["--control-token", "t"]).unwrap();
+        assert_eq!(c.control_token.as_deref(), Some("t"));
+        // The command line's URL replaces the file's; its errors name no line.
+        let c = with_file(text, &["--control-url", "tcp://localhost:9293"]).unwrap();
+        assert_eq!(c.control_url, Some(tcp("localhost", 9293)));
+        assert_eq!(c.control_token, None, "no_token: true still applies");
+        let e = with_file(
+            "control_token \"t\"\nbind \"tcp://127.0.0.1:9\"\n",
+            &["--control-url", "tcp://127.0.0.1:9"],
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("control URL \"tcp://127.0.0.1:9\" is also a bind;"),
+            "{e}"
+        );
+        // "" turns the file's control app and state file off.
+        let c = with_file(text, &["--control-url", "", "--state", ""]).unwrap();
+        assert_eq!((c.control_url, c.state_path), (None, None));
+        let c = with_file(text, &["-S", "/run/cli.state"]).unwrap();
+        assert_eq!(c.state_path, Some(PathBuf::from("/run/cli.state")));
+        // A file token with a command-line URL.
+        let c = with_file("control_token \"t\"\n", &["--control-url", "unix:///c"]).unwrap();
+        assert_eq!(
+            (c.control_url, c.control_token.as_deref()),
+            (Some(unix("/c")), Some("t"))
+        );
+    }
+
+    #[test]
+    fn reload_reapplies_cluster_and_systemd_settings() {
+        let tmp = TempDir::new();
+        let file = tmp.file(
+            "app.rb",
+            "workers 2\nbind_to_activated_sockets\nmax_requests 100\n\
+             activate_control_app \"unix:///run/ctl.sock\", { auth_token: \"a\" }\n",
+        );
+        let path = file.to_str().unwrap();
+        let first = run(&["-C", path, "--fd-store", "--worker-timeout", "9", "-w", "3"]);
+        assert_eq!(first.workers, 3);
+        assert_eq!(first.activated, ActivatedMode::On);
+        assert!(first.fd_store);
+        assert_eq!(first.control_token.as_deref(), Some("a"));
+        assert_eq!(reload(&first).unwrap(), first);
+
+        fs::write(
+            &file,
+            "workers 5\nbind_to_activated_sockets \"only\"\npreload_app!\nfd_store false\n\
+             worker_timeout 1\nworker_max_rss 256\nstate_path \"/run/app.state\"\n\
+             control_url \"tcp://127.0.0.1:9293\"\ncontrol_token \"b\"\n",
+        )
+        .unwrap();
+        let second = reload(&first).unwrap();
+        assert_eq!(second.workers, 3, "the command line still wins");
+        assert!(second.fd_store, "the command line still wins");
+        assert_eq!(
+            second.worker_timeout,
+            Duration::from_secs(9),
+            "the command line still wins"
+        );
+        assert_eq!(second.activated, ActivatedMode::Only);
+        assert!(second.preload);
+        assert_eq!(
+            (second.max_requests, second.worker_max_rss),
+            (None, Some(256))
+        );
+        assert_eq!(second.control_url, Some(tcp("127.0.0.1", 9293)));
+        assert_eq!(second.control_token.as_deref(), Some("b"));
+        assert_eq!(second.state_path, Some(PathBuf::from("/run/app.state")));
+
+        fs::write(&file, "control_url \"tcp://0.0.0.0:9293\"\n").unwrap();
+        let e = reload(&second).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                ":1: control_url \"tcp://0.0.0.0:9293\": host \"0.0.0.0\" is not a \
+                 loopback address; expected 127.0.0.1, [::1] or localhost, since the control \
+                 app can stop the server"
+            ),
+            "{e}"
+        );
+        fs::write(&file, "\ncontrol_url \"unix:///run/ctl.sock\"\n").unwrap();
+        let e = reload(&second).unwrap_err().to_string();
+        assert!(
+            e.contains(":2: control URL \"unix:///run/ctl.sock\" has no token;"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hashes_in_arguments() {
+        let args = |text: &str| {
+            let (tokens, _) = lex(text).unwrap();
+            arguments(&tokens)
+        };
+        let s = |v: &str| Arg::Str(v.to_string());
+        let w = |v: &str| Arg::Word(v.to_string());
+        let hash = |pairs: &[(&str, Arg)]| {
+            Arg::Hash(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            )
+        };
+        assert_eq!(args("").unwrap(), vec![]);
+        assert_eq!(args("()").unwrap(), vec![]);
+        assert_eq!(args("{}").unwrap(), vec![hash(&[])]);
+        assert_eq!(
+            args("\"u\", { a: \"x\", b: true }").unwrap(),
+            vec![s("u"), hash(&[("a", s("x")), ("b", w("true"))])]
+        );
+        assert_eq!(
+            args("(\"u\", a: 1, :b => 2, :c=> 3)").unwrap(),
+            vec![s("u"), hash(&[("a", w("1")), ("b", w("2")), ("c", w("3"))])]
+        );
+        assert_eq!(
+            args("{ a: 1 }, \"u\"").unwrap(),
+            vec![hash(&[("a", w("1"))]), s("u")]
+        );
+        for bad in [
+            "a: 1, \"u\"",
+            "{ a: 1",
+            "{ a: 1, }",
+            "{ a: }",
+            "{ \"a\" }",
+            "{ a: 1 } }",
+            "a:: 1",
+            ": 1",
+            "{ a: 1 b: 2 }",
+            "(a: 1",
+            "a: 1, :c=>3",
+        ] {
+            assert_eq!(args(bad), None, "{bad:?}");
         }
     }
 

@@ -15,16 +15,19 @@
 //!
 //! See ARCHITECTURE.md for how the pieces fit together.
 
+mod activation;
 pub mod config;
 mod connection;
 mod date;
 pub mod http;
 mod listeners;
+mod notify;
 mod pool;
 mod reactor;
 mod server;
 pub mod static_files;
 mod sys;
+pub mod tls;
 
 use std::io::{self, Read};
 

@@ -5,12 +5,14 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::activation::{self, Inherited};
+use crate::config::ActivatedMode;
+use crate::sys::{self, SockName};
 
 /// Listen backlog when a bind gives none (Puma's).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -25,6 +27,9 @@ pub enum BindSpec {
         port: u16,
         backlog: i32,
     },
+    /// `fd://NAME` or `fd://3`: an inherited socket, by its
+    /// `FileDescriptorName=` or its descriptor number.
+    Fd { name: String },
     /// `unix:///abs/path?umask=0117&mode=0660&backlog=N`.
     Unix {
         path: PathBuf,
@@ -95,7 +100,21 @@ impl BindSpec {
                 })
             }
             "ssl" => Err(format!("bind {uri:?}: ssl:// binds are not supported yet")),
-            "fd" => Err(format!("bind {uri:?}: fd:// binds are not supported yet")),
+            "fd" => {
+                if let Some((k, _)) = params.first() {
+                    return Err(format!(
+                        "bind {uri:?}: unknown option {k:?}; fd binds take none"
+                    ));
+                }
+                if addr.is_empty() || addr.contains(':') {
+                    return Err(format!(
+                        "bind {uri:?}: expected fd://NAME (a socket unit's FileDescriptorName=) or fd://3"
+                    ));
+                }
+                Ok(BindSpec::Fd {
+                    name: addr.to_string(),
+                })
+            }
             _ => Err(format!(
                 "bind {uri:?}: unknown scheme {scheme:?}; expected tcp:// or unix://"
             )),
@@ -111,6 +130,7 @@ impl fmt::Display for BindSpec {
             }
             BindSpec::Tcp { host, port, .. } => write!(f, "tcp://{host}:{port}"),
             BindSpec::Unix { path, .. } => write!(f, "unix://{}", path.display()),
+            BindSpec::Fd { name } => write!(f, "fd://{name}"),
         }
     }
 }
@@ -166,7 +186,7 @@ fn parse_octal(uri: &str, key: &str, v: &str, max: u32) -> Result<u32, String> {
     }
 }
 
-/// A listening socket and what is needed to report and clean it up.
+/// A listening socket and what is needed to report, pass on and clean it up.
 #[derive(Debug)]
 pub struct Listener {
     /// The listening socket (non-blocking accepts come from `sys::accept`).
@@ -175,6 +195,11 @@ pub struct Listener {
     pub is_tcp: bool,
     /// How the startup log names it: `http://127.0.0.1:9292` or `unix:///path`.
     pub url: String,
+    /// The name it is passed on under (hot restart, fd store): systemd's
+    /// name for a socket systemd owns, `catamount+<bind URI>` for our own.
+    pub name: String,
+    /// systemd owns it (socket activation): never unlink, never store.
+    pub systemd_owned: bool,
     /// A socket file catamount created: (path, device, inode). Unlinked at
     /// final exit only while it is still the same file.
     created: Option<(PathBuf, u64, u64)>,
@@ -190,21 +215,76 @@ impl fmt::Display for BindError {
     }
 }
 
-/// Binds every spec, in order. Call before any thread exists: a unix bind
-/// with `umask=` changes the process-wide umask for the duration of bind(2).
-pub fn bind_all(specs: &[BindSpec]) -> Result<Vec<Listener>, BindError> {
+/// Opens every listener: adopts the inherited sockets that match a bind
+/// (by name for our own sockets, else by resolved address or unix path),
+/// binds the rest, and applies `bind_to_activated_sockets` to the
+/// inherited sockets left over. Call before any thread exists: a unix bind
+/// with `umask=` changes the process-wide umask for the duration of
+/// bind(2). `log` receives Puma's `* Activated ...` lines.
+pub fn open_all(
+    specs: &[BindSpec],
+    mut inherited: Vec<Inherited>,
+    mode: ActivatedMode,
+    log: &mut dyn FnMut(String),
+) -> Result<Vec<Listener>, BindError> {
     let mut out = Vec::new();
+    let systemd_passed = inherited.iter().any(|i| !i.is_own());
+    if mode == ActivatedMode::Only && systemd_passed {
+        // `only`: the sockets systemd passed, alone; configured binds are
+        // dropped (Puma's semantics), and survive hot restarts because
+        // the names travel with the sockets.
+        for i in inherited.drain(..) {
+            if i.is_own() {
+                close_unused(i, log);
+            } else {
+                out.push(adopt(i, log));
+            }
+        }
+        return Ok(out);
+    }
     for spec in specs {
+        let name = activation::own_name(&spec.to_string());
         match spec {
+            BindSpec::Fd { name: wanted } => {
+                let pos = inherited
+                    .iter()
+                    .position(|i| &i.name == wanted)
+                    .or_else(|| fd_number_match(&inherited, wanted));
+                match pos {
+                    Some(p) => out.push(adopt(inherited.remove(p), log)),
+                    None => {
+                        return Err(BindError(format!(
+                            "bind {spec}: no inherited socket has that name or number (names passed: {}); \
+                             check FileDescriptorName= in the .socket unit",
+                            names_list(&inherited)
+                        )))
+                    }
+                }
+            }
             BindSpec::Tcp {
                 host,
                 port,
                 backlog,
             } => {
+                // Our own sockets from before a hot restart, by name: this
+                // keeps port 0 and `localhost` binds on the same sockets.
+                let mine = take_where(&mut inherited, |i| i.name == name);
+                if !mine.is_empty() {
+                    out.extend(mine.into_iter().map(|i| adopt(i, log)));
+                    continue;
+                }
                 for addr in
                     resolve(host, *port).map_err(|e| BindError(format!("bind {spec}: {e}")))?
                 {
-                    match bind_tcp(&addr, *backlog) {
+                    let found = inherited.iter().position(|i| match &i.addr {
+                        SockName::Inet(a) => a.ip() == addr.ip() && a.port() == addr.port(),
+                        _ => false,
+                    });
+                    if let Some(p) = found {
+                        out.push(adopt(inherited.remove(p), log));
+                        continue;
+                    }
+                    match bind_tcp(&addr, *backlog, &name) {
                         Ok(l) => out.push(l),
                         // `localhost` on a host without IPv6: the v4 socket is enough.
                         Err(e)
@@ -220,14 +300,116 @@ pub fn bind_all(specs: &[BindSpec]) -> Result<Vec<Listener>, BindError> {
             BindSpec::Unix {
                 path,
                 umask,
-                mode,
+                mode: perm,
                 backlog,
             } => {
-                out.push(bind_unix(path, *umask, *mode, *backlog).map_err(BindError)?);
+                let found = inherited
+                    .iter()
+                    .position(|i| i.name == name || same_unix_path(&i.addr, path));
+                match found {
+                    Some(p) => out.push(adopt(inherited.remove(p), log)),
+                    None => out
+                        .push(bind_unix(path, *umask, *perm, *backlog, &name).map_err(BindError)?),
+                }
             }
         }
     }
+    for i in inherited {
+        if mode == ActivatedMode::On && !i.is_own() {
+            out.push(adopt(i, log));
+        } else {
+            close_unused(i, log);
+        }
+    }
     Ok(out)
+}
+
+/// `fd://3`: the inherited socket with that descriptor number.
+fn fd_number_match(inherited: &[Inherited], wanted: &str) -> Option<usize> {
+    let n: i32 = wanted.parse().ok()?;
+    inherited.iter().position(|i| i.fd.as_raw_fd() == n)
+}
+
+fn names_list(inherited: &[Inherited]) -> String {
+    if inherited.is_empty() {
+        return "none".to_string();
+    }
+    inherited
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn take_where(v: &mut Vec<Inherited>, f: impl Fn(&Inherited) -> bool) -> Vec<Inherited> {
+    let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(v).into_iter().partition(|i| f(i));
+    *v = kept;
+    taken
+}
+
+/// A unix bind matches an inherited socket by its path, or by the path
+/// with symlinked directories resolved (a release folder reached through
+/// a `current` symlink, as in Puma's systemd docs).
+fn same_unix_path(addr: &SockName, path: &Path) -> bool {
+    let SockName::UnixPath(Some(p)) = addr else {
+        return false;
+    };
+    if p == path {
+        return true;
+    }
+    let canon = |x: &Path| -> Option<PathBuf> {
+        let dir = std::fs::canonicalize(x.parent()?).ok()?;
+        Some(dir.join(x.file_name()?))
+    };
+    matches!((canon(p), canon(path)), (Some(a), Some(b)) if a == b)
+}
+
+fn adopt(i: Inherited, log: &mut dyn FnMut(String)) -> Listener {
+    let systemd_owned = !i.is_own();
+    let is_tcp = matches!(i.addr, SockName::Inet(_));
+    let url = match &i.addr {
+        SockName::Inet(a) => format!("http://{a}"),
+        other => activation::sock_uri(other),
+    };
+    // Our own unix socket from before a hot restart stays ours to remove.
+    let created = match (&i.addr, systemd_owned) {
+        (SockName::UnixPath(Some(p)), false) => std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|m| m.file_type().is_socket())
+            .map(|m| (p.clone(), m.dev(), m.ino())),
+        _ => None,
+    };
+    if systemd_owned {
+        log(format!("* Activated {}", i.uri()));
+    } else {
+        log(format!(
+            "* Inherited {}",
+            i.own_uri().unwrap_or_else(|| i.uri())
+        ));
+    }
+    Listener {
+        fd: i.fd,
+        is_tcp,
+        url,
+        name: i.name,
+        systemd_owned,
+        created,
+    }
+}
+
+/// Closes an inherited socket no bind wants. systemd's are only closed
+/// (never unlinked: systemd owns them); our own also lose their file.
+fn close_unused(i: Inherited, log: &mut dyn FnMut(String)) {
+    if i.is_own() {
+        log(format!("* Closing unused inherited socket: {}", i.uri()));
+        if let SockName::UnixPath(Some(p)) = &i.addr {
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    } else {
+        log(format!("* Closing unused activated socket: {}", i.uri()));
+    }
 }
 
 impl Listener {
@@ -275,7 +457,7 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-fn bind_tcp(addr: &SocketAddr, backlog: i32) -> io::Result<Listener> {
+fn bind_tcp(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener> {
     let family = if addr.is_ipv6() {
         libc::AF_INET6
     } else {
@@ -294,6 +476,8 @@ fn bind_tcp(addr: &SocketAddr, backlog: i32) -> io::Result<Listener> {
         fd,
         is_tcp: true,
         url: format!("http://{actual}"),
+        name: name.to_string(),
+        systemd_owned: false,
         created: None,
     })
 }
@@ -303,6 +487,7 @@ fn bind_unix(
     mask: Option<u32>,
     mode: Option<u32>,
     backlog: i32,
+    name: &str,
 ) -> Result<Listener, String> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
@@ -340,6 +525,8 @@ fn bind_unix(
         fd,
         is_tcp: false,
         url: format!("unix://{shown}"),
+        name: name.to_string(),
+        systemd_owned: false,
         created: Some((path.to_path_buf(), meta.dev(), meta.ino())),
     })
 }

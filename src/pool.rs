@@ -29,6 +29,11 @@ pub struct Stats {
     pub busy: AtomicUsize,
     /// Requests answered since start.
     pub requests: AtomicU64,
+    /// Bumped by the reactor on every loop turn; the main loop pings the
+    /// systemd watchdog only while it moves.
+    pub heartbeat: AtomicU64,
+    /// Connections with a complete request waiting for a thread.
+    pub queued: AtomicUsize,
     /// Set at the start of a graceful stop: answer in-flight requests with
     /// `Connection: close`, hand nothing back to the reactor.
     pub stopping: AtomicBool,

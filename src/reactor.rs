@@ -94,6 +94,11 @@ impl Reactor {
     pub fn run(mut self) -> (Vec<Listener>, Pool) {
         let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
         while !self.engine.stats.stopping.load(Ordering::Acquire) {
+            let stats = &self.engine.stats;
+            stats.heartbeat.fetch_add(1, Ordering::Relaxed);
+            stats
+                .queued
+                .store(self.pool.queued() + self.pending.len(), Ordering::Relaxed);
             let timeout = self.next_timeout();
             if let Err(e) = self.epoll.wait(&mut events, EVENTS_PER_WAIT, timeout) {
                 eprintln!("! epoll_wait failed: {e}; retrying");

@@ -1,19 +1,26 @@
-//! [`Server`]: start-up (bind, log, pidfile, signals), then the
-//! single-threaded main loop that waits for signals while the reactor and
-//! the pool serve, and the graceful stop.
+//! [`Server`]: start-up (environment, listeners, fd store, pidfile,
+//! signals), the single-threaded main loop (signals, systemd watchdog and
+//! STATUS) while the reactor and the pool serve, the graceful stop, and
+//! the hot restart (exec in place).
 //!
 //! Order matters: everything that must happen before any thread exists
-//! (binding with a umask, and later forking workers) happens before the
-//! pool and the reactor start.
+//! (reading and removing LISTEN_* and NOTIFY_SOCKET, binding with a umask,
+//! and later forking workers) happens before the pool and the reactor start.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::activation;
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
 use crate::listeners::{self, Listener};
+use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::pool::{Pool, Stats};
 use crate::reactor::{Reactor, Timeouts};
 use crate::sys::{self, EventFd};
@@ -21,8 +28,10 @@ use crate::{Config, Handler};
 
 /// The version printed by `-V` and the startup log.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// How often the main loop looks at the in-flight count while stopping.
-const STOP_POLL: Duration = Duration::from_millis(20);
+/// How often the main loop looks at the in-flight count while draining.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// STATUS= is sent at most this often, and only when it changed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A configured server, ready to serve a [`Handler`].
 pub struct Server {
@@ -31,17 +40,22 @@ pub struct Server {
 
 impl Server {
     /// Parses the process's command line (and the config file it names).
-    /// `--help` and `--version` print and exit 0 here.
+    /// `--help` and `--version` print and exit 0 here. A bad configuration
+    /// is also reported to systemd (STATUS/ERRNO) when run by it.
     pub fn from_args() -> Result<Server, ConfigError> {
-        match config::parse_args(std::env::args_os().skip(1).collect())? {
-            Command::Run(c) => Ok(Server { config: *c }),
-            Command::Help => {
+        match config::parse_args(std::env::args_os().skip(1).collect()) {
+            Ok(Command::Run(c)) => Ok(Server { config: *c }),
+            Ok(Command::Help) => {
                 print!("{}", config::help());
                 std::process::exit(0)
             }
-            Command::Version => {
+            Ok(Command::Version) => {
                 println!("catamount {VERSION}");
                 std::process::exit(0)
+            }
+            Err(e) => {
+                Notifier::take_from_env().failed(libc::EINVAL, &format!("bad configuration: {e}"));
+                Err(e)
             }
         }
     }
@@ -57,8 +71,9 @@ impl Server {
     }
 
     /// Serves `handler` until stopped, then exits the process: 0 after a
-    /// graceful stop, 1 when start-up failed or a second signal forced
-    /// the stop.
+    /// graceful stop, 1 when start-up failed or a second signal forced the
+    /// stop. Call it before starting threads of your own: it reads and
+    /// removes systemd's variables from the environment.
     pub fn serve(self, handler: impl Handler) -> ! {
         let code = run(&self.config, Box::new(handler));
         std::process::exit(code)
@@ -80,21 +95,53 @@ impl Log {
     }
 }
 
+/// What the main loop was asked to do.
+enum Exit {
+    Stop,
+    Restart,
+}
+
 fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     let log = Log {
         quiet: config.quiet,
+    };
+    if config.workers > 0 {
+        eprintln!(
+            "catamount: error: cluster mode (workers {}) is not supported yet; use workers 0",
+            config.workers
+        );
+        return 2;
+    }
+    // Read once, before any thread: these change the environment.
+    let notifier = Notifier::take_from_env();
+    let exe = std::env::current_exe().ok();
+    let fail = |msg: &str, errno: i32| {
+        eprintln!("catamount: error: {msg}");
+        notifier.failed(errno, &format!("failed to start: {msg}"));
+        1
+    };
+    let inherited = match activation::take_from_env() {
+        Ok(i) => i,
+        Err(e) => return fail(&e.to_string(), libc::EBADF),
     };
     // Thousands of keep-alive connections need descriptors; the soft
     // limit is often 1024 while the hard limit allows far more.
     let _ = sys::raise_nofile_limit();
 
-    let listeners = match listeners::bind_all(&config.binds) {
+    log.say(&format!("catamount {VERSION} starting in single mode..."));
+    log.say(&format!("*  Min threads: {}", config.min_threads));
+    log.say(&format!("*  Max threads: {}", config.max_threads));
+    log.say(&format!("*  Environment: {}", config.environment));
+    log.say(&format!("*          PID: {}", std::process::id()));
+    let mut say = |line: String| log.say(&line);
+    let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
+    {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("catamount: error: {e}");
-            return 1;
-        }
+        Err(e) => return fail(&e.to_string(), libc::EADDRNOTAVAIL),
     };
+    if config.fd_store {
+        store_listeners(&notifier, &listeners, &log);
+    }
     let signals = match sys::signal_pipe(&[
         libc::SIGTERM,
         libc::SIGINT,
@@ -105,36 +152,86 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         libc::SIGTTOU,
     ]) {
         Ok(s) => s,
-        Err(e) => return fail_start(&listeners, &format!("cannot install signal handlers: {e}")),
+        Err(e) => {
+            cleanup(config, &listeners);
+            return fail(&format!("cannot install signal handlers: {e}"), libc::EIO);
+        }
     };
     if let Some(path) = &config.pidfile {
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            return fail_start(
-                &listeners,
-                &format!(
-                    "cannot write pidfile {}: {e}; check the directory exists and is writable",
-                    path.display()
-                ),
+            cleanup(config, &listeners);
+            let msg = format!(
+                "cannot write pidfile {}: {e}; check the directory exists and is writable",
+                path.display()
             );
+            return fail(&msg, e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
-
-    log.say(&format!("catamount {VERSION} starting in single mode..."));
-    log.say(&format!("*  Min threads: {}", config.min_threads));
-    log.say(&format!("*  Max threads: {}", config.max_threads));
-    log.say(&format!("*  Environment: {}", config.environment));
-    log.say(&format!("*          PID: {}", std::process::id()));
     for l in &listeners {
         log.say(&format!("* Listening on {}", l.url));
     }
     log.say("Use Ctrl-C to stop");
 
     // From here on threads exist: nothing below may fork.
-    let (back_tx, back_rx) = crossbeam_channel::unbounded();
-    let wake = match EventFd::new() {
-        Ok(w) => w,
-        Err(e) => return fail_start(&listeners, &format!("cannot create an eventfd: {e}")),
+    let serving = match start_serving(config, handler, listeners) {
+        Ok(s) => s,
+        Err(e) => return fail(&e, libc::EIO),
     };
+    notifier.ready(&status_line(&serving.engine.stats, config));
+
+    match main_loop(config, &log, &notifier, &serving, &signals) {
+        Exit::Stop => {
+            notifier.stopping("stopping: finishing requests in flight");
+            log.say("- Gracefully stopping, waiting for requests to finish");
+            let stopped =
+                stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
+                    // Refuse new connections now (sockets systemd or its fd
+                    // store also hold stay open there, for the next start).
+                    cleanup(config, &listeners);
+                    drop(listeners);
+                    wait_in_flight(config, draining, &signals, &notifier)
+                });
+            match stopped {
+                Ok(()) => {
+                    log.say("- Goodbye!");
+                    0
+                }
+                Err(()) => {
+                    eprintln!("! Second signal: exiting at once");
+                    1
+                }
+            }
+        }
+        Exit::Restart => {
+            log.say("- Restarting (hot: exec in place, same pid, listeners kept)...");
+            let drained =
+                stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
+                    wait_in_flight(config, draining, &signals, &notifier).map(|()| listeners)
+                });
+            match drained {
+                Ok(listeners) => hot_restart(exe, &listeners, &notifier),
+                Err(()) => {
+                    eprintln!("! Second signal during restart: exiting at once");
+                    1
+                }
+            }
+        }
+    }
+}
+
+/// The threads serving requests, and how to reach them.
+struct Serving {
+    engine: Arc<Engine>,
+    reactor: JoinHandle<(Vec<Listener>, Pool)>,
+}
+
+fn start_serving(
+    config: &Config,
+    handler: Box<dyn Handler>,
+    listeners: Vec<Listener>,
+) -> Result<Serving, String> {
+    let (back_tx, back_rx) = crossbeam_channel::unbounded();
+    let wake = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
     let engine = Arc::new(Engine {
         handler,
         stats: Stats::default(),
@@ -149,135 +246,262 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         shutdown: config.shutdown_timeout,
     };
     let pool = Pool::start(Arc::clone(&engine), config.min_threads, config.max_threads);
-    let reactor = match Reactor::new(listeners, pool, Arc::clone(&engine), back_rx, timeouts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("catamount: error: cannot start the reactor: {e}");
-            return 1;
-        }
-    };
-    let reactor = match std::thread::Builder::new()
+    let reactor = Reactor::new(listeners, pool, Arc::clone(&engine), back_rx, timeouts)
+        .map_err(|e| format!("cannot start the reactor: {e}"))?;
+    let reactor = std::thread::Builder::new()
         .name("catamount-reactor".into())
         .spawn(move || reactor.run())
-    {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("catamount: error: cannot start the reactor thread: {e}");
-            return 1;
-        }
-    };
+        .map_err(|e| format!("cannot start the reactor thread: {e}"))?;
+    Ok(Serving { engine, reactor })
+}
 
-    // The main loop: single-threaded, waits on the signal self-pipe.
+/// The main loop: single-threaded; waits on the signal self-pipe, pings
+/// the watchdog while the reactor turns, sends STATUS when it changes.
+fn main_loop(
+    config: &Config,
+    log: &Log,
+    notifier: &Notifier,
+    serving: &Serving,
+    signals: &OwnedFd,
+) -> Exit {
+    let stats = &serving.engine.stats;
+    let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
+    let mut next_ping = ping_every.map(|p| Instant::now() + p);
+    let mut last_beat = stats.heartbeat.load(Ordering::Relaxed);
+    let mut next_status = Instant::now() + STATUS_INTERVAL;
+    let mut last_status = String::new();
     let mut got = Vec::new();
+    let mut ready = Vec::new();
     loop {
-        let mut ready = Vec::new();
-        if let Err(e) = sys::poll_readable(
-            &[std::os::fd::AsRawFd::as_raw_fd(&signals)],
-            None,
-            &mut ready,
-        ) {
+        let now = Instant::now();
+        let mut wake_at = if notifier.enabled() {
+            Some(next_status)
+        } else {
+            None
+        };
+        if let Some(p) = next_ping {
+            wake_at = Some(wake_at.map_or(p, |w| w.min(p)));
+        }
+        let timeout = wake_at.map(|w| w.saturating_duration_since(now));
+        if let Err(e) = sys::poll_readable(&[signals.as_raw_fd()], timeout, &mut ready) {
             eprintln!("! poll failed: {e}");
-            std::thread::sleep(STOP_POLL);
+            std::thread::sleep(DRAIN_POLL);
         }
         got.clear();
-        sys::read_signals(&signals, &mut got);
+        sys::read_signals(signals, &mut got);
         for &sig in &got {
             match sig {
-                libc::SIGTERM | libc::SIGINT => {
-                    return graceful_stop(config, &log, &engine, reactor, &signals);
+                libc::SIGTERM | libc::SIGINT => return Exit::Stop,
+                libc::SIGUSR2 | libc::SIGHUP => {
+                    let what = if sig == libc::SIGHUP {
+                        "reload (SIGHUP)"
+                    } else {
+                        "hot restart (SIGUSR2)"
+                    };
+                    notifier.reloading(&format!("{what}: checking the configuration"));
+                    // A configuration the new image would refuse must not
+                    // take the service down: keep serving, say why.
+                    match config::reload(config) {
+                        Ok(_) => return Exit::Restart,
+                        Err(e) => {
+                            eprintln!(
+                                "! {what} refused, still serving with the old configuration: {e}"
+                            );
+                            notifier.ready(&format!(
+                                "{what} failed: {e}; serving with the old configuration"
+                            ));
+                        }
+                    }
                 }
-                libc::SIGHUP => {
-                    log.say("- SIGHUP received: no log files to reopen (logs go to stdout/stderr)")
-                }
-                libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGTTIN | libc::SIGTTOU => log.say(&format!(
-                    "! signal {sig} ignored: restarts and workers are not supported yet"
+                libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log.say(&format!(
+                    "! signal {sig} ignored: phased restarts and workers need cluster mode"
                 )),
                 _ => {}
             }
         }
+        let now = Instant::now();
+        if let (Some(every), Some(at)) = (ping_every, next_ping) {
+            if now >= at {
+                // Ping only while the reactor turns; then nudge it so a
+                // healthy one has turned again by the next check.
+                let beat = stats.heartbeat.load(Ordering::Relaxed);
+                if beat != last_beat {
+                    notifier.watchdog_ping();
+                    last_beat = beat;
+                }
+                serving.engine.wake.notify();
+                next_ping = Some(now + every);
+            }
+        }
+        if notifier.enabled() && now >= next_status {
+            let s = status_line(stats, config);
+            if s != last_status {
+                notifier.status(&s);
+                last_status = s;
+            }
+            next_status = now + STATUS_INTERVAL;
+        }
     }
 }
 
-/// A start-up failure after binding: clean up what we created, explain.
-fn fail_start(listeners: &[Listener], message: &str) -> i32 {
-    for l in listeners {
-        l.remove_socket_file();
-    }
-    eprintln!("catamount: error: {message}");
-    1
+/// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.
+fn status_line(stats: &Stats, config: &Config) -> String {
+    format!(
+        "catamount {VERSION}: single, {}/{} threads busy, {} queued, {} requests",
+        stats.busy.load(Ordering::Relaxed),
+        config.max_threads,
+        stats.queued.load(Ordering::Relaxed),
+        stats.requests.load(Ordering::Relaxed)
+    )
 }
 
-/// Stops accepting, lets in-flight requests finish (bounded by
-/// `shutdown_timeout`), closes idle connections, exits 0. A second
-/// TERM/INT meanwhile exits at once with status 1.
-fn graceful_stop(
+/// What is left to wait for once the reactor has stopped.
+struct Draining {
+    engine: Arc<Engine>,
+    pool: Pool,
+    deadline: Instant,
+}
+
+/// Stops accepting, closes idle connections, hands requests already
+/// received to the pool; returns the listeners, still open. `Err` when a
+/// second TERM/INT asked to exit at once.
+fn stop_reactor(
     config: &Config,
-    log: &Log,
-    engine: &Engine,
-    reactor: std::thread::JoinHandle<(Vec<Listener>, Pool)>,
-    signals: &std::os::fd::OwnedFd,
-) -> i32 {
-    log.say("- Gracefully stopping, waiting for requests to finish");
+    serving: Serving,
+    signals: &OwnedFd,
+) -> Result<(Vec<Listener>, Draining), ()> {
     let deadline = Instant::now() + config.shutdown_timeout;
+    let engine = serving.engine;
     engine.stats.stopping.store(true, Ordering::Release);
     engine.wake.notify();
-    let forced = || {
-        let mut got = Vec::new();
-        sys::read_signals(signals, &mut got);
-        got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
-    };
-    let cleanup = |listeners: &[Listener]| {
-        for l in listeners {
-            l.remove_socket_file();
+    while !serving.reactor.is_finished() {
+        if second_signal(signals) {
+            return Err(());
         }
-        if let Some(p) = &config.pidfile {
-            let _ = std::fs::remove_file(p);
-        }
-    };
-    // The reactor stops accepting, closes idle connections and hands the
-    // requests it already holds to the pool.
-    while !reactor.is_finished() {
-        if forced() {
-            eprintln!("! Second signal: exiting at once");
-            cleanup(&[]);
-            return 1;
-        }
-        wait_signal(signals, STOP_POLL);
+        wait_signal(signals);
     }
-    let (listeners, pool) = match reactor.join() {
-        Ok(r) => r,
+    match serving.reactor.join() {
+        Ok((listeners, pool)) => Ok((
+            listeners,
+            Draining {
+                engine,
+                pool,
+                deadline,
+            },
+        )),
         Err(_) => {
-            eprintln!("! the reactor thread panicked; exiting");
-            cleanup(&[]);
-            return 1;
+            eprintln!("! the reactor thread panicked");
+            Err(())
         }
-    };
-    cleanup(&listeners);
-    drop(listeners); // closing refuses new connections
-    while engine.stats.busy.load(Ordering::Acquire) > 0 || pool.queued() > 0 {
-        if forced() {
-            eprintln!("! Second signal: exiting at once");
-            return 1;
+    }
+}
+
+/// Lets in-flight requests finish, bounded by `shutdown_timeout`. `Err`
+/// when a second TERM/INT asked to exit at once.
+fn wait_in_flight(
+    config: &Config,
+    d: Draining,
+    signals: &OwnedFd,
+    notifier: &Notifier,
+) -> Result<(), ()> {
+    let stats = &d.engine.stats;
+    let mut next_extend = Instant::now();
+    let mut last_done = u64::MAX;
+    while stats.busy.load(Ordering::Acquire) > 0 || d.pool.queued() > 0 {
+        // While requests keep completing, ask systemd for more time, so a
+        // long but healthy drain is not killed by TimeoutStopSec=.
+        let done = stats.requests.load(Ordering::Relaxed);
+        if Instant::now() >= next_extend && done != last_done {
+            notifier.extend_timeout(
+                d.deadline.saturating_duration_since(Instant::now()) + STATUS_INTERVAL * 5,
+            );
+            last_done = done;
+            next_extend = Instant::now() + STATUS_INTERVAL;
         }
-        if Instant::now() >= deadline {
+        if second_signal(signals) {
+            return Err(());
+        }
+        if Instant::now() >= d.deadline {
             eprintln!(
-                "! Shutdown timeout ({}s) reached with {} request(s) in flight; exiting",
+                "! Shutdown timeout ({}s) reached with {} request(s) in flight; going on without them",
                 config.shutdown_timeout.as_secs_f64(),
-                engine.stats.busy.load(Ordering::Acquire)
+                stats.busy.load(Ordering::Acquire)
             );
             break;
         }
-        wait_signal(signals, STOP_POLL);
+        wait_signal(signals);
     }
-    log.say("- Goodbye!");
-    0
+    Ok(())
 }
 
-fn wait_signal(signals: &std::os::fd::OwnedFd, timeout: Duration) {
+fn second_signal(signals: &OwnedFd) -> bool {
+    let mut got = Vec::new();
+    sys::read_signals(signals, &mut got);
+    got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
+}
+
+fn wait_signal(signals: &OwnedFd) {
     let mut ready = Vec::new();
-    let _ = sys::poll_readable(
-        &[std::os::fd::AsRawFd::as_raw_fd(signals)],
-        Some(timeout),
-        &mut ready,
-    );
+    let _ = sys::poll_readable(&[signals.as_raw_fd()], Some(DRAIN_POLL), &mut ready);
+}
+
+/// Final exit: remove the unix socket files catamount created (unless
+/// the fd store keeps them alive for the next start) and the pidfile.
+fn cleanup(config: &Config, listeners: &[Listener]) {
+    if !config.fd_store {
+        for l in listeners {
+            l.remove_socket_file();
+        }
+    }
+    if let Some(p) = &config.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Hands the sockets catamount bound itself to systemd's fd store, so a
+/// `systemctl restart` (or a crash) refuses no connection. systemd's own
+/// sockets are never stored: it holds them already.
+fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
+    if !notifier.enabled() {
+        eprintln!("! fd_store is on but NOTIFY_SOCKET is not set: run under systemd with Type=notify and FileDescriptorStoreMax=");
+        return;
+    }
+    for l in listeners.iter().filter(|l| !l.systemd_owned) {
+        if notifier.store_fd(&l.name, l.fd.as_raw_fd()) {
+            log.say(&format!("* Stored {} in the systemd fd store", l.url));
+        }
+    }
+}
+
+/// Execs our own binary in place (same pid, so systemd's MAINPID holds),
+/// passing the listeners through the sd_listen_fds protocol with their
+/// names. Returns only on failure.
+fn hot_restart(exe: Option<PathBuf>, listeners: &[Listener], notifier: &Notifier) -> i32 {
+    let Some(exe) = exe else {
+        eprintln!("! hot restart failed: the path of the running binary is unknown");
+        notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");
+        return 1;
+    };
+    let fds: Vec<_> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
+    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    if let Err(e) = sys::renumber_for_exec(&fds) {
+        eprintln!("! hot restart failed: cannot pass the listeners on: {e}");
+        notifier.ready("hot restart failed; exiting for systemd to restart");
+        return 1;
+    }
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env("LISTEN_PID", std::process::id().to_string())
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDNAMES", names.join(":"));
+    for (k, v) in notifier.env_for_exec() {
+        cmd.env(k, v);
+    }
+    let err = cmd.exec();
+    // The descriptors were renumbered; this image cannot go on serving.
+    eprintln!("! hot restart failed: cannot exec {}: {err}", exe.display());
+    notifier.ready(&format!(
+        "hot restart failed: {err}; exiting for systemd to restart"
+    ));
+    1
 }

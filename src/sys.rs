@@ -73,7 +73,6 @@ pub fn set_int_opt(
 }
 
 /// Reads an integer socket option.
-#[allow(dead_code)] // for validating activated sockets (systemd issue)
 pub fn get_int_opt(
     fd: &impl AsRawFd,
     level: libc::c_int,
@@ -359,6 +358,199 @@ fn sockaddr_un(path: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> 
         base + path.len() + 1
     };
     Ok((addr, len as libc::socklen_t))
+}
+
+/// The address a socket is bound to, by family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SockName {
+    Inet(SocketAddr),
+    /// A unix socket path; `None` for an unnamed socket.
+    UnixPath(Option<std::path::PathBuf>),
+    /// An abstract unix name (without the leading NUL).
+    UnixAbstract(Vec<u8>),
+    /// Any other family (its number).
+    Other(libc::c_int),
+}
+
+/// What `getsockname(2)` says about `fd`, for every family.
+pub fn sock_name_any(fd: &impl AsRawFd) -> io::Result<SockName> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are live locals; len holds storage's size.
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    let family = storage.ss_family as libc::c_int;
+    if family != libc::AF_UNIX {
+        return Ok(inet_from_sockaddr(&storage).map_or(SockName::Other(family), SockName::Inet));
+    }
+    // SAFETY: the family says the storage holds a sockaddr_un, which fits in it.
+    let un: libc::sockaddr_un =
+        unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+    let base = mem::size_of::<libc::sa_family_t>();
+    let n = (len as usize).saturating_sub(base).min(un.sun_path.len());
+    let bytes: Vec<u8> = un.sun_path[..n].iter().map(|&c| c as u8).collect();
+    Ok(match bytes.first() {
+        None => SockName::UnixPath(None),
+        Some(0) => SockName::UnixAbstract(bytes[1..].to_vec()),
+        Some(_) => {
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            SockName::UnixPath(Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+                &bytes[..end],
+            ))))
+        }
+    })
+}
+
+/// True when `fd` is an open socket (fstat says S_IFSOCK).
+pub fn is_socket(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: stat is plain old data; all-zero is valid.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: st is a live local; fstat writes at most its size.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+/// Sets or clears `FD_CLOEXEC` on a descriptor we may not own yet.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFD) takes plain integers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: fcntl(F_SETFD) takes plain integers.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, new) })?;
+    Ok(())
+}
+
+/// Sets `O_NONBLOCK` (adopted listeners may arrive blocking).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFL) takes plain integers.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: fcntl(F_SETFL) takes plain integers.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+static LISTEN_FDS_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Takes ownership of the `n` descriptors from 3 that sd_listen_fds(3)
+/// passes, setting `FD_CLOEXEC` on each first. Works once per process (a
+/// second call fails), so no descriptor is owned twice. Fails naming the
+/// first descriptor that is not open.
+pub fn take_listen_fds(n: usize) -> io::Result<Vec<OwnedFd>> {
+    if LISTEN_FDS_TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(io::Error::other(
+            "the inherited descriptors were already taken",
+        ));
+    }
+    let fds: Vec<RawFd> = (0..n as RawFd).map(|i| 3 + i).collect();
+    for &fd in &fds {
+        set_cloexec(fd, true).map_err(|e| io::Error::new(e.kind(), format!("fd {fd}: {e}")))?;
+    }
+    Ok(fds
+        .into_iter()
+        // SAFETY: each fd is open (fcntl above succeeded) and, by the
+        // protocol, handed to this process; the flag above makes this the
+        // only place that ever wraps them, and it runs at start-up before
+        // any other descriptor is opened, so nothing else owns them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect())
+}
+
+/// Gives the listeners the descriptor numbers 3, 4, … in order, without
+/// `FD_CLOEXEC`, for an exec that passes them on (sd_listen_fds layout).
+/// Whatever used those numbers before is closed, so call this only right
+/// before `exec`.
+pub fn renumber_for_exec(fds: &[RawFd]) -> io::Result<()> {
+    let first = 3 as libc::c_int;
+    let above = first + fds.len() as libc::c_int;
+    // Copies above the target range first, so no dup2 clobbers a listener
+    // that is still to be moved.
+    let mut high = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes plain integers and returns a new descriptor.
+        high.push(cvt(unsafe {
+            libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above)
+        })?);
+    }
+    for (i, &fd) in high.iter().enumerate() {
+        // SAFETY: dup2 takes plain integers; the target is closed first by the kernel.
+        cvt_r(|| unsafe { libc::dup2(fd, first + i as libc::c_int) })?;
+        set_cloexec(first + i as libc::c_int, false)?;
+    }
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in microseconds (sd_notify's MONOTONIC_USEC).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a live local; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// A new close-on-exec datagram socket for sd_notify.
+pub fn datagram_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes plain integers and returns a new descriptor.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    Ok(owned(fd))
+}
+
+/// Sends one datagram to the unix address `dest` (a leading NUL byte makes
+/// it abstract), passing `fds` with SCM_RIGHTS when not empty.
+pub fn send_datagram(
+    sock: &impl AsRawFd,
+    dest: &[u8],
+    data: &[u8],
+    fds: &[RawFd],
+) -> io::Result<usize> {
+    let (mut addr, addr_len) = sockaddr_un(dest)?;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of_val(fds) as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain old data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = addr_len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` zeroed, aligned bytes, so
+        // CMSG_FIRSTHDR returns a header inside them and CMSG_DATA has room
+        // for fds.len() descriptors (CMSG_SPACE above).
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of_val(fds) as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+    }
+    // SAFETY: msg and everything it points to (addr, iov, data, control) live until the call returns.
+    let n = cvt_r(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(n as usize)
 }
 
 // ---------------------------------------------------------------- process

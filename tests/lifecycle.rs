@@ -177,13 +177,13 @@ fn bad_threads_value_is_a_config_error() {
 }
 
 #[test]
-fn unsupported_directive_says_not_supported_yet() {
+fn puma_only_directive_is_refused_with_file_and_line() {
     let dir = TempDir::new("conf");
-    let conf = dir.write("catamount.conf", "workers 2\n");
+    let conf = dir.write("catamount.conf", "threads 1, 2\non_worker_boot do\nend\n");
     let f = Server::run_with_defaults(&["-C", &conf]);
     assert_eq!(f.status.code(), Some(2), "{f:?}");
-    assert!(f.stderr.contains("not supported yet"), "{f:?}");
-    assert!(f.stderr.contains(&format!("{conf}:1")), "{f:?}");
+    assert!(f.stderr.contains("no equivalent in catamount"), "{f:?}");
+    assert!(f.stderr.contains(&format!("{conf}:2")), "{f:?}");
 }
 
 #[test]

@@ -178,6 +178,25 @@ impl Captured {
 
     /// Waits until the text contains `needle`; false at the deadline or
     /// when the pipe closed without it.
+    /// Waits until more than `len` bytes were captured (or EOF, or the deadline).
+    fn wait_until_longer(&self, len: usize, deadline: Instant) -> bool {
+        let mut st = self.state.lock().expect("log mutex poisoned");
+        loop {
+            if st.0.len() > len {
+                return true;
+            }
+            let left = remaining(deadline);
+            if st.1 || left.is_zero() {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .expect("log mutex poisoned")
+                .0;
+        }
+    }
+
     fn wait_for(&self, needle: &str, deadline: Instant) -> bool {
         let mut st = self.state.lock().expect("log mutex poisoned");
         loop {
@@ -269,9 +288,34 @@ impl Server {
         Server::spawn(&refs, docroot)
     }
 
+    /// Like [`Server::start`], with extra environment variables.
+    #[allow(dead_code)] // not every test file uses every helper
+    pub fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let (full, docroot) = with_defaults(args);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+        cmd.args(&full).envs(envs.iter().copied());
+        let mut server = Server::spawn_command(cmd, docroot);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `cmd` (e.g. `systemd-socket-activate ... catamount ...`)
+    /// and waits until catamount is ready.
+    #[allow(dead_code)]
+    pub fn start_command(cmd: Command) -> Server {
+        let mut server = Server::spawn_command(cmd, None);
+        server.wait_ready();
+        server
+    }
+
     fn spawn(args: &[&str], docroot: Option<TempDir>) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_catamount"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+        cmd.args(args);
+        Server::spawn_command(cmd, docroot)
+    }
+
+    fn spawn_command(mut cmd: Command, docroot: Option<TempDir>) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -343,6 +387,22 @@ impl Server {
     /// Waits for `needle` on stdout.
     pub fn wait_for_line(&self, needle: &str, deadline: Instant) -> bool {
         self.stdout.wait_for(needle, deadline)
+    }
+
+    /// Waits until `needle` has appeared `count` times on stdout.
+    #[allow(dead_code)]
+    pub fn wait_for_line_count(&self, needle: &str, count: usize, deadline: Instant) -> bool {
+        loop {
+            if self.stdout().matches(needle).count() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Wake on the next output (or the deadline) and count again.
+            let seen = self.stdout().len();
+            let _ = self.stdout.wait_until_longer(seen, deadline);
+        }
     }
 
     /// Waits for `needle` on stderr.

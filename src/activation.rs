@@ -1,0 +1,300 @@
+//! Adopting inherited listening sockets. Sockets reach a catamount process
+//! three ways — systemd socket activation, systemd's fd store after a
+//! restart, and catamount's own hot restart (exec in place) — and all three
+//! use the sd_listen_fds protocol (sd_listen_fds(3)): `LISTEN_PID`,
+//! `LISTEN_FDS`, `LISTEN_FDNAMES`, descriptors from 3. This module is the
+//! only code that reads them.
+//!
+//! Names tell who owns a socket: a name given by systemd (a socket unit's
+//! `FileDescriptorName=`, `unknown`, `stored`, …) means systemd owns it —
+//! never unlink it, never shut it down, never put it in the fd store.
+//! Sockets catamount bound itself are passed on under
+//! [`OWN_NAME_PREFIX`] + their bind URI, so the next process knows they
+//! are its own (their unix socket files are its to remove).
+
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::sys::{self, SockName};
+
+/// Most inherited descriptors accepted (a sanity bound on LISTEN_FDS).
+pub const MAX_LISTEN_FDS: usize = 1024;
+/// Names of sockets catamount bound itself start with this.
+pub const OWN_NAME_PREFIX: &str = "catamount+";
+/// Longest name systemd accepts (FDNAME_MAX).
+pub const FDNAME_MAX: usize = 255;
+
+/// The environment variables of the protocol; all are removed once read.
+const VARS: [&str; 4] = [
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "LISTEN_PIDFDID",
+];
+
+/// One inherited listening socket, validated.
+#[derive(Debug)]
+pub struct Inherited {
+    pub fd: OwnedFd,
+    /// Its name from LISTEN_FDNAMES (`unknown` when none was given).
+    pub name: String,
+    /// Where it listens.
+    pub addr: SockName,
+}
+
+impl Inherited {
+    /// True for sockets a previous catamount bound itself.
+    pub fn is_own(&self) -> bool {
+        self.name.starts_with(OWN_NAME_PREFIX)
+    }
+
+    /// The bind URI a previous catamount recorded in the name, if own.
+    pub fn own_uri(&self) -> Option<String> {
+        self.name.strip_prefix(OWN_NAME_PREFIX).map(decode_name)
+    }
+
+    /// How logs name it: `tcp://127.0.0.1:9292`, `unix:///run/x.sock`.
+    pub fn uri(&self) -> String {
+        sock_uri(&self.addr)
+    }
+}
+
+/// A URI for a socket address, as logs show it.
+pub fn sock_uri(addr: &SockName) -> String {
+    match addr {
+        SockName::Inet(a) => format!("tcp://{a}"),
+        SockName::UnixPath(Some(p)) => format!("unix://{}", p.display()),
+        SockName::UnixPath(None) => "unix://(unnamed)".to_string(),
+        SockName::UnixAbstract(n) => format!("unix://@{}", String::from_utf8_lossy(n)),
+        SockName::Other(f) => format!("(address family {f})"),
+    }
+}
+
+/// A malformed or unusable activation environment.
+#[derive(Debug)]
+pub struct ActivationError(pub String);
+
+impl fmt::Display for ActivationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads the protocol's variables once, removes them from the environment
+/// (also on error), and adopts and validates the descriptors. Call from
+/// `main` before any thread exists: it changes the environment.
+pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
+    let get = |k: &str| std::env::var(k).ok();
+    let (pid, fds, names) = (get("LISTEN_PID"), get("LISTEN_FDS"), get("LISTEN_FDNAMES"));
+    for v in VARS {
+        // No thread exists yet (see above), so changing the environment is sound.
+        std::env::remove_var(v);
+    }
+    let count = match parse_env(
+        pid.as_deref(),
+        fds.as_deref(),
+        names.as_deref(),
+        std::process::id(),
+    )? {
+        None => return Ok(Vec::new()),
+        Some(c) => c,
+    };
+    let (n, names) = count;
+    // Close-on-exec first, for every descriptor, before anything can fail:
+    // nothing catamount spawns may inherit them (sd_listen_fds(3)).
+    let fds = sys::take_listen_fds(n).map_err(|e| {
+        ActivationError(format!(
+            "LISTEN_FDS={n} but {e}; check the socket unit or the wrapper script"
+        ))
+    })?;
+    let mut out = Vec::with_capacity(n);
+    for (fd, name) in fds.into_iter().zip(names) {
+        let raw = fd.as_raw_fd();
+        let addr = validate(&fd).map_err(|why| {
+            ActivationError(format!(
+                "inherited fd {raw} (name {name:?}) {why}; catamount needs listening stream sockets (ListenStream=)"
+            ))
+        })?;
+        sys::set_nonblocking(&fd).map_err(|e| {
+            ActivationError(format!(
+                "inherited fd {raw} (name {name:?}): cannot make it non-blocking: {e}"
+            ))
+        })?;
+        out.push(Inherited { fd, name, addr });
+    }
+    Ok(out)
+}
+
+/// The protocol's rules on the raw values: `Ok(None)` when the fds are not
+/// for this process, else the count and one name per fd.
+fn parse_env(
+    pid: Option<&str>,
+    fds: Option<&str>,
+    names: Option<&str>,
+    my_pid: u32,
+) -> Result<Option<(usize, Vec<String>)>, ActivationError> {
+    let Some(pid) = pid else { return Ok(None) };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| ActivationError(format!("LISTEN_PID={pid:?} is not a process id")))?;
+    if pid != my_pid {
+        return Ok(None); // meant for another process (e.g. a wrapper that did not exec)
+    }
+    let Some(fds) = fds else { return Ok(None) };
+    let n: usize = match fds.trim().parse::<i64>() {
+        Ok(n) if n > 0 && n as usize <= MAX_LISTEN_FDS => n as usize,
+        _ => {
+            return Err(ActivationError(format!(
+                "LISTEN_FDS={fds:?} is not a count between 1 and {MAX_LISTEN_FDS}"
+            )))
+        }
+    };
+    let names: Vec<String> = match names {
+        None => vec!["unknown".to_string(); n],
+        Some(s) => {
+            let v: Vec<String> = s.split(':').map(str::to_string).collect();
+            if v.len() != n {
+                return Err(ActivationError(format!(
+                    "LISTEN_FDNAMES has {} name(s) but LISTEN_FDS={n}; they must match",
+                    v.len()
+                )));
+            }
+            v
+        }
+    };
+    Ok(Some((n, names)))
+}
+
+/// A listening stream socket of family inet, inet6 or unix, or why not.
+fn validate(fd: &OwnedFd) -> Result<SockName, String> {
+    match sys::is_socket(fd.as_raw_fd()) {
+        Ok(true) => {}
+        Ok(false) => return Err("is not a socket".into()),
+        Err(e) => return Err(format!("cannot be inspected: {e}")),
+    }
+    match sys::get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
+        Ok(t) if t == libc::SOCK_STREAM => {}
+        Ok(_) => {
+            return Err("is not a stream socket (a datagram socket? use ListenStream=)".into())
+        }
+        Err(e) => return Err(format!("cannot be inspected: {e}")),
+    }
+    match sys::get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) {
+        Ok(1) => {}
+        Ok(_) => {
+            return Err("is not listening (Accept=yes passes connections; use Accept=no)".into())
+        }
+        Err(e) => return Err(format!("cannot be inspected: {e}")),
+    }
+    match sys::sock_name_any(fd) {
+        Ok(SockName::Other(f)) => Err(format!("has address family {f}, not inet, inet6 or unix")),
+        Ok(addr) => Ok(addr),
+        Err(e) => Err(format!("cannot be inspected: {e}")),
+    }
+}
+
+/// The name a socket catamount bound itself travels under. LISTEN_FDNAMES
+/// separates names with `:`, so `%` and `:` are percent-encoded.
+pub fn own_name(bind_uri: &str) -> String {
+    let mut s = String::from(OWN_NAME_PREFIX);
+    for c in bind_uri.chars() {
+        match c {
+            '%' => s.push_str("%25"),
+            ':' => s.push_str("%3A"),
+            c if c.is_ascii_graphic() => s.push(c),
+            c => {
+                let mut b = [0; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    s.push_str(&format!("%{byte:02X}"));
+                }
+            }
+        }
+    }
+    if s.len() > FDNAME_MAX {
+        // Still unique enough to mark ownership; matching then falls back
+        // to the address.
+        s.truncate(FDNAME_MAX);
+        while !s.is_char_boundary(s.len()) {
+            s.pop();
+        }
+    }
+    s
+}
+
+fn decode_name(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_rules() {
+        assert!(parse_env(None, Some("2"), None, 7).unwrap().is_none());
+        assert!(parse_env(Some("8"), Some("2"), None, 7).unwrap().is_none());
+        assert!(parse_env(Some("x"), Some("2"), None, 7).is_err());
+        assert!(parse_env(Some("7"), None, None, 7).unwrap().is_none());
+    }
+
+    #[test]
+    fn count_rules() {
+        let (n, names) = parse_env(Some("7"), Some("2"), None, 7).unwrap().unwrap();
+        assert_eq!(
+            (n, names),
+            (2, vec!["unknown".to_string(), "unknown".to_string()])
+        );
+        for bad in ["0", "-1", "abc", "99999999999999999999", "100000"] {
+            assert!(parse_env(Some("7"), Some(bad), None, 7).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_must_match_count_and_may_be_empty() {
+        let (_, names) = parse_env(Some("7"), Some("3"), Some("web::stored"), 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(names, vec!["web", "", "stored"]);
+        let e = parse_env(Some("7"), Some("2"), Some("web"), 7).unwrap_err();
+        assert!(
+            e.0.contains("LISTEN_FDNAMES has 1 name(s) but LISTEN_FDS=2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn own_names_roundtrip_without_colons() {
+        for uri in [
+            "tcp://127.0.0.1:9292",
+            "tcp://[::1]:80",
+            "unix:///run/a%b:c.sock",
+        ] {
+            let n = own_name(uri);
+            assert!(!n.contains(':'), "{n}");
+            assert!(n.len() <= FDNAME_MAX);
+            let inh = Inherited {
+                fd: sys::datagram_socket().unwrap(),
+                name: n,
+                addr: SockName::UnixPath(None),
+            };
+            assert!(inh.is_own());
+            assert_eq!(inh.own_uri().as_deref(), Some(uri));
+        }
+        assert!(own_name(&"x".repeat(400)).len() <= FDNAME_MAX);
+    }
+}

@@ -1,0 +1,524 @@
+//! The systemd protocols without systemd: the notify socket (a datagram
+//! listener in the test plays systemd) and socket activation
+//! (`systemd-socket-activate` passes the sockets). Real systemd is
+//! exercised in tests/systemd_sandbox.rs.
+
+mod support;
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{assert_serves, deadline_in, free_port, Server, TempDir};
+
+/// Collects notify datagrams; each one is checked against sd_notify's rules.
+struct NotifyListener {
+    sock: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl NotifyListener {
+    fn at_path(path: &Path) -> NotifyListener {
+        let sock = UnixDatagram::bind(path).expect("bind the notify socket");
+        NotifyListener {
+            sock,
+            seen: Vec::new(),
+        }
+    }
+
+    fn abstract_name(name: &str) -> NotifyListener {
+        let addr = UnixAddr::from_abstract_name(name.as_bytes()).expect("abstract address");
+        let sock = UnixDatagram::bind_addr(&addr).expect("bind the abstract notify socket");
+        NotifyListener {
+            sock,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a datagram containing `needle` (a line `KEY=VALUE`).
+    fn wait_for(&mut self, needle: &str, deadline: Instant) -> Option<String> {
+        if let Some(m) = self.seen.iter().find(|m| m.lines().any(|l| l == needle)) {
+            return Some(m.clone());
+        }
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).expect("set timeout");
+            let n = match self.sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => return None,
+            };
+            assert!(
+                n < 4096,
+                "a notify message of {n} bytes: sd_notify messages stay under 4096"
+            );
+            let msg = String::from_utf8(buf[..n].to_vec()).expect("notify messages are text");
+            for line in msg.lines() {
+                assert!(
+                    line.contains('='),
+                    "malformed notify line {line:?} in {msg:?}"
+                );
+            }
+            self.seen.push(msg.clone());
+            if msg.lines().any(|l| l == needle) {
+                return Some(msg);
+            }
+        }
+    }
+}
+
+fn value<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// CLOCK_MONOTONIC in µs, read by another process (the same clock).
+fn monotonic_usec_now() -> u64 {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)",
+        ])
+        .output()
+        .expect("python3 reads CLOCK_MONOTONIC");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn ready_status_and_stopping_on_a_path_socket() {
+    let dir = TempDir::new("notify");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut server = Server::start_env(&[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let ready = systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1");
+    assert_eq!(
+        value(&ready, "MAINPID"),
+        Some(server.pid().to_string().as_str())
+    );
+    assert!(
+        value(&ready, "STATUS").is_some_and(|s| s.starts_with("catamount ")),
+        "{ready}"
+    );
+    assert!(
+        !ready.contains("WATCHDOG=1"),
+        "no watchdog was asked for: {ready}"
+    );
+    // STATUS follows the requests served.
+    assert_serves(server.addr());
+    let status = systemd
+        .wait_for_prefix("STATUS=", "1 requests", deadline_in(Duration::from_secs(5)))
+        .expect("a STATUS update after a request");
+    assert!(status.contains("threads busy"), "{status}");
+    server.signal("TERM");
+    systemd
+        .wait_for("STOPPING=1", deadline_in(Duration::from_secs(5)))
+        .expect("STOPPING=1");
+    assert!(server
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits")
+        .success());
+}
+
+impl NotifyListener {
+    /// Waits for a `KEY=...` line whose value contains `part`.
+    fn wait_for_prefix(&mut self, key: &str, part: &str, deadline: Instant) -> Option<String> {
+        loop {
+            if let Some(m) = self
+                .seen
+                .iter()
+                .find(|m| m.lines().any(|l| l.starts_with(key) && l.contains(part)))
+            {
+                return Some(m.clone());
+            }
+            let before = self.seen.len();
+            self.wait_for(
+                "\u{0}never",
+                deadline.min(Instant::now() + Duration::from_millis(200)),
+            );
+            if self.seen.len() == before && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+}
+
+#[test]
+fn abstract_notify_socket_works() {
+    let name = format!("catamount-test-{}-{}", std::process::id(), free_port());
+    let mut systemd = NotifyListener::abstract_name(&name);
+    let mut server = Server::start_env(&[], &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1 over an abstract socket");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn first_watchdog_ping_comes_with_ready_then_every_half_period() {
+    let dir = TempDir::new("notify-wd");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut server = Server::start_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let ready = systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1");
+    assert!(
+        ready.lines().any(|l| l == "WATCHDOG=1"),
+        "first ping rides with READY: {ready}"
+    );
+    let pings_before = systemd.seen.len();
+    let ping = systemd.wait_for_new(
+        "WATCHDOG=1",
+        pings_before,
+        deadline_in(Duration::from_secs(2)),
+    );
+    assert!(ping, "a later WATCHDOG=1 within two periods");
+    assert!(server.stop().success());
+}
+
+impl NotifyListener {
+    fn wait_for_new(&mut self, needle: &str, after: usize, deadline: Instant) -> bool {
+        loop {
+            if self.seen[after..]
+                .iter()
+                .any(|m| m.lines().any(|l| l == needle))
+            {
+                return true;
+            }
+            let before = self.seen.len();
+            self.wait_for(
+                "\u{0}never",
+                deadline.min(Instant::now() + Duration::from_millis(200)),
+            );
+            if self.seen.len() == before && Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+}
+
+#[test]
+fn watchdog_for_another_pid_is_ignored() {
+    let dir = TempDir::new("notify-wdpid");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut server = Server::start_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    let ready = systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1");
+    assert!(!ready.contains("WATCHDOG=1"), "{ready}");
+    let before = systemd.seen.len();
+    assert!(
+        !systemd.wait_for_new(
+            "WATCHDOG=1",
+            before,
+            deadline_in(Duration::from_millis(600))
+        ),
+        "no ping for a watchdog meant for pid 1"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn hot_restart_sends_reloading_with_a_fresh_clock_then_ready_from_the_same_pid() {
+    let dir = TempDir::new("notify-reload");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut server = Server::start_env(&[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let addr = server.addr();
+    systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1");
+    let first_ready = systemd.seen.len();
+    let before = monotonic_usec_now();
+    server.signal("USR2");
+    let reloading = systemd
+        .wait_for("RELOADING=1", deadline_in(Duration::from_secs(5)))
+        .expect("RELOADING=1");
+    let usec: u64 = value(&reloading, "MONOTONIC_USEC")
+        .expect("MONOTONIC_USEC")
+        .parse()
+        .expect("a number");
+    assert!(
+        usec >= before,
+        "MONOTONIC_USEC {usec} was read before the signal ({before})"
+    );
+    assert!(
+        systemd.wait_for_new("READY=1", first_ready, deadline_in(Duration::from_secs(10))),
+        "READY=1 after the restart"
+    );
+    let ready = systemd
+        .seen
+        .iter()
+        .rev()
+        .find(|m| m.contains("READY=1"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        value(&ready, "MAINPID"),
+        Some(server.pid().to_string().as_str()),
+        "same pid"
+    );
+    assert!(server.wait_for_line(
+        "* Inherited tcp://127.0.0.1:0",
+        deadline_in(Duration::from_secs(5))
+    ));
+    // Same socket, same port: still answering.
+    assert_serves(addr);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_bad_config_on_reload_keeps_serving_and_still_ends_with_ready() {
+    let dir = TempDir::new("notify-badreload");
+    let path = dir.path().join("notify.sock");
+    let conf = dir.write("app.rb", "threads 1, 2\n");
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut server =
+        Server::start_env(&["-C", &conf], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(5)))
+        .expect("READY=1");
+    let n = systemd.seen.len();
+    std::fs::write(&conf, "treads 1, 2\n").unwrap();
+    server.signal("HUP");
+    assert!(systemd.wait_for_new("RELOADING=1", n, deadline_in(Duration::from_secs(5))));
+    assert!(systemd.wait_for_new("READY=1", n, deadline_in(Duration::from_secs(5))));
+    assert!(server.wait_for_stderr(
+        "still serving with the old configuration",
+        deadline_in(Duration::from_secs(5))
+    ));
+    assert_serves(server.addr());
+    assert!(server.stop().success());
+}
+
+// ------------------------------------------------------------ activation
+
+fn activate(listen: &[&str], fdname: Option<&str>, args: &[&str], docroot: &TempDir) -> Server {
+    let mut cmd = Command::new("systemd-socket-activate");
+    for l in listen {
+        cmd.args(["-l", l]);
+    }
+    if let Some(n) = fdname {
+        cmd.arg(format!("--fdname={n}"));
+    }
+    cmd.arg("--")
+        .arg(env!("CARGO_BIN_EXE_catamount"))
+        .args(args)
+        .arg(docroot.path());
+    Server::start_command(cmd)
+}
+
+fn have_socket_activate() -> bool {
+    let ok = Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "skipped: systemd-socket-activate is not installed (scripts/install-deps installs it)"
+        );
+    }
+    ok
+}
+
+/// systemd-socket-activate starts the service on the first connection;
+/// this connects once so the server starts, and returns that client.
+/// (systemd-socket-activate may not listen yet: retry until a deadline.)
+fn first_connection(port: u16) -> std::net::TcpStream {
+    let deadline = deadline_in(Duration::from_secs(10));
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the activated socket never accepted: {e}"),
+        }
+    }
+}
+
+#[test]
+fn adopts_an_activated_tcp_socket_matched_by_address() {
+    if !have_socket_activate() {
+        return;
+    }
+    let port = free_port();
+    let docroot = TempDir::docroot();
+    let listen = format!("127.0.0.1:{port}");
+    let bind = format!("tcp://127.0.0.1:{port}");
+    let conn = std::thread::spawn(move || first_connection(port));
+    let mut server = activate(&[&listen], Some("web"), &["-b", &bind], &docroot);
+    drop(conn.join());
+    assert!(
+        server
+            .stdout()
+            .contains(&format!("* Activated tcp://127.0.0.1:{port}")),
+        "{}",
+        server.stdout()
+    );
+    assert_serves(format!("127.0.0.1:{port}").parse().unwrap());
+    // The inherited fd is close-on-exec (nothing spawned may inherit it).
+    let flags =
+        std::fs::read_to_string(format!("/proc/{}/fdinfo/3", server.pid())).expect("fdinfo");
+    let flags = flags
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .expect("flags line")
+        .trim()
+        .to_string();
+    let flags = u32::from_str_radix(&flags, 8).expect("octal flags");
+    assert_ne!(
+        flags & 0o2000000,
+        0,
+        "fd 3 lacks O_CLOEXEC (flags {flags:o})"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn localhost_bind_matches_an_activated_loopback_socket() {
+    if !have_socket_activate() {
+        return;
+    }
+    let port = free_port();
+    let docroot = TempDir::docroot();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let bind = format!("tcp://localhost:{port}");
+    let mut server = activate(
+        &[&format!("127.0.0.1:{port}")],
+        None,
+        &["-b", &bind],
+        &docroot,
+    );
+    drop(conn.join());
+    assert!(
+        server
+            .stdout()
+            .contains(&format!("* Activated tcp://127.0.0.1:{port}")),
+        "{}",
+        server.stdout()
+    );
+    assert!(!server.stderr().contains("in use"), "{}", server.stderr());
+    assert!(server.stop().success());
+}
+
+#[test]
+fn fd_name_bind_and_only_mode_ignore_a_mismatching_configured_bind() {
+    if !have_socket_activate() {
+        return;
+    }
+    let port = free_port();
+    let other = free_port();
+    let docroot = TempDir::docroot();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let bind = format!("tcp://127.0.0.1:{other}");
+    let mut server = activate(
+        &[&format!("127.0.0.1:{port}")],
+        Some("web"),
+        &["-b", &bind, "--bind-to-activated-sockets=only"],
+        &docroot,
+    );
+    drop(conn.join());
+    let out = server.stdout();
+    assert!(
+        out.contains(&format!("* Activated tcp://127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!(":{other}")),
+        "the configured bind is dropped in only mode: {out}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", other)).is_err());
+    // USR2: hot restart keeps the activated socket (Puma 5.6 loses it).
+    let pid = server.pid();
+    server.signal("USR2");
+    assert!(server.wait_for_line("- Restarting", deadline_in(Duration::from_secs(5))));
+    assert!(server.wait_for_line_count(
+        "Use Ctrl-C to stop",
+        2,
+        deadline_in(Duration::from_secs(10))
+    ));
+    assert_eq!(server.pid(), pid);
+    let out = server.stdout();
+    assert_eq!(
+        out.matches(&format!("* Activated tcp://127.0.0.1:{port}"))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert_serves(format!("127.0.0.1:{port}").parse().unwrap());
+    assert!(server.stop().success());
+
+    // fd://NAME picks the socket by its FileDescriptorName.
+    let port = free_port();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let mut server = activate(
+        &[&format!("127.0.0.1:{port}")],
+        Some("web"),
+        &["-b", "fd://web"],
+        &docroot,
+    );
+    drop(conn.join());
+    assert!(server
+        .stdout()
+        .contains(&format!("* Activated tcp://127.0.0.1:{port}")));
+    assert_serves(format!("127.0.0.1:{port}").parse().unwrap());
+    assert!(server.stop().success());
+}
+
+#[test]
+fn an_unmatched_activated_unix_socket_is_closed_and_its_file_kept() {
+    if !have_socket_activate() {
+        return;
+    }
+    let dir = TempDir::new("act-unix");
+    let sock = dir.path().join("act.sock");
+    let port = free_port();
+    let docroot = TempDir::docroot();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let mut server = activate(
+        &[&format!("127.0.0.1:{port}"), sock.to_str().unwrap()],
+        None,
+        &["-b", &format!("tcp://127.0.0.1:{port}")],
+        &docroot,
+    );
+    drop(conn.join());
+    let out = server.stdout();
+    assert!(
+        out.contains(&format!(
+            "* Closing unused activated socket: unix://{}",
+            sock.display()
+        )),
+        "{out}"
+    );
+    assert!(server.stop().success());
+    assert!(
+        sock.exists(),
+        "systemd's socket file must never be unlinked"
+    );
+}
