@@ -19,6 +19,7 @@ mod activation;
 pub mod config;
 mod connection;
 mod date;
+mod fork;
 pub mod http;
 mod listeners;
 mod notify;
@@ -43,6 +44,16 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request. The request body, if any, is read through
     /// [`Request::body`]; whatever the handler leaves unread is discarded.
     fn handle(&self, req: &mut Request<'_>) -> Response;
+
+    /// Called once in each process that serves (every cluster worker
+    /// after its fork, or the single process) before it accepts requests:
+    /// the place to open per-process resources such as database
+    /// connections (Puma's `on_worker_boot`). An `Err` makes that process
+    /// exit; in cluster mode the master retries it with an exponential
+    /// backoff instead of a crash loop.
+    fn boot(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl<F> Handler for F

@@ -29,9 +29,9 @@ use crate::{Config, Handler};
 /// The version printed by `-V` and the startup log.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How often the main loop looks at the in-flight count while draining.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
+pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// STATUS= is sent at most this often, and only when it changed.
-const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A configured server, ready to serve a [`Handler`].
 pub struct Server {
@@ -81,12 +81,12 @@ impl Server {
 }
 
 /// Startup and status lines on stdout, silenced by `--quiet`.
-struct Log {
-    quiet: bool,
+pub(crate) struct Log {
+    pub(crate) quiet: bool,
 }
 
 impl Log {
-    fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         if !self.quiet {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
@@ -105,13 +105,6 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     let log = Log {
         quiet: config.quiet,
     };
-    if config.workers > 0 {
-        eprintln!(
-            "catamount: error: cluster mode (workers {}) is not supported yet; use workers 0",
-            config.workers
-        );
-        return 2;
-    }
     // Read once, before any thread: these change the environment.
     let notifier = Notifier::take_from_env();
     let exe = std::env::current_exe().ok();
@@ -128,11 +121,24 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     // limit is often 1024 while the hard limit allows far more.
     let _ = sys::raise_nofile_limit();
 
-    log.say(&format!("catamount {VERSION} starting in single mode..."));
+    let cluster = config.workers > 0;
+    let mode = if cluster { "cluster" } else { "single" };
+    log.say(&format!("catamount {VERSION} starting in {mode} mode..."));
     log.say(&format!("*  Min threads: {}", config.min_threads));
     log.say(&format!("*  Max threads: {}", config.max_threads));
     log.say(&format!("*  Environment: {}", config.environment));
-    log.say(&format!("*          PID: {}", std::process::id()));
+    if cluster {
+        log.say(&format!("*   Master PID: {}", std::process::id()));
+        log.say(&format!("*      Workers: {}", config.workers));
+        let phased = if config.preload {
+            "(✖) phased (--preload)"
+        } else {
+            "(✔) phased"
+        };
+        log.say(&format!("*     Restarts: (✔) hot {phased}"));
+    } else {
+        log.say(&format!("*          PID: {}", std::process::id()));
+    }
     let mut say = |line: String| log.say(&line);
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
@@ -150,6 +156,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         libc::SIGUSR2,
         libc::SIGTTIN,
         libc::SIGTTOU,
+        libc::SIGCHLD,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -172,6 +179,19 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     }
     log.say("Use Ctrl-C to stop");
 
+    if cluster {
+        // The master never starts a thread: workers are forked from it.
+        let master = crate::fork::Master::new(
+            config.clone(),
+            handler,
+            listeners,
+            &notifier,
+            &log,
+            &signals,
+            exe,
+        );
+        return master.run();
+    }
     // From here on threads exist: nothing below may fork.
     let serving = match start_serving(config, handler, listeners) {
         Ok(s) => s,
@@ -220,16 +240,19 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
 }
 
 /// The threads serving requests, and how to reach them.
-struct Serving {
-    engine: Arc<Engine>,
+pub(crate) struct Serving {
+    pub(crate) engine: Arc<Engine>,
     reactor: JoinHandle<(Vec<Listener>, Pool)>,
 }
 
-fn start_serving(
+pub(crate) fn start_serving(
     config: &Config,
     handler: Box<dyn Handler>,
     listeners: Vec<Listener>,
 ) -> Result<Serving, String> {
+    handler
+        .boot()
+        .map_err(|e| format!("the application failed to boot: {e}"))?;
     let (back_tx, back_rx) = crossbeam_channel::unbounded();
     let wake = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
     let engine = Arc::new(Engine {
@@ -356,7 +379,7 @@ fn status_line(stats: &Stats, config: &Config) -> String {
 }
 
 /// What is left to wait for once the reactor has stopped.
-struct Draining {
+pub(crate) struct Draining {
     engine: Arc<Engine>,
     pool: Pool,
     deadline: Instant,
@@ -365,7 +388,7 @@ struct Draining {
 /// Stops accepting, closes idle connections, hands requests already
 /// received to the pool; returns the listeners, still open. `Err` when a
 /// second TERM/INT asked to exit at once.
-fn stop_reactor(
+pub(crate) fn stop_reactor(
     config: &Config,
     serving: Serving,
     signals: &OwnedFd,
@@ -398,7 +421,7 @@ fn stop_reactor(
 
 /// Lets in-flight requests finish, bounded by `shutdown_timeout`. `Err`
 /// when a second TERM/INT asked to exit at once.
-fn wait_in_flight(
+pub(crate) fn wait_in_flight(
     config: &Config,
     d: Draining,
     signals: &OwnedFd,
@@ -434,20 +457,20 @@ fn wait_in_flight(
     Ok(())
 }
 
-fn second_signal(signals: &OwnedFd) -> bool {
+pub(crate) fn second_signal(signals: &OwnedFd) -> bool {
     let mut got = Vec::new();
     sys::read_signals(signals, &mut got);
     got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
 }
 
-fn wait_signal(signals: &OwnedFd) {
+pub(crate) fn wait_signal(signals: &OwnedFd) {
     let mut ready = Vec::new();
     let _ = sys::poll_readable(&[signals.as_raw_fd()], Some(DRAIN_POLL), &mut ready);
 }
 
 /// Final exit: remove the unix socket files catamount created (unless
 /// the fd store keeps them alive for the next start) and the pidfile.
-fn cleanup(config: &Config, listeners: &[Listener]) {
+pub(crate) fn cleanup(config: &Config, listeners: &[Listener]) {
     if !config.fd_store {
         for l in listeners {
             l.remove_socket_file();
@@ -476,7 +499,11 @@ fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
 /// Execs our own binary in place (same pid, so systemd's MAINPID holds),
 /// passing the listeners through the sd_listen_fds protocol with their
 /// names. Returns only on failure.
-fn hot_restart(exe: Option<PathBuf>, listeners: &[Listener], notifier: &Notifier) -> i32 {
+pub(crate) fn hot_restart(
+    exe: Option<PathBuf>,
+    listeners: &[Listener],
+    notifier: &Notifier,
+) -> i32 {
     let Some(exe) = exe else {
         eprintln!("! hot restart failed: the path of the running binary is unknown");
         notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");

@@ -577,6 +577,114 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// What `fork` returned in this process.
+pub enum Forked {
+    /// In the parent; the child's pid.
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// Forks the process. Sound only while this process has a single thread
+/// (the cluster master never starts one; see ARCHITECTURE.md): the child
+/// then gets a consistent copy of every lock and allocator state.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: fork(2) takes no arguments. The caller upholds the
+    // single-thread rule documented above, so the child may run any code.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl std::fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildExit::Exited(c) => write!(f, "exit status {c}"),
+            ChildExit::Signaled(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Reaps one exited child without waiting; `None` when none has exited.
+pub fn reap_child() -> io::Result<Option<(libc::pid_t, ChildExit)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: status is a live local.
+    let pid = match cvt_r(|| unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }) {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if pid == 0 {
+        return Ok(None);
+    }
+    let exit = if libc::WIFEXITED(status) {
+        ChildExit::Exited(libc::WEXITSTATUS(status))
+    } else {
+        ChildExit::Signaled(libc::WTERMSIG(status))
+    };
+    Ok(Some((pid, exit)))
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes plain integers.
+    cvt(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// The parent's pid.
+pub fn parent_pid() -> libc::pid_t {
+    // SAFETY: getppid(2) cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// Sets the name `ps -o comm` and `top` show (15 bytes at most).
+pub fn set_thread_name(name: &str) {
+    let mut b: Vec<u8> = name.bytes().filter(|&c| c != 0).take(15).collect();
+    b.push(0);
+    // SAFETY: b is a NUL-terminated buffer of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, b.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a live array of two ints, as pipe2 requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    Ok((owned(fds[0]), owned(fds[1])))
+}
+
+/// write(2) on any descriptor (pipes, eventfds).
+pub fn write_fd(fd: &impl AsRawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: data is a live slice of the length passed.
+    let n = cvt_r(|| unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
+    Ok(n as usize)
+}
+
+/// read(2) on any descriptor (pipes).
+pub fn read_fd(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, writable slice of the length passed.
+    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
 // ---------------------------------------------------------------- epoll
 
 /// An epoll instance. Registrations carry a `u64` token.
@@ -723,6 +831,11 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
         let mut sa: libc::sigaction = unsafe { mem::zeroed() };
         sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
         sa.sa_flags = libc::SA_RESTART;
+        if sig == libc::SIGCHLD {
+            // Exits only: a stopped (SIGSTOPped) worker is found by its
+            // missing check-ins, not by a signal.
+            sa.sa_flags |= libc::SA_NOCLDSTOP;
+        }
         // SAFETY: sa.sa_mask is a live sigset_t.
         unsafe { libc::sigemptyset(&mut sa.sa_mask) };
         // SAFETY: sa is initialised; the handler only calls write(2).
