@@ -2135,6 +2135,9 @@ fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
     })?;
     match &spec {
         BindSpec::Unix { .. } => Ok(spec),
+        BindSpec::Tcp { tls: Some(_), .. } => Err(
+            "the control app speaks plain HTTP; expected unix:// or tcp://, not ssl://".to_string(),
+        ),
         BindSpec::Tcp { host, .. } if is_loopback_host(host) => Ok(spec),
         BindSpec::Tcp { host, .. } => Err(format!(
             "host {host:?} is not a loopback address; expected 127.0.0.1, [::1] or localhost, \
@@ -2594,7 +2597,7 @@ mod tests {
     fn bad_bind_on_the_command_line() {
         assert_eq!(
             error(&["-b", "ssl://0.0.0.0:443"]),
-            "--bind \"ssl://0.0.0.0:443\": ssl:// binds are not supported yet"
+            "--bind \"ssl://0.0.0.0:443\": ssl:// bind needs cert=PATH, a PEM file with the server certificate"
         );
         assert_eq!(
             error(&[
@@ -2837,7 +2840,7 @@ cache_control "public, max-age=60"
         );
         assert_eq!(
             file_error("bind \"ssl://0.0.0.0:443\"\n"),
-            "app.rb:1: bind \"ssl://0.0.0.0:443\": ssl:// binds are not supported yet"
+            "app.rb:1: bind \"ssl://0.0.0.0:443\": ssl:// bind needs cert=PATH, a PEM file with the server certificate"
         );
         assert_eq!(
             file_error("bind \"tcp://0.0.0.0:9292\"\nbind \"tcp://[::1]:1\"\nport 9292\n"),
@@ -3268,8 +3271,14 @@ cache_control "public, max-age=60"
         assert_eq!(
             c.binds,
             vec![
-                BindSpec::Fd { name: "3".into() },
-                BindSpec::Fd { name: "web".into() },
+                BindSpec::Fd {
+                    name: "3".into(),
+                    tls: None
+                },
+                BindSpec::Fd {
+                    name: "web".into(),
+                    tls: None
+                },
                 tcp("127.0.0.1", 1),
             ]
         );
@@ -3283,8 +3292,14 @@ cache_control "public, max-age=60"
         assert_eq!(
             c.binds,
             vec![
-                BindSpec::Fd { name: "web".into() },
-                BindSpec::Fd { name: "3".into() }
+                BindSpec::Fd {
+                    name: "web".into(),
+                    tls: None
+                },
+                BindSpec::Fd {
+                    name: "3".into(),
+                    tls: None
+                }
             ]
         );
         assert_eq!(
@@ -3497,7 +3512,7 @@ cache_control "public, max-age=60"
         );
         assert_eq!(
             error(&["--control-url", "ssl://127.0.0.1:1"]),
-            "--control-url \"ssl://127.0.0.1:1\": ssl:// binds are not supported yet"
+            "--control-url \"ssl://127.0.0.1:1\": ssl:// bind needs cert=PATH, a PEM file with the server certificate"
         );
         assert_eq!(
             error(&["--control-url", "auto"]),

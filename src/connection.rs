@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError};
 use crate::pool::Stats;
 use crate::sys::{self, EventFd, Interest};
+use crate::tls::TlsConn;
 use crate::{Body, Config, Handler, Request, Response};
 
 /// A send that makes no progress for this long fails and closes the
@@ -28,26 +29,36 @@ const STREAM_CHUNK: usize = 16 * 1024;
 const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// A client connection and the bytes received but not yet consumed.
+/// Owned by one thread at a time (reactor or pool), TLS state included:
+/// it moves, it is never shared.
 pub struct Conn {
     pub fd: OwnedFd,
     pub buf: Vec<u8>,
     /// Requests answered on this connection.
     pub served: u32,
+    /// TLS session of an `ssl://` connection.
+    pub tls: Option<Box<TlsConn>>,
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd) -> Conn {
+    pub fn new(fd: OwnedFd, tls: Option<Box<TlsConn>>) -> Conn {
         Conn {
             fd,
             buf: Vec::new(),
             served: 0,
+            tls,
         }
     }
 
-    /// One non-blocking read appended to `buf`: `Ok(0)` is end of stream.
+    /// One non-blocking read appended to `buf` (plaintext for TLS):
+    /// `Ok(0)` is end of stream.
     pub fn read_some(&mut self) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        if let Some(tls) = &mut self.tls {
+            return tls.read_plain(fd, &mut self.buf);
+        }
         let mut scratch = [0u8; READ_CHUNK];
-        let n = sys::recv(self.fd.as_raw_fd(), &mut scratch)?;
+        let n = sys::recv(fd, &mut scratch)?;
         self.buf.extend_from_slice(&scratch[..n]);
         Ok(n)
     }
@@ -65,6 +76,64 @@ impl Conn {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Sends all of `data`, waiting (bounded by [`SEND_TIMEOUT`] per
+    /// wait) while the socket buffer is full. `more`: more data follows
+    /// at once (MSG_MORE; plain TCP only).
+    pub fn send(&mut self, data: &[u8], more: bool) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        match &mut self.tls {
+            Some(tls) => tls.write_plain(fd, data, SEND_TIMEOUT),
+            None => send_all(fd, data, more),
+        }
+    }
+
+    /// `len` bytes of `file` from `offset`: sendfile(2) on plain
+    /// sockets, read and encrypt in chunks under TLS.
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let Some(tls) = &mut self.tls else {
+            return send_file(fd, file, offset, len);
+        };
+        use std::os::unix::fs::FileExt;
+        let mut chunk = vec![0u8; STREAM_CHUNK];
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let want = (end - at).min(chunk.len() as u64) as usize;
+            let n = file.read_at(&mut chunk[..want], at)?;
+            if n == 0 {
+                // The file shrank under us: the promised length cannot be met.
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            tls.write_plain(fd, &chunk[..n], SEND_TIMEOUT)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// One attempt to send `data` without waiting (an answer from the
+    /// reactor, which must never block).
+    pub fn send_now(&mut self, data: &[u8]) {
+        let fd = self.fd.as_raw_fd();
+        match &mut self.tls {
+            Some(tls) if !tls.is_handshaking() => {
+                let _ = tls.write_plain(fd, data, Duration::ZERO);
+            }
+            Some(_) => {}
+            None => {
+                let _ = sys::send(fd, data, false);
+            }
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            // Best effort, never waits: tells the peer the end is deliberate.
+            tls.close_notify(self.fd.as_raw_fd());
         }
     }
 }
@@ -185,7 +254,7 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head) -> bool {
         // Ask for the body at once, as Puma does: the client may then send
         // it and the connection stays usable whether or not the handler
         // reads it (RFC 9110 §10.1.1).
-        if send_all(conn.fd.as_raw_fd(), b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err() {
+        if conn.send(b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err() {
             return false;
         }
     }
@@ -216,7 +285,7 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head) -> bool {
         && conn.served < limits.max_keep_alive
         && !engine.stats.stopping.load(Ordering::Acquire);
     let status = response.status;
-    let result = write_response(conn.fd.as_raw_fd(), head, response, keep_alive);
+    let result = write_response(conn, head, response, keep_alive);
     engine.stats.requests.fetch_add(1, Ordering::Relaxed);
     let (kept, sent) = result.unwrap_or_default();
     if limits.log_requests {
@@ -361,7 +430,7 @@ impl Read for BodyReader<'_> {
 
 /// Writes the response; returns (connection stays open, body bytes sent).
 fn write_response(
-    fd: RawFd,
+    conn: &mut Conn,
     head: &Head,
     resp: Response,
     mut keep_alive: bool,
@@ -398,32 +467,32 @@ fn write_response(
         },
     );
     if bodyless {
-        send_all(fd, &out, false)?;
+        conn.send(&out, false)?;
         return Ok((keep_alive, 0));
     }
     let sent = match resp.body {
         Body::Empty => {
-            send_all(fd, &out, false)?;
+            conn.send(&out, false)?;
             0
         }
         Body::Bytes(b) => {
             if b.len() <= COALESCE_LIMIT {
                 out.extend_from_slice(&b);
-                send_all(fd, &out, false)?;
+                conn.send(&out, false)?;
             } else {
-                send_all(fd, &out, true)?;
-                send_all(fd, &b, false)?;
+                conn.send(&out, true)?;
+                conn.send(&b, false)?;
             }
             b.len() as u64
         }
         Body::File { file, offset, len } => {
-            send_all(fd, &out, len > 0)?;
-            send_file(fd, &file, offset, len)?;
+            conn.send(&out, len > 0)?;
+            conn.send_file(&file, offset, len)?;
             len
         }
         Body::Stream(mut reader) => {
-            send_all(fd, &out, true)?;
-            send_stream(fd, &mut *reader, chunked)?
+            conn.send(&out, true)?;
+            send_stream(conn, &mut *reader, chunked)?
         }
     };
     Ok((keep_alive, sent))
@@ -507,7 +576,7 @@ fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&H
         }
     }
     let fd = conn.fd.as_raw_fd();
-    if send_all(fd, &out, false).is_ok() {
+    if conn.send(&out, false).is_ok() && conn.tls.is_none() {
         // Closing with unread bytes queued makes the kernel send a reset,
         // which can destroy the answer in flight: end our side, then
         // discard what has already arrived (without waiting for more).
@@ -574,7 +643,7 @@ fn send_file(fd: RawFd, file: &std::fs::File, mut offset: u64, len: u64) -> io::
     Ok(())
 }
 
-fn send_stream(fd: RawFd, reader: &mut dyn Read, chunked: bool) -> io::Result<u64> {
+fn send_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Result<u64> {
     let mut buf = vec![0u8; STREAM_CHUNK];
     let mut total = 0u64;
     loop {
@@ -586,7 +655,7 @@ fn send_stream(fd: RawFd, reader: &mut dyn Read, chunked: bool) -> io::Result<u6
         };
         if n == 0 {
             if chunked {
-                send_all(fd, b"0\r\n\r\n", false)?;
+                conn.send(b"0\r\n\r\n", false)?;
             }
             return Ok(total);
         }
@@ -595,9 +664,9 @@ fn send_stream(fd: RawFd, reader: &mut dyn Read, chunked: bool) -> io::Result<u6
             let mut frame = format!("{n:x}\r\n").into_bytes();
             frame.extend_from_slice(&buf[..n]);
             frame.extend_from_slice(b"\r\n");
-            send_all(fd, &frame, true)?;
+            conn.send(&frame, true)?;
         } else {
-            send_all(fd, &buf[..n], true)?;
+            conn.send(&buf[..n], true)?;
         }
     }
 }

@@ -16,8 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::config;
-use crate::listeners::Listener;
+use crate::listeners::{Listener, Tls};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
 use crate::sys::{self, Forked};
@@ -177,7 +176,9 @@ impl<'a> Master<'a> {
                 match sig {
                     libc::SIGTERM | libc::SIGINT => return Ok(Exit::Stop),
                     libc::SIGCHLD => self.reap(),
-                    libc::SIGUSR2 if self.reload_config("hot restart (SIGUSR2)") => return Ok(Exit::Hot),
+                    libc::SIGUSR2 if self.reload_config("hot restart (SIGUSR2)") => {
+                        return Ok(Exit::Hot)
+                    }
                     libc::SIGUSR1 | libc::SIGHUP => {
                         let what = if sig == libc::SIGHUP {
                             "reload (SIGHUP)"
@@ -245,7 +246,7 @@ impl<'a> Master<'a> {
     fn reload_config(&mut self, what: &str) -> bool {
         self.notifier
             .reloading(&format!("{what}: checking the configuration"));
-        match config::reload(&self.config) {
+        match server::check_reload(&self.config) {
             Ok(new) => {
                 let workers = self.config.workers;
                 self.config = new;
@@ -268,6 +269,16 @@ impl<'a> Master<'a> {
     }
 
     fn start_phased_restart(&mut self) {
+        // New workers get freshly read certificates (rotation without a
+        // hot restart); check_reload has just proved they load.
+        for l in &mut self.listeners {
+            if let Some(tls) = &mut l.tls {
+                match Tls::load(&tls.options) {
+                    Ok(fresh) => *tls = fresh,
+                    Err(e) => eprintln!("! {}: keeping the old certificate: {e}", l.url),
+                }
+            }
+        }
         self.phase += 1;
         self.log.say(&format!(
             "- Starting phased worker restart, phase: {}",

@@ -28,7 +28,7 @@ mod reactor;
 mod server;
 pub mod static_files;
 mod sys;
-pub mod tls;
+mod tls;
 
 use std::io::{self, Read};
 

@@ -9,10 +9,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::activation::{self, Inherited};
 use crate::config::ActivatedMode;
 use crate::sys::{self, SockName};
+use crate::tls::TlsOptions;
 
 /// Listen backlog when a bind gives none (Puma's).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -26,10 +28,15 @@ pub enum BindSpec {
         host: String,
         port: u16,
         backlog: i32,
+        /// `ssl://`: certificate, key and client-verification options.
+        tls: Option<TlsOptions>,
     },
     /// `fd://NAME` or `fd://3`: an inherited socket, by its
     /// `FileDescriptorName=` or its descriptor number.
-    Fd { name: String },
+    Fd {
+        name: String,
+        tls: Option<TlsOptions>,
+    },
     /// `unix:///abs/path?umask=0117&mode=0660&backlog=N`.
     Unix {
         path: PathBuf,
@@ -48,16 +55,18 @@ impl BindSpec {
         let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
         let params = parse_query(uri, query)?;
         match scheme {
-            "tcp" => {
+            "tcp" | "ssl" => {
                 let (host, port) = split_host_port(addr).ok_or_else(|| {
-                    format!("bind {uri:?}: expected tcp://HOST:PORT (IPv6 as [::1]:PORT)")
+                    format!("bind {uri:?}: expected {scheme}://HOST:PORT (IPv6 as [::1]:PORT)")
                 })?;
                 let mut backlog = DEFAULT_BACKLOG;
+                let mut tls_params = Vec::new();
                 for (k, v) in params {
                     match k {
-                        "backlog" => backlog = parse_backlog(uri, v)?,
+                        "backlog" => backlog = parse_backlog(uri, &v)?,
                         // Puma's flag; catamount always sets TCP_NODELAY.
                         "low_latency" => {}
+                        _ if scheme == "ssl" => tls_params.push((k, v)),
                         _ => {
                             return Err(format!(
                                 "bind {uri:?}: unknown option {k:?}; tcp binds take backlog"
@@ -65,10 +74,16 @@ impl BindSpec {
                         }
                     }
                 }
+                let tls = if scheme == "ssl" {
+                    Some(tls_options(uri, &tls_params)?)
+                } else {
+                    None
+                };
                 Ok(BindSpec::Tcp {
                     host,
                     port,
                     backlog,
+                    tls,
                 })
             }
             "unix" => {
@@ -82,9 +97,9 @@ impl BindSpec {
                 let mut backlog = DEFAULT_BACKLOG;
                 for (k, v) in params {
                     match k {
-                        "umask" => spec_umask = Some(parse_octal(uri, k, v, 0o777)?),
-                        "mode" => mode = Some(parse_octal(uri, k, v, 0o7777)?),
-                        "backlog" => backlog = parse_backlog(uri, v)?,
+                        "umask" => spec_umask = Some(parse_octal(uri, k, &v, 0o777)?),
+                        "mode" => mode = Some(parse_octal(uri, k, &v, 0o7777)?),
+                        "backlog" => backlog = parse_backlog(uri, &v)?,
                         _ => {
                             return Err(format!(
                                 "bind {uri:?}: unknown option {k:?}; unix binds take umask, mode, backlog"
@@ -99,20 +114,21 @@ impl BindSpec {
                     backlog,
                 })
             }
-            "ssl" => Err(format!("bind {uri:?}: ssl:// binds are not supported yet")),
             "fd" => {
-                if let Some((k, _)) = params.first() {
-                    return Err(format!(
-                        "bind {uri:?}: unknown option {k:?}; fd binds take none"
-                    ));
-                }
                 if addr.is_empty() || addr.contains(':') {
                     return Err(format!(
                         "bind {uri:?}: expected fd://NAME (a socket unit's FileDescriptorName=) or fd://3"
                     ));
                 }
+                // fd://NAME?cert=...&key=...: TLS on an activated socket.
+                let tls = if params.is_empty() {
+                    None
+                } else {
+                    Some(tls_options(uri, &params)?)
+                };
                 Ok(BindSpec::Fd {
                     name: addr.to_string(),
+                    tls,
                 })
             }
             _ => Err(format!(
@@ -125,28 +141,60 @@ impl BindSpec {
 impl fmt::Display for BindSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindSpec::Tcp { host, port, .. } if host.contains(':') => {
-                write!(f, "tcp://[{host}]:{port}")
+            BindSpec::Tcp {
+                host, port, tls, ..
+            } => {
+                let scheme = if tls.is_some() { "ssl" } else { "tcp" };
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]:{port}")
+                } else {
+                    write!(f, "{scheme}://{host}:{port}")
+                }
             }
-            BindSpec::Tcp { host, port, .. } => write!(f, "tcp://{host}:{port}"),
             BindSpec::Unix { path, .. } => write!(f, "unix://{}", path.display()),
-            BindSpec::Fd { name } => write!(f, "fd://{name}"),
+            BindSpec::Fd { name, .. } => write!(f, "fd://{name}"),
         }
     }
 }
 
-fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, &'a str)>, String> {
+/// `k=v&k2=v2` with the values percent-decoded (certificate paths may
+/// need `%20` and the like).
+fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, String)>, String> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some(kv) => Ok(kv),
-            None if p == "low_latency" => Ok((p, "")),
+            Some((k, v)) => percent_decode(v)
+                .map(|v| (k, v))
+                .ok_or_else(|| format!("bind {uri:?}: option {k:?} has a bad %-escape")),
+            None if p == "low_latency" => Ok((p, String::new())),
             None => Err(format!(
                 "bind {uri:?}: option {p:?} needs a value, as in {p}=..."
             )),
         })
         .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn tls_options(uri: &str, params: &[(&str, String)]) -> Result<TlsOptions, String> {
+    let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TlsOptions::parse_query(&refs).map_err(|e| format!("bind {uri:?}: {e}"))
 }
 
 /// `host:port` or `[v6]:port` → (host without brackets, port).
@@ -203,6 +251,8 @@ pub struct Listener {
     /// A socket file catamount created: (path, device, inode). Unlinked at
     /// final exit only while it is still the same file.
     created: Option<(PathBuf, u64, u64)>,
+    /// `ssl://`: connections are TLS.
+    pub tls: Option<Tls>,
 }
 
 /// Why a bind failed; the message names the bind and what to do.
@@ -227,31 +277,46 @@ pub fn open_all(
     mode: ActivatedMode,
     log: &mut dyn FnMut(String),
 ) -> Result<Vec<Listener>, BindError> {
+    // Certificates are loaded before anything is bound: a bad one is a
+    // start-up error naming the file.
+    let mut tls_of = Vec::with_capacity(specs.len());
+    for spec in specs {
+        tls_of.push(match spec.tls() {
+            Some(o) => Some(Tls::load(o).map_err(|e| BindError(format!("bind {spec}: {e}")))?),
+            None => None,
+        });
+    }
     let mut out = Vec::new();
     let systemd_passed = inherited.iter().any(|i| !i.is_own());
     if mode == ActivatedMode::Only && systemd_passed {
         // `only`: the sockets systemd passed, alone; configured binds are
-        // dropped (Puma's semantics), and survive hot restarts because
-        // the names travel with the sockets.
+        // dropped (Puma's semantics) except that one matching a passed
+        // socket lends it its TLS options. Names travel with the sockets,
+        // so this survives hot restarts.
         for i in inherited.drain(..) {
             if i.is_own() {
                 close_unused(i, log);
-            } else {
-                out.push(adopt(i, log));
+                continue;
             }
+            let tls = specs
+                .iter()
+                .zip(&tls_of)
+                .find(|(spec, _)| spec.matches(&i))
+                .and_then(|(_, t)| t.clone());
+            out.push(adopt(i, tls, log));
         }
         return Ok(out);
     }
-    for spec in specs {
+    for (spec, tls) in specs.iter().zip(tls_of) {
         let name = activation::own_name(&spec.to_string());
         match spec {
-            BindSpec::Fd { name: wanted } => {
+            BindSpec::Fd { name: wanted, .. } => {
                 let pos = inherited
                     .iter()
                     .position(|i| &i.name == wanted)
                     .or_else(|| fd_number_match(&inherited, wanted));
                 match pos {
-                    Some(p) => out.push(adopt(inherited.remove(p), log)),
+                    Some(p) => out.push(adopt(inherited.remove(p), tls, log)),
                     None => {
                         return Err(BindError(format!(
                             "bind {spec}: no inherited socket has that name or number (names passed: {}); \
@@ -265,27 +330,25 @@ pub fn open_all(
                 host,
                 port,
                 backlog,
+                ..
             } => {
                 // Our own sockets from before a hot restart, by name: this
                 // keeps port 0 and `localhost` binds on the same sockets.
                 let mine = take_where(&mut inherited, |i| i.name == name);
                 if !mine.is_empty() {
-                    out.extend(mine.into_iter().map(|i| adopt(i, log)));
+                    out.extend(mine.into_iter().map(|i| adopt(i, tls.clone(), log)));
                     continue;
                 }
                 for addr in
                     resolve(host, *port).map_err(|e| BindError(format!("bind {spec}: {e}")))?
                 {
-                    let found = inherited.iter().position(|i| match &i.addr {
-                        SockName::Inet(a) => a.ip() == addr.ip() && a.port() == addr.port(),
-                        _ => false,
-                    });
+                    let found = inherited.iter().position(|i| same_inet(&i.addr, &addr));
                     if let Some(p) = found {
-                        out.push(adopt(inherited.remove(p), log));
+                        out.push(adopt(inherited.remove(p), tls.clone(), log));
                         continue;
                     }
                     match bind_tcp(&addr, *backlog, &name) {
-                        Ok(l) => out.push(l),
+                        Ok(l) => out.push(l.with_tls(tls.clone())),
                         // `localhost` on a host without IPv6: the v4 socket is enough.
                         Err(e)
                             if host == "localhost"
@@ -307,7 +370,7 @@ pub fn open_all(
                     .iter()
                     .position(|i| i.name == name || same_unix_path(&i.addr, path));
                 match found {
-                    Some(p) => out.push(adopt(inherited.remove(p), log)),
+                    Some(p) => out.push(adopt(inherited.remove(p), None, log)),
                     None => out
                         .push(bind_unix(path, *umask, *perm, *backlog, &name).map_err(BindError)?),
                 }
@@ -316,12 +379,56 @@ pub fn open_all(
     }
     for i in inherited {
         if mode == ActivatedMode::On && !i.is_own() {
-            out.push(adopt(i, log));
+            out.push(adopt(i, None, log));
         } else {
             close_unused(i, log);
         }
     }
     Ok(out)
+}
+
+/// A listener's TLS: the options (to reload certificates) and the loaded
+/// rustls configuration shared by its connections.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub options: TlsOptions,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl Tls {
+    /// Reads the certificate and key now (start-up and reloads).
+    pub fn load(options: &TlsOptions) -> Result<Tls, crate::tls::TlsError> {
+        Ok(Tls {
+            options: options.clone(),
+            config: crate::tls::load(options)?,
+        })
+    }
+}
+
+impl BindSpec {
+    /// The TLS options of an `ssl://` or `fd://NAME?cert=` bind.
+    pub fn tls(&self) -> Option<&TlsOptions> {
+        match self {
+            BindSpec::Tcp { tls, .. } | BindSpec::Fd { tls, .. } => tls.as_ref(),
+            BindSpec::Unix { .. } => None,
+        }
+    }
+
+    /// Does this bind name the inherited socket `i` (by name, or by
+    /// resolved address / unix path)?
+    fn matches(&self, i: &Inherited) -> bool {
+        match self {
+            BindSpec::Fd { name, .. } => &i.name == name,
+            BindSpec::Tcp { host, port, .. } => {
+                resolve(host, *port).is_ok_and(|addrs| addrs.iter().any(|a| same_inet(&i.addr, a)))
+            }
+            BindSpec::Unix { path, .. } => same_unix_path(&i.addr, path),
+        }
+    }
+}
+
+fn same_inet(addr: &SockName, want: &SocketAddr) -> bool {
+    matches!(addr, SockName::Inet(a) if a.ip() == want.ip() && a.port() == want.port())
 }
 
 /// `fd://3`: the inherited socket with that descriptor number.
@@ -364,7 +471,7 @@ fn same_unix_path(addr: &SockName, path: &Path) -> bool {
     matches!((canon(p), canon(path)), (Some(a), Some(b)) if a == b)
 }
 
-fn adopt(i: Inherited, log: &mut dyn FnMut(String)) -> Listener {
+fn adopt(i: Inherited, tls: Option<Tls>, log: &mut dyn FnMut(String)) -> Listener {
     let systemd_owned = !i.is_own();
     let is_tcp = matches!(i.addr, SockName::Inet(_));
     let url = match &i.addr {
@@ -394,7 +501,9 @@ fn adopt(i: Inherited, log: &mut dyn FnMut(String)) -> Listener {
         name: i.name,
         systemd_owned,
         created,
+        tls: None,
     }
+    .with_tls(tls)
 }
 
 /// Closes an inherited socket no bind wants. systemd's are only closed
@@ -413,6 +522,16 @@ fn close_unused(i: Inherited, log: &mut dyn FnMut(String)) {
 }
 
 impl Listener {
+    fn with_tls(mut self, tls: Option<Tls>) -> Listener {
+        if tls.is_some() {
+            if let Some(rest) = self.url.strip_prefix("http://") {
+                self.url = format!("ssl://{rest}");
+            }
+        }
+        self.tls = tls;
+        self
+    }
+
     /// Unlinks the socket file if catamount created it and it is still
     /// the same file (another server may have replaced it since).
     pub fn remove_socket_file(&self) {
@@ -479,6 +598,7 @@ fn bind_tcp(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener>
         name: name.to_string(),
         systemd_owned: false,
         created: None,
+        tls: None,
     })
 }
 
@@ -527,6 +647,7 @@ fn bind_unix(
         url: format!("unix://{shown}"),
         name: name.to_string(),
         systemd_owned: false,
+        tls: None,
         created: Some((path.to_path_buf(), meta.dev(), meta.ino())),
     })
 }

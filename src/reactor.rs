@@ -17,7 +17,8 @@ use crate::connection::{self, Conn, Engine};
 use crate::http::{self, HttpError};
 use crate::listeners::Listener;
 use crate::pool::Pool;
-use crate::sys::{self, Epoll, EPOLL_READ, EPOLL_READ_ONESHOT};
+use crate::sys::{self, Epoll, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::tls::{HandshakeState, TlsConn};
 
 /// Connections accepted per listener wake-up before other work gets a turn.
 const ACCEPT_BATCH: usize = 128;
@@ -114,7 +115,7 @@ impl Reactor {
                         }
                     }
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
-                    t => self.on_readable(t as RawFd),
+                    t => self.on_ready(t as RawFd),
                 }
             }
             self.flush_pending();
@@ -175,6 +176,7 @@ impl Reactor {
             return;
         };
         let (lfd, is_tcp) = (listener.fd.as_raw_fd(), listener.is_tcp);
+        let tls = listener.tls.as_ref().map(|t| Arc::clone(&t.config));
         for _ in 0..ACCEPT_BATCH {
             match sys::accept(&lfd) {
                 Ok(fd) => {
@@ -182,8 +184,19 @@ impl Reactor {
                         // Best effort: a connection reset already will fail later anyway.
                         let _ = sys::set_nodelay(&fd);
                     }
-                    self.park(Conn::new(fd), false);
+                    let tls = match &tls {
+                        None => None,
+                        Some(config) => match TlsConn::new(config) {
+                            Ok(t) => Some(Box::new(t)),
+                            Err(e) => {
+                                eprintln!("! cannot start a TLS session: {e}");
+                                continue;
+                            }
+                        },
+                    };
+                    self.park(Conn::new(fd, tls), false);
                 }
+
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The peer gave up before we accepted (ECONNABORTED, EPROTO),
                 // or a firewall said no (EPERM): the next one may be fine.
@@ -238,11 +251,30 @@ impl Reactor {
         );
     }
 
-    fn on_readable(&mut self, fd: RawFd) {
+    fn on_ready(&mut self, fd: RawFd) {
         let Some(mut p) = self.conns.remove(&fd) else {
             return;
         };
         self.deadlines.remove(&(p.deadline, fd));
+        if let Some(tls) = p.conn.tls.as_mut().filter(|t| t.is_handshaking()) {
+            // TLS handshakes run here, never on the acceptor or a pool
+            // thread, under the connection's first-data deadline.
+            let wait = match tls.handshake_step(fd) {
+                Ok(HandshakeState::Done) => None,
+                Ok(HandshakeState::WantRead) => Some(EPOLL_READ_ONESHOT),
+                Ok(HandshakeState::WantWrite) => Some(EPOLL_WRITE_ONESHOT),
+                Err(_) => return, // a bad handshake or plain HTTP: close
+            };
+            if let Some(events) = wait {
+                if self.epoll.modify(fd, events, fd as u64).is_ok() {
+                    self.deadlines.insert((p.deadline, fd));
+                    self.conns.insert(fd, p);
+                }
+                return;
+            }
+            // Done: the request may already sit decrypted inside rustls,
+            // so read before waiting for the socket again.
+        }
         loop {
             match p.conn.read_some() {
                 Ok(0) => return, // the client closed: drop
@@ -308,11 +340,11 @@ impl Reactor {
                 return;
             }
             self.deadlines.pop_first();
-            if let Some(p) = self.conns.remove(&fd) {
+            if let Some(mut p) = self.conns.remove(&fd) {
                 if p.partial {
                     // Part of a request came, the rest did not: say so.
                     let bytes = connection::error_response(HttpError::Timeout);
-                    let _ = sys::send(p.conn.fd.as_raw_fd(), &bytes, false);
+                    p.conn.send_now(&bytes);
                 }
                 // Dropping closes; an idle keep-alive connection just closes.
             }

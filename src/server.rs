@@ -324,7 +324,7 @@ fn main_loop(
                     notifier.reloading(&format!("{what}: checking the configuration"));
                     // A configuration the new image would refuse must not
                     // take the service down: keep serving, say why.
-                    match config::reload(config) {
+                    match check_reload(config) {
                         Ok(_) => return Exit::Restart,
                         Err(e) => {
                             eprintln!(
@@ -365,6 +365,19 @@ fn main_loop(
             next_status = now + STATUS_INTERVAL;
         }
     }
+}
+
+/// Re-reads the config file and every certificate it names, as the
+/// restarted server will: a reload that would fail is refused up front, so
+/// it never takes the service down.
+pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
+    let new = config::reload(config).map_err(|e| e.to_string())?;
+    for spec in &new.binds {
+        if let Some(o) = spec.tls() {
+            listeners::Tls::load(o).map_err(|e| format!("bind {spec}: {e}"))?;
+        }
+    }
+    Ok(new)
 }
 
 /// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.

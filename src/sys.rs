@@ -700,6 +700,8 @@ pub struct Event {
 
 /// Level-triggered readability.
 pub const EPOLL_READ: u32 = libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32;
+/// Writability reported once (a TLS handshake waiting to send).
+pub const EPOLL_WRITE_ONESHOT: u32 = libc::EPOLLOUT as u32 | libc::EPOLLONESHOT as u32;
 /// Readability reported once, then disarmed until re-armed with `modify`.
 pub const EPOLL_READ_ONESHOT: u32 = EPOLL_READ | libc::EPOLLONESHOT as u32;
 
