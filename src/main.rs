@@ -1,7 +1,13 @@
 //! The `catamount` binary: parse the command line, serve a directory.
 //! Everything else lives in the library so embedders get the same engine.
+//! `catamount ctl ...` is the control app's client instead (see
+//! `catamount::control`).
 
 fn main() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "ctl") {
+        std::process::exit(catamount::control::ctl_main(args.collect()));
+    }
     let server = catamount::Server::from_args().unwrap_or_else(|e| e.exit());
     let dir = server.config().dir.clone();
     let app = catamount::static_files::StaticFiles::new(dir, server.config());

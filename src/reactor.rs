@@ -111,7 +111,14 @@ impl Reactor {
                     WAKE_TOKEN => {
                         self.engine.wake.drain();
                         while let Ok(conn) = self.back.try_recv() {
-                            self.park(conn, true);
+                            if http::head_end(&conn.buf).is_some() {
+                                // A complete request is already buffered
+                                // (the pool handed it back to be fair to
+                                // others): no socket event will announce it.
+                                self.dispatch(conn);
+                            } else {
+                                self.park(conn, true);
+                            }
                         }
                     }
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),

@@ -37,6 +37,8 @@ pub struct StaticFiles {
     /// The canonical root (or the path as given when it could not be
     /// canonicalized; then every request answers 404).
     root: PathBuf,
+    /// The root, open, for one-syscall lookups of symlink-free paths.
+    root_dir: Option<File>,
     dir_listing: bool,
     serve_dotfiles: bool,
     cache_control: Option<String>,
@@ -67,8 +69,10 @@ impl StaticFiles {
         cache_control: Option<String>,
     ) -> Self {
         let root = fs::canonicalize(&root).unwrap_or(root);
+        let root_dir = File::open(&root).ok();
         StaticFiles {
             root,
+            root_dir,
             dir_listing,
             serve_dotfiles,
             cache_control,
@@ -319,8 +323,7 @@ impl StaticFiles {
             return Err(StaticError::NotFound);
         }
         let rel = decoded.rel();
-        let canon = self.resolve(&rel)?;
-        let (file, meta) = open_checked(&canon)?;
+        let (file, meta, canon) = self.open(&rel)?;
         if meta.is_dir() {
             drop(file);
             if !decoded.trailing_slash {
@@ -338,6 +341,36 @@ impl StaticFiles {
             return Err(StaticError::NotFound);
         }
         Ok(self.file(req, &rel, file, meta))
+    }
+
+    /// Opens `rel` under the root: in one system call when no component
+    /// is a symlink (the kernel then guarantees nothing escapes the root),
+    /// else through [`StaticFiles::resolve`].
+    fn open(&self, rel: &Path) -> Result<(File, Metadata, PathBuf), StaticError> {
+        if let Some(dir) = &self.root_dir {
+            let target = if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            };
+            match crate::sys::open_beneath(dir, target) {
+                Ok(file) => {
+                    let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
+                    if !meta.is_file() && !meta.is_dir() {
+                        return Err(StaticError::NotFound);
+                    }
+                    // No symlink on the way: the joined path is canonical.
+                    return Ok((file, meta, self.root.join(rel)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StaticError::NotFound),
+                // A symlink (ELOOP), an escape (EXDEV), an old kernel
+                // (ENOSYS) or anything else: resolve the slow, checked way.
+                Err(_) => {}
+            }
+        }
+        let canon = self.resolve(rel)?;
+        let (file, meta) = open_checked(&canon)?;
+        Ok((file, meta, canon))
     }
 
     /// Maps a relative path to its canonical form, refusing anything whose

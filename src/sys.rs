@@ -553,6 +553,40 @@ pub fn send_datagram(
     Ok(n as usize)
 }
 
+/// Opens `rel` under the directory `dir` for reading (non-blocking,
+/// close-on-exec) only if no component is a symlink and nothing escapes
+/// `dir` (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, Linux 5.6+).
+/// One system call for the common case; callers fall back to a full
+/// path resolution on ELOOP (a symlink), EXDEV or ENOSYS.
+pub fn open_beneath(dir: &impl AsRawFd, rel: &Path) -> io::Result<std::fs::File> {
+    let path = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: path is a NUL-terminated string and how a live open_how whose
+    // size is passed, as openat2(2) requires; the result is a new descriptor.
+    let fd = cvt_r(|| unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            mem::size_of::<OpenHow>(),
+        )
+    })?;
+    Ok(std::fs::File::from(owned(fd as RawFd)))
+}
+
 // ---------------------------------------------------------------- process
 
 /// Sets the process umask, returning the previous one.
@@ -857,13 +891,6 @@ pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
         }
         out.extend(buf[..n as usize].iter().map(|&b| b as libc::c_int));
     }
-}
-
-/// A path as a C string (for calls that take one).
-#[allow(dead_code)] // kept for the activation and exec paths
-pub fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
 #[cfg(test)]
