@@ -156,6 +156,12 @@ impl ControlServer {
     /// means the operator asked for no token. Call before any thread
     /// exists and before forking: a unix bind sets the process umask.
     pub fn bind(spec: &BindSpec, token: Option<String>) -> Result<ControlServer, String> {
+        if spec.tls().is_some() {
+            return Err(format!(
+                "control URL {spec}: ssl:// is not supported for the control app; expected \
+                 unix:///PATH or tcp://127.0.0.1:PORT"
+            ));
+        }
         let (listener, url, created) = match spec {
             BindSpec::Unix {
                 path, umask, mode, ..
@@ -1086,6 +1092,9 @@ fn call(url: &str, token: Option<&str>, command: &str) -> Result<(u16, String), 
         Some(rest) => format!("control URL {rest}"),
         None => e,
     })?;
+    if spec.tls().is_some() {
+        return Err("ssl:// is not supported; expected unix:///PATH or tcp://HOST:PORT".into());
+    }
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request =
         format!("GET /{command} HTTP/1.1\r\nHost: catamount\r\n{auth}Connection: close\r\n\r\n");
@@ -1636,6 +1645,11 @@ mod tests {
             let spec = BindSpec::parse(uri).expect("spec");
             let e = ControlServer::bind(&spec, None).err().expect("refused");
             assert!(e.contains("loopback"), "{uri}: {e}");
+        }
+        // ssl:// is refused here too (config refuses it first).
+        if let Ok(spec) = BindSpec::parse("ssl://127.0.0.1:0?cert=/nonexistent&key=/nonexistent") {
+            let e = ControlServer::bind(&spec, None).err().expect("refused");
+            assert!(e.contains("ssl://"), "{e}");
         }
         let spec = BindSpec::parse("tcp://localhost:0").expect("spec");
         let s = ControlServer::bind(&spec, None).expect("localhost");

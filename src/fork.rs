@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::control::{ControlCommand, ControlServer};
 use crate::listeners::{Listener, Tls};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
@@ -66,6 +67,8 @@ struct WorkerStats {
 enum Exit {
     Stop,
     Hot,
+    /// `/halt` from the control app.
+    Halt,
 }
 
 /// The cluster master.
@@ -95,6 +98,8 @@ pub struct Master<'a> {
     ready_sent: bool,
     started: Instant,
     recycled: u64,
+    /// The control app, driven by this loop (no thread: see control.rs).
+    control: Option<ControlServer>,
 }
 
 impl<'a> Master<'a> {
@@ -129,14 +134,39 @@ impl<'a> Master<'a> {
             ready_sent: false,
             started: Instant::now(),
             recycled: 0,
+            control: None,
         }
+    }
+
+    /// The control app this master drives (bound by `server::run`).
+    pub fn with_control(mut self, control: Option<ControlServer>) -> Master<'a> {
+        self.control = control;
+        self
     }
 
     /// Runs the cluster until stopped; returns the exit status.
     pub fn run(mut self) -> i32 {
         match self.main_loop() {
             Ok(Exit::Stop) => self.stop(),
+            Ok(Exit::Halt) => {
+                self.log
+                    .say("- Halting (control app): killing workers without waiting for requests");
+                self.kill_all(libc::SIGKILL);
+                while !self.workers.is_empty() {
+                    self.reap();
+                    server::wait_signal(self.signals);
+                }
+                if let Some(c) = self.control.take() {
+                    c.remove_socket_file();
+                }
+                server::cleanup(&self.config, &self.listeners);
+                0
+            }
             Ok(Exit::Hot) => {
+                // The new image binds the control socket afresh.
+                if let Some(c) = self.control.take() {
+                    c.remove_socket_file();
+                }
                 self.log
                     .say("- Restarting (hot: stopping workers, then exec in place, same pid)...");
                 if self.stop_workers().is_err() {
@@ -165,8 +195,15 @@ impl<'a> Master<'a> {
         loop {
             self.spawn_missing();
             self.advance_replacements();
-            let fds = [self.signals.as_raw_fd(), self.report_rd.as_raw_fd()];
-            if let Err(e) = sys::poll_readable(&fds, Some(MASTER_TICK), &mut ready) {
+            let mut fds = vec![self.signals.as_raw_fd(), self.report_rd.as_raw_fd()];
+            let mut tick = MASTER_TICK;
+            if let Some(c) = &self.control {
+                fds.extend(c.fds());
+                if let Some(d) = c.next_deadline() {
+                    tick = tick.min(d.saturating_duration_since(Instant::now()));
+                }
+            }
+            if let Err(e) = sys::poll_readable(&fds, Some(tick), &mut ready) {
                 eprintln!("! poll failed: {e}");
             }
             self.read_reports();
@@ -185,18 +222,29 @@ impl<'a> Master<'a> {
                         } else {
                             "phased restart (SIGUSR1)"
                         };
-                        if self.config.preload {
-                            self.log.say(&format!("- {what}: phased restart is not possible with --preload; doing a hot restart"));
-                            if self.reload_config(what) {
-                                return Ok(Exit::Hot);
-                            }
-                        } else if self.reload_config(what) {
-                            self.start_phased_restart();
+                        if self.phased_restart(what) {
+                            return Ok(Exit::Hot);
                         }
                     }
                     libc::SIGTTIN => self.resize(self.config.workers + 1),
                     libc::SIGTTOU => self.resize(self.config.workers.saturating_sub(1).max(1)),
                     _ => {}
+                }
+            }
+            for cmd in self.control_commands() {
+                match cmd {
+                    ControlCommand::Stop => return Ok(Exit::Stop),
+                    ControlCommand::Halt => return Ok(Exit::Halt),
+                    ControlCommand::Restart => {
+                        if self.reload_config("hot restart (control app)") {
+                            return Ok(Exit::Hot);
+                        }
+                    }
+                    ControlCommand::PhasedRestart => {
+                        if self.phased_restart("phased restart (control app)") {
+                            return Ok(Exit::Hot);
+                        }
+                    }
                 }
             }
             self.reap();
@@ -266,6 +314,63 @@ impl<'a> Master<'a> {
                 false
             }
         }
+    }
+
+    /// SIGUSR1, SIGHUP or `/phased-restart`: true when it must be a hot
+    /// restart instead (`--preload`: workers share the old code).
+    fn phased_restart(&mut self, what: &str) -> bool {
+        if self.config.preload {
+            self.log.say(&format!(
+                "- {what}: phased restart is not possible with --preload; doing a hot restart"
+            ));
+            return self.reload_config(what);
+        }
+        if self.reload_config(what) {
+            self.start_phased_restart();
+        }
+        false
+    }
+
+    /// Serves the control app's ready connections; the commands asked.
+    fn control_commands(&mut self) -> Vec<ControlCommand> {
+        let Some(mut c) = self.control.take() else {
+            return Vec::new();
+        };
+        let cmds = c.handle_ready(&|| self.stats_json());
+        self.control = Some(c);
+        cmds
+    }
+
+    /// The control app's `/stats`: the cluster and every worker not
+    /// being retired.
+    fn stats_json(&self) -> String {
+        let now = Instant::now();
+        let workers: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|w| !matches!(w.state, State::Retiring(_)))
+            .map(|w| {
+                format!(
+                    r#"{{"index":{},"pid":{},"phase":{},"booted":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
+                    w.index,
+                    w.pid,
+                    w.phase,
+                    w.state == State::Running,
+                    now.duration_since(w.last_checkin).as_secs(),
+                    w.stats.busy,
+                    w.stats.max,
+                    w.stats.queued,
+                    w.stats.requests
+                )
+            })
+            .collect();
+        let requests: u64 = self.workers.iter().map(|w| w.stats.requests).sum();
+        format!(
+            r#"{{"mode":"cluster","phase":{},"workers":[{}],"requests":{}}}"#,
+            self.phase,
+            workers.join(","),
+            requests
+        )
     }
 
     fn start_phased_restart(&mut self) {
@@ -347,6 +452,9 @@ impl<'a> Master<'a> {
     fn spawn(&mut self, index: usize) -> Option<libc::pid_t> {
         match sys::fork() {
             Ok(Forked::Child) => {
+                // The control app is the master's: close the worker's
+                // copies of its sockets (dropping never unlinks the file).
+                drop(self.control.take());
                 // The child owns copies of everything; take what the worker needs.
                 let listeners = std::mem::take(&mut self.listeners);
                 let handler = self
@@ -690,6 +798,9 @@ impl<'a> Master<'a> {
         self.log
             .say("- Gracefully stopping, waiting for requests to finish");
         let result = self.stop_workers();
+        if let Some(c) = &self.control {
+            c.remove_socket_file();
+        }
         server::cleanup(&self.config, &self.listeners);
         match result {
             Ok(()) => {

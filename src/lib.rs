@@ -18,7 +18,7 @@
 mod activation;
 pub mod config;
 mod connection;
-pub mod control; // TEMP (control helper): lead to confirm
+pub mod control;
 mod date;
 mod fork;
 pub mod http;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::activation;
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
+use crate::control::{self, ControlCommand, ControlServer};
 use crate::listeners::{self, Listener};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::pool::{Pool, Stats};
@@ -99,6 +100,8 @@ impl Log {
 enum Exit {
     Stop,
     Restart,
+    /// `/halt` from the control app: exit now, requests in flight dropped.
+    Halt,
 }
 
 fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
@@ -145,6 +148,23 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(&e.to_string(), libc::EADDRNOTAVAIL),
     };
+    // The control app's socket: bound before any thread or fork, like
+    // the listeners (a unix bind sets the process-wide umask).
+    let mut control = match &config.control_url {
+        None => None,
+        Some(spec) => match ControlServer::bind(spec, config.control_token.clone()) {
+            Ok(mut c) => {
+                if !cluster {
+                    c.set_phased_restart(false);
+                }
+                Some(c)
+            }
+            Err(e) => {
+                cleanup(config, &listeners);
+                return fail(&e, libc::EADDRNOTAVAIL);
+            }
+        },
+    };
     if config.fd_store {
         store_listeners(&notifier, &listeners, &log);
     }
@@ -174,8 +194,30 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             return fail(&msg, e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
+    if let Some(path) = &config.state_path {
+        let url = control.as_ref().map(ControlServer::url);
+        if let Err(e) = control::write_state(
+            path,
+            std::process::id(),
+            url.as_deref(),
+            config.control_token.as_deref(),
+        ) {
+            cleanup(config, &listeners);
+            if let Some(c) = &control {
+                c.remove_socket_file();
+            }
+            let msg = format!(
+                "cannot write state file {}: {e}; check the directory exists and is writable",
+                path.display()
+            );
+            return fail(&msg, e.raw_os_error().unwrap_or(libc::EIO));
+        }
+    }
     for l in &listeners {
         log.say(&format!("* Listening on {}", l.url));
+    }
+    if let Some(c) = &control {
+        log.say(&format!("* Control app listening on {}", c.url()));
     }
     log.say("Use Ctrl-C to stop");
 
@@ -189,7 +231,8 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             &log,
             &signals,
             exe,
-        );
+        )
+        .with_control(control);
         return master.run();
     }
     // From here on threads exist: nothing below may fork.
@@ -199,7 +242,25 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     };
     notifier.ready(&status_line(&serving.engine.stats, config));
 
-    match main_loop(config, &log, &notifier, &serving, &signals) {
+    let exit = main_loop(
+        config,
+        &log,
+        &notifier,
+        &serving,
+        &signals,
+        control.as_mut(),
+    );
+    // Not driven from here on. The file goes now; the socket with the
+    // process (or the exec: it is close-on-exec; the new image rebinds).
+    if let Some(c) = control.take() {
+        c.remove_socket_file();
+    }
+    match exit {
+        Exit::Halt => {
+            log.say("- Halting (control app): exiting without waiting for requests in flight");
+            cleanup(config, &[]);
+            0
+        }
         Exit::Stop => {
             notifier.stopping("stopping: finishing requests in flight");
             log.say("- Gracefully stopping, waiting for requests to finish");
@@ -286,6 +347,7 @@ fn main_loop(
     notifier: &Notifier,
     serving: &Serving,
     signals: &OwnedFd,
+    mut control: Option<&mut ControlServer>,
 ) -> Exit {
     let stats = &serving.engine.stats;
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
@@ -305,8 +367,15 @@ fn main_loop(
         if let Some(p) = next_ping {
             wake_at = Some(wake_at.map_or(p, |w| w.min(p)));
         }
+        if let Some(d) = control.as_deref().and_then(ControlServer::next_deadline) {
+            wake_at = Some(wake_at.map_or(d, |w| w.min(d)));
+        }
         let timeout = wake_at.map(|w| w.saturating_duration_since(now));
-        if let Err(e) = sys::poll_readable(&[signals.as_raw_fd()], timeout, &mut ready) {
+        let mut fds = vec![signals.as_raw_fd()];
+        if let Some(c) = control.as_deref() {
+            fds.extend(c.fds());
+        }
+        if let Err(e) = sys::poll_readable(&fds, timeout, &mut ready) {
             eprintln!("! poll failed: {e}");
             std::thread::sleep(DRAIN_POLL);
         }
@@ -321,25 +390,29 @@ fn main_loop(
                     } else {
                         "hot restart (SIGUSR2)"
                     };
-                    notifier.reloading(&format!("{what}: checking the configuration"));
-                    // A configuration the new image would refuse must not
-                    // take the service down: keep serving, say why.
-                    match check_reload(config) {
-                        Ok(_) => return Exit::Restart,
-                        Err(e) => {
-                            eprintln!(
-                                "! {what} refused, still serving with the old configuration: {e}"
-                            );
-                            notifier.ready(&format!(
-                                "{what} failed: {e}; serving with the old configuration"
-                            ));
-                        }
+                    if restart_allowed(config, notifier, what) {
+                        return Exit::Restart;
                     }
                 }
                 libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log.say(&format!(
                     "! signal {sig} ignored: phased restarts and workers need cluster mode"
                 )),
                 _ => {}
+            }
+        }
+        if let Some(c) = control.as_deref_mut() {
+            for cmd in c.handle_ready(&|| stats_json(stats, config)) {
+                match cmd {
+                    ControlCommand::Stop => return Exit::Stop,
+                    ControlCommand::Halt => return Exit::Halt,
+                    ControlCommand::Restart => {
+                        if restart_allowed(config, notifier, "hot restart (control app)") {
+                            return Exit::Restart;
+                        }
+                    }
+                    // Answered 409 (set_phased_restart(false)): never yielded.
+                    ControlCommand::PhasedRestart => {}
+                }
             }
         }
         let now = Instant::now();
@@ -378,6 +451,34 @@ pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
         }
     }
     Ok(new)
+}
+
+/// Checks the configuration a restart would load. A configuration the
+/// new image would refuse must not take the service down: keep serving,
+/// say why.
+fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
+    notifier.reloading(&format!("{what}: checking the configuration"));
+    match check_reload(config) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("! {what} refused, still serving with the old configuration: {e}");
+            notifier.ready(&format!(
+                "{what} failed: {e}; serving with the old configuration"
+            ));
+            false
+        }
+    }
+}
+
+/// The control app's `/stats` in single mode.
+fn stats_json(stats: &Stats, config: &Config) -> String {
+    format!(
+        r#"{{"mode":"single","phase":0,"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
+        stats.busy.load(Ordering::Relaxed),
+        config.max_threads,
+        stats.queued.load(Ordering::Relaxed),
+        stats.requests.load(Ordering::Relaxed)
+    )
 }
 
 /// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.
