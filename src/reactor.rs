@@ -30,6 +30,10 @@ const EVENTS_PER_WAIT: usize = 1024;
 /// also wakes the reactor when it takes one; this is the safety net).
 const BACKLOG_RECHECK: Duration = Duration::from_millis(50);
 
+/// At a stop or hot restart, how long accepted connections may take to
+/// deliver the request they are sending (bounded by first_data_timeout).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 const WAKE_TOKEN: u64 = u64::MAX;
 const LISTENER_BASE: u64 = 1 << 32;
 
@@ -133,7 +137,45 @@ impl Reactor {
 
     fn stop(mut self) -> (Vec<Listener>, Pool) {
         self.set_accepting(false);
-        // Idle and half-received connections are not in flight: close them.
+        // Idle keep-alive connections are not in flight: close them now.
+        let idle: Vec<RawFd> = self
+            .conns
+            .iter()
+            .filter(|(_, p)| p.conn.served > 0 && !p.partial)
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in idle {
+            if let Some(p) = self.conns.remove(&fd) {
+                self.deadlines.remove(&(p.deadline, fd));
+            }
+        }
+        // Connections already accepted whose request is on its way get a
+        // short grace to deliver it, then are answered: closing them would
+        // fail a request the client already sent (systemctl restart, a hot
+        // restart).
+        let grace = Instant::now() + self.timeouts.first_data.min(STOP_GRACE);
+        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        while !self.conns.is_empty() {
+            let now = Instant::now();
+            if now >= grace {
+                break;
+            }
+            if self
+                .epoll
+                .wait(&mut events, EVENTS_PER_WAIT, Some(grace - now))
+                .is_err()
+            {
+                break;
+            }
+            for ev in &events {
+                match ev.token {
+                    WAKE_TOKEN => self.engine.wake.drain(),
+                    t if t >= LISTENER_BASE => {}
+                    t => self.on_ready(t as RawFd),
+                }
+            }
+            self.flush_pending();
+        }
         self.conns.clear();
         self.deadlines.clear();
         // Requests already received are answered, as Puma does.
@@ -334,7 +376,7 @@ impl Reactor {
         }
         self.engine.backlogged.store(false, Ordering::Release);
         let paused = self.accept_paused_until.is_some_and(|t| t > Instant::now());
-        if !paused {
+        if !paused && !self.engine.stats.stopping.load(Ordering::Acquire) {
             self.accept_paused_until = None;
             self.set_accepting(true);
         }

@@ -353,6 +353,9 @@ fn main_loop(
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
     let mut next_ping = ping_every.map(|p| Instant::now() + p);
     let mut last_beat = stats.heartbeat.load(Ordering::Relaxed);
+    // Make a healthy reactor turn before the first check, even when idle;
+    // otherwise the first ping after READY would come a whole period late.
+    serving.engine.wake.notify();
     let mut next_status = Instant::now() + STATUS_INTERVAL;
     let mut last_status = String::new();
     let mut got = Vec::new();

@@ -108,8 +108,8 @@ fn simple_service_serves_then_stops_cleanly() {
 #[test]
 fn socket_unit_listens_for_the_service() {
     let (_dir, units, www) = setup("socket");
-    // The service cannot adopt activated sockets yet; this test only shows
-    // that the sandbox runs socket units. Adoption is asserted elsewhere.
+    // This test only shows that the sandbox runs socket units; adoption,
+    // `only` mode and the rest are in systemd_scenarios.rs.
     fs::write(
         units.join("catamount-sock.socket"),
         "[Unit]\n\

@@ -998,3 +998,40 @@ pub fn assert_serves(addr: SocketAddr) {
     assert_eq!(r.status, 200, "the server no longer serves: {r:?}");
     assert_eq!(r.text(), HELLO);
 }
+
+// ---------------------------------------------------------------------
+// Counting log lines without a lost wake-up
+// ---------------------------------------------------------------------
+
+impl Captured {
+    /// Waits until the text contains `needle` at least `count` times;
+    /// false at the deadline or when the pipe closed short of it. Counts
+    /// and waits under one lock, so output that arrives between the count
+    /// and the wait still wakes it.
+    fn wait_for_count(&self, needle: &str, count: usize, deadline: Instant) -> bool {
+        let mut st = self.state.lock().expect("log mutex poisoned");
+        loop {
+            if st.0.matches(needle).count() >= count {
+                return true;
+            }
+            let left = remaining(deadline);
+            if st.1 || left.is_zero() {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .expect("log mutex poisoned")
+                .0;
+        }
+    }
+}
+
+impl Server {
+    /// Like [`Server::wait_for_line_count`], without its lost wake-up: that
+    /// one reads the length after counting, so a line printed in between
+    /// is only counted at the deadline (it then still returns true, late).
+    pub fn wait_for_nth_line(&self, needle: &str, count: usize, deadline: Instant) -> bool {
+        self.stdout.wait_for_count(needle, count, deadline)
+    }
+}

@@ -194,9 +194,28 @@ impl Sandbox {
     /// Runs `args` inside the sandbox (all its namespaces, its root), with a
     /// clean environment and an upper bound of [`RUN_TIMEOUT_SECS`].
     pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("sd-sandbox: run {args:?}: {e}"))
+    }
+
+    /// Starts `args` inside the sandbox in the background (a load client,
+    /// say), stdout and stderr piped. It is bounded like [`Sandbox::run`],
+    /// and dies with the sandbox at the latest.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("sd-sandbox: spawn {args:?}: {e}"))
+    }
+
+    /// The command that runs `args` inside: all the sandbox's namespaces,
+    /// its root, a clean environment, at most [`RUN_TIMEOUT_SECS`].
+    fn command(&self, args: &[&str]) -> Command {
         let timeout = RUN_TIMEOUT_SECS.to_string();
-        Command::new("bash")
-            .args([SCRIPT, "run"])
+        let mut cmd = Command::new("bash");
+        cmd.args([SCRIPT, "run"])
             .arg(&self.state)
             .args(["timeout", "--kill-after=5", &timeout])
             .args(args)
@@ -208,9 +227,8 @@ impl Sandbox {
             .env("LC_ALL", "C")
             .env("SYSTEMD_COLORS", "0")
             .env("SYSTEMD_PAGER", "")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("sd-sandbox: run {args:?}: {e}"))
+            .stdin(Stdio::null());
+        cmd
     }
 
     /// The major version of the sandbox's systemd (`systemctl --version`),
@@ -286,6 +304,38 @@ impl Sandbox {
             "5",
             url,
         ])
+    }
+
+    /// `curl` through the unix socket `socket` inside the sandbox (the
+    /// host part of `url` only fills the Host header), as [`Sandbox::curl`].
+    pub fn curl_unix(&self, socket: &str, url: &str) -> Output {
+        self.run(&[
+            "curl",
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "5",
+            "--unix-socket",
+            socket,
+            url,
+        ])
+    }
+
+    /// `MainPID` of `unit` (0 when it has no main process), as the sandbox
+    /// numbers it.
+    pub fn main_pid(&self, unit: &str) -> u32 {
+        let text = self.show(unit, "MainPID");
+        text.parse()
+            .unwrap_or_else(|_| panic!("{unit} MainPID is not a number: {text:?}"))
+    }
+
+    /// What process `pid` (a sandbox pid) logged, one message per line. A
+    /// hot restart keeps the pid, so this spans every image it executed.
+    pub fn journal_of_pid(&self, pid: u32) -> String {
+        let filter = format!("_PID={pid}");
+        let out = self.run(&["journalctl", "--no-pager", "--output=cat", &filter]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// What `unit` logged (its stdout and stderr, and systemd's lines about
