@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -80,7 +79,7 @@ pub struct Master<'a> {
     notifier: &'a Notifier,
     log: &'a Log,
     signals: &'a OwnedFd,
-    exe: Option<PathBuf>,
+    exe: Option<server::Reexec>,
     workers: Vec<Worker>,
     phase: u32,
     /// Worker pipe: workers write lines, the master reads.
@@ -110,7 +109,7 @@ impl<'a> Master<'a> {
         notifier: &'a Notifier,
         log: &'a Log,
         signals: &'a OwnedFd,
-        exe: Option<PathBuf>,
+        exe: server::Reexec,
     ) -> Master<'a> {
         let (report_rd, report_wr) = sys::pipe().expect("a pipe at start-up (out of descriptors?)");
         let n = config.workers;
@@ -121,7 +120,7 @@ impl<'a> Master<'a> {
             notifier,
             log,
             signals,
-            exe,
+            exe: Some(exe),
             workers: Vec::new(),
             phase: 0,
             report_rd,
@@ -173,7 +172,10 @@ impl<'a> Master<'a> {
                     eprintln!("! Second signal during restart: exiting at once");
                     return 1;
                 }
-                server::hot_restart(self.exe.take(), &self.listeners, self.notifier)
+                match self.exe.take() {
+                    Some(exe) => server::hot_restart(exe, &self.listeners, self.notifier),
+                    None => 1,
+                }
             }
             Err(code) => {
                 self.kill_all(libc::SIGKILL);
@@ -866,7 +868,12 @@ fn worker_main(
     if sys::set_parent_death_signal(libc::SIGTERM).is_err() || sys::parent_pid() != master {
         return 0;
     }
-    sys::set_thread_name(&format!("cm worker {index}"));
+    let title = server::title(
+        &listeners,
+        config.tag.as_deref(),
+        Some((index, master as u32)),
+    );
+    let _ = sys::set_process_title(&title);
     // Our own self-pipe: the master's is not ours to read. Signals meant
     // for the master (USR1, USR2, HUP, TTIN, TTOU) are read and ignored.
     let signals = match sys::signal_pipe(&[

@@ -110,7 +110,12 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     };
     // Read once, before any thread: these change the environment.
     let notifier = Notifier::take_from_env();
-    let exe = std::env::current_exe().ok();
+    // What a hot restart execs: saved before the process title overwrites
+    // the argument area.
+    let exe = Reexec {
+        exe: std::env::current_exe().ok(),
+        args: std::env::args_os().skip(1).collect(),
+    };
     let fail = |msg: &str, errno: i32| {
         eprintln!("catamount: error: {msg}");
         notifier.failed(errno, &format!("failed to start: {msg}"));
@@ -219,6 +224,8 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     if let Some(c) = &control {
         log.say(&format!("* Control app listening on {}", c.url()));
     }
+    // Still one thread, arguments saved: safe to retitle.
+    let _ = sys::set_process_title(&title(&listeners, config.tag.as_deref(), None));
     log.say("Use Ctrl-C to stop");
 
     if cluster {
@@ -296,6 +303,32 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
                     1
                 }
             }
+        }
+    }
+}
+
+/// The binary and arguments a hot restart execs.
+pub(crate) struct Reexec {
+    pub(crate) exe: Option<PathBuf>,
+    pub(crate) args: Vec<std::ffi::OsString>,
+}
+
+/// `catamount 0.1.0 (tcp://127.0.0.1:9292) [tag]`: what `ps` shows.
+pub(crate) fn title(
+    listeners: &[Listener],
+    tag: Option<&str>,
+    worker: Option<(usize, u32)>,
+) -> String {
+    let tag = tag.map(|t| format!(" [{t}]")).unwrap_or_default();
+    match worker {
+        Some((index, master)) => format!("catamount: cluster worker {index}: {master}{tag}"),
+        None => {
+            // Bind-style names, as Puma: tcp://, ssl://, unix://.
+            let urls: Vec<String> = listeners
+                .iter()
+                .map(|l| l.url.replacen("http://", "tcp://", 1))
+                .collect();
+            format!("catamount {VERSION} ({}){tag}", urls.join(", "))
         }
     }
 }
@@ -616,11 +649,8 @@ fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
 /// Execs our own binary in place (same pid, so systemd's MAINPID holds),
 /// passing the listeners through the sd_listen_fds protocol with their
 /// names. Returns only on failure.
-pub(crate) fn hot_restart(
-    exe: Option<PathBuf>,
-    listeners: &[Listener],
-    notifier: &Notifier,
-) -> i32 {
+pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifier) -> i32 {
+    let Reexec { exe, args } = exe;
     let Some(exe) = exe else {
         eprintln!("! hot restart failed: the path of the running binary is unknown");
         notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");
@@ -634,7 +664,7 @@ pub(crate) fn hot_restart(
         return 1;
     }
     let mut cmd = std::process::Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1))
+    cmd.args(args)
         .env("LISTEN_PID", std::process::id().to_string())
         .env("LISTEN_FDS", fds.len().to_string())
         .env("LISTEN_FDNAMES", names.join(":"));

@@ -697,6 +697,41 @@ pub fn set_thread_name(name: &str) {
     unsafe { libc::prctl(libc::PR_SET_NAME, b.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
+/// Sets what `ps` shows for this process: overwrites the argument area
+/// (`/proc/self/cmdline`) in place, as nginx and Ruby's `$0=` do,
+/// truncating to its original length, and sets the 15-byte `comm` name.
+/// Call only while the process has one thread, and after saving the
+/// arguments (`std::env::args_os` reads this same memory).
+pub fn set_process_title(title: &str) -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised comm, which may contain spaces; the
+    // state is field 3, arg_start field 48, arg_end field 49 (proc(5)).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> io::Result<usize> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("/proc/self/stat has no field {n}")))
+    };
+    let (start, end) = (field(48)?, field(49)?);
+    if end <= start + 1 {
+        return Err(io::Error::other("no argument area to write"));
+    }
+    let len = end - start;
+    let mut bytes: Vec<u8> = title.bytes().filter(|&b| b != 0).take(len - 1).collect();
+    bytes.resize(len, 0);
+    // SAFETY: [start, end) is this process's argument area as the kernel
+    // reports it: mapped, writable stack memory holding the argv strings,
+    // `len` bytes long. The caller guarantees no other thread exists, so
+    // nothing reads it concurrently; Rust's argument iterators only read
+    // these bytes (they see the new title), and the caller saved the
+    // original arguments before.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, len) };
+    set_thread_name(title);
+    Ok(())
+}
+
 /// A non-blocking, close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];

@@ -468,3 +468,27 @@ fn download_in_progress_completes_during_graceful_stop() {
     assert_eq!(status.code(), Some(0), "{}", s.stderr());
     assert!(s.stdout().contains("- Goodbye!"), "{}", s.stdout());
 }
+
+#[test]
+fn process_title_names_the_version_listeners_and_tag() {
+    let mut s = Server::start(&["--tag", "shop"]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", s.pid())).expect("cmdline");
+    let title = String::from_utf8_lossy(&cmdline);
+    let title = title.trim_end_matches('\0');
+    assert_eq!(
+        title,
+        format!("catamount 0.1.0 (tcp://{}) [shop]", s.addr())
+    );
+    // The original arguments were saved first: a hot restart still works.
+    s.signal("USR2");
+    assert!(
+        s.wait_for_line(
+            "* Inherited tcp://127.0.0.1:0",
+            deadline_in(Duration::from_secs(10))
+        ),
+        "{}",
+        s.stdout()
+    );
+    assert_serves(s.addr());
+    assert!(s.stop().success());
+}
