@@ -149,6 +149,8 @@ pub struct Engine {
     /// Set by the reactor while it holds connections the full queue
     /// refused; a thread taking a job then wakes it.
     pub backlogged: AtomicBool,
+    /// A wake-up is on its way to the reactor (see `wake_reactor`).
+    pub wake_pending: AtomicBool,
 }
 
 /// The per-request limits, copied from the config.
@@ -175,7 +177,7 @@ impl Engine {
     /// Called by a pool thread when it takes a connection off the queue.
     pub fn on_dequeue(&self) {
         if self.backlogged.load(Ordering::Acquire) {
-            self.wake.notify();
+            self.wake_reactor();
         }
     }
 
@@ -184,6 +186,15 @@ impl Engine {
             return; // dropped: closed
         }
         if self.back.send(conn).is_ok() {
+            self.wake_reactor();
+        }
+    }
+
+    /// Wakes the reactor once per turn of its loop: wake-ups between two
+    /// turns coalesce into one eventfd write (the reactor clears
+    /// `wake_pending` before it looks at the channel again).
+    fn wake_reactor(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.wake.notify();
         }
     }

@@ -95,6 +95,8 @@ pub struct Master<'a> {
     /// A phased restart is running: READY=1 is sent when it ends.
     phased_running: bool,
     ready_sent: bool,
+    /// The worker count set with TTIN/TTOU, kept across reloads.
+    resized: Option<usize>,
     started: Instant,
     recycled: u64,
     /// The control app, driven by this loop (no thread: see control.rs).
@@ -131,6 +133,7 @@ impl<'a> Master<'a> {
             replacing: None,
             phased_running: false,
             ready_sent: false,
+            resized: None,
             started: Instant::now(),
             recycled: 0,
             control: None,
@@ -298,14 +301,30 @@ impl<'a> Master<'a> {
             .reloading(&format!("{what}: checking the configuration"));
         match server::check_reload(&self.config) {
             Ok(new) => {
-                let workers = self.config.workers;
+                let before = self.config.workers;
                 self.config = new;
-                // TTIN/TTOU changes survive a reload unless the file says otherwise.
-                if self.config.workers == 0 {
-                    self.config.workers = workers;
+                // A count changed with TTIN/TTOU survives the reload.
+                if let Some(n) = self.resized {
+                    self.config.workers = n;
                 }
                 self.failures
                     .resize(self.config.workers.max(self.failures.len()), (0, None));
+                if self.config.workers < before {
+                    let n = self.config.workers;
+                    let retire: Vec<libc::pid_t> = self
+                        .workers
+                        .iter()
+                        .filter(|w| w.index >= n)
+                        .map(|w| w.pid)
+                        .collect();
+                    for pid in retire {
+                        self.retire(pid);
+                    }
+                }
+                // New workers run the app with the new settings.
+                if let Some(h) = self.handler.as_mut() {
+                    h.reconfigure(&self.config);
+                }
                 true
             }
             Err(e) => {
@@ -401,6 +420,7 @@ impl<'a> Master<'a> {
         if n == self.config.workers {
             return;
         }
+        self.resized = Some(n);
         self.log.say(&format!("- Worker count now {n}"));
         self.config.workers = n;
         if self.failures.len() < n {
@@ -426,7 +446,7 @@ impl<'a> Master<'a> {
     }
 
     fn healthy(&self, now: Instant) -> bool {
-        let window = CHECKIN_INTERVAL * 2;
+        let window = checkin_interval(&self.config) * 2;
         self.workers
             .iter()
             .any(|w| w.state == State::Running && now.duration_since(w.last_checkin) <= window)
@@ -845,6 +865,13 @@ impl Report {
     }
 }
 
+/// How often workers check in: [`CHECKIN_INTERVAL`], or more often when
+/// `worker_timeout` is short, so a healthy worker is never taken for a
+/// hung one.
+fn checkin_interval(config: &Config) -> Duration {
+    CHECKIN_INTERVAL.min(config.worker_timeout / 3)
+}
+
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: libc::pid_t) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -914,7 +941,8 @@ fn worker_main(
         let _ = sys::write_fd(report, line.as_bytes());
     };
     send(&serving); // booted
-    let mut next = Instant::now() + CHECKIN_INTERVAL;
+    let every = checkin_interval(config);
+    let mut next = Instant::now() + every;
     let mut ready = Vec::new();
     let mut got = Vec::new();
     loop {
@@ -927,7 +955,7 @@ fn worker_main(
         }
         if Instant::now() >= next {
             send(&serving);
-            next = Instant::now() + CHECKIN_INTERVAL;
+            next = Instant::now() + every;
         }
     }
     // Graceful: stop accepting, finish in flight, exit. The master owns

@@ -55,6 +55,14 @@ pub trait Handler: Send + Sync + 'static {
     fn boot(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Called in the cluster master when a reload (HUP, phased restart)
+    /// re-read the configuration, before the new workers are forked, so
+    /// they serve with the new settings. (A hot restart starts a new
+    /// process, which reads everything afresh.)
+    fn reconfigure(&mut self, config: &Config) {
+        let _ = config;
+    }
 }
 
 impl<F> Handler for F

@@ -113,7 +113,10 @@ impl Reactor {
             for ev in &events {
                 match ev.token {
                     WAKE_TOKEN => {
+                        // Drain first, then clear: a wake-up that lands
+                        // after the clear is a fresh eventfd write.
                         self.engine.wake.drain();
+                        self.engine.wake_pending.store(false, Ordering::Release);
                         while let Ok(conn) = self.back.try_recv() {
                             if http::head_end(&conn.buf).is_some() {
                                 // A complete request is already buffered

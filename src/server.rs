@@ -356,6 +356,7 @@ pub(crate) fn start_serving(
         back: back_tx,
         wake,
         backlogged: AtomicBool::new(false),
+        wake_pending: AtomicBool::new(false),
     });
     let timeouts = Timeouts {
         first_data: config.first_data_timeout,

@@ -87,6 +87,11 @@ impl Handler for StaticFiles {
             Err(e) => e.response(),
         }
     }
+
+    /// A reload re-reads DIR and the static-app options.
+    fn reconfigure(&mut self, config: &Config) {
+        *self = StaticFiles::new(config.dir.clone(), config);
+    }
 }
 
 /// The `Content-Type` value for a file name, from its extension
