@@ -166,8 +166,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
     File {
-        /// An open file.
-        file: std::fs::File,
+        /// An open file (shared: the static app keeps hot files open).
+        file: std::sync::Arc<std::fs::File>,
         /// First byte to send.
         offset: u64,
         /// Number of bytes to send.

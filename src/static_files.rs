@@ -15,12 +15,20 @@
 //! engine sends it with `sendfile(2)`. The engine also drops the body of
 //! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Lookups are re-checked at most this often: a file changed on disk is
+/// seen within this time (nginx's `open_file_cache_valid`, 60 s there).
+pub const OPEN_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
+/// Cache entries kept before the cache is emptied and refilled.
+pub const OPEN_FILE_CACHE_MAX: usize = 1024;
 
 use crate::{date, Body, Config, Handler, Request, Response};
 
@@ -39,6 +47,9 @@ pub struct StaticFiles {
     root: PathBuf,
     /// The root, open, for one-syscall lookups of symlink-free paths.
     root_dir: Option<File>,
+    /// Recent lookups (found or not), re-checked after
+    /// [`OPEN_FILE_CACHE_VALID`], as nginx's `open_file_cache`.
+    cache: Mutex<HashMap<PathBuf, Cached>>,
     dir_listing: bool,
     serve_dotfiles: bool,
     cache_control: Option<String>,
@@ -73,6 +84,7 @@ impl StaticFiles {
         StaticFiles {
             root,
             root_dir,
+            cache: Mutex::new(HashMap::new()),
             dir_listing,
             serve_dotfiles,
             cache_control,
@@ -328,7 +340,7 @@ impl StaticFiles {
             return Err(StaticError::NotFound);
         }
         let rel = decoded.rel();
-        let (file, meta, canon) = self.open(&rel)?;
+        let Opened { file, meta, canon } = self.open_cached(&rel)?;
         if meta.is_dir() {
             drop(file);
             if !decoded.trailing_slash {
@@ -346,6 +358,42 @@ impl StaticFiles {
             return Err(StaticError::NotFound);
         }
         Ok(self.file(req, &rel, file, meta))
+    }
+
+    /// [`StaticFiles::open`] through the cache: a hot file costs no
+    /// system call until its entry is older than [`OPEN_FILE_CACHE_VALID`];
+    /// missing files (e.g. absent `.br`/`.gz` siblings) are cached too.
+    fn open_cached(&self, rel: &Path) -> Result<Opened, StaticError> {
+        let now = Instant::now();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get(rel) {
+                if now.duration_since(c.at) < OPEN_FILE_CACHE_VALID {
+                    return c.result.clone();
+                }
+            }
+        }
+        let result = self.open(rel).map(|(file, meta, canon)| Opened {
+            file: Arc::new(file),
+            meta,
+            canon,
+        });
+        // 403 and 500 may be passing conditions: only cache answers that
+        // describe the tree.
+        if matches!(result, Ok(_) | Err(StaticError::NotFound)) {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= OPEN_FILE_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                rel.to_path_buf(),
+                Cached {
+                    at: now,
+                    result: result.clone(),
+                },
+            );
+        }
+        result
     }
 
     /// Opens `rel` under the root: in one system call when no component
@@ -406,7 +454,9 @@ impl StaticFiles {
     ) -> Result<Response, StaticError> {
         let index_rel = decoded.rel().join("index.html");
         match self.resolve(&index_rel).and_then(|p| open_checked(&p)) {
-            Ok((file, meta)) if meta.is_file() => return Ok(self.file(req, &index_rel, file, meta)),
+            Ok((file, meta)) if meta.is_file() => {
+                return Ok(self.file(req, &index_rel, Arc::new(file), meta))
+            }
             // No index (or an index that is a directory or a device).
             Ok(_) | Err(StaticError::NotFound) => {}
             Err(e) => return Err(e),
@@ -475,7 +525,7 @@ impl StaticFiles {
 
     /// Answers for a regular file: picks the representation, then applies
     /// conditionals and ranges to it.
-    fn file(&self, req: &Request<'_>, rel: &Path, file: File, meta: Metadata) -> Response {
+    fn file(&self, req: &Request<'_>, rel: &Path, file: Arc<File>, meta: Metadata) -> Response {
         let ctype = content_type(rel);
         let (file, meta, coding) =
             self.pick_coding(req, rel)
@@ -550,7 +600,7 @@ impl StaticFiles {
     /// accepts its coding and it is a regular file under the root: `.br`
     /// first, then `.gz`. Any problem with a sibling just means "send the
     /// original".
-    fn pick_coding(&self, req: &Request<'_>, rel: &Path) -> Option<(File, Metadata, Coding)> {
+    fn pick_coding(&self, req: &Request<'_>, rel: &Path) -> Option<(Arc<File>, Metadata, Coding)> {
         let accept = req.header("Accept-Encoding")?;
         for coding in [Coding::Brotli, Coding::Gzip] {
             let Some((suffix, _, _)) = coding.names() else {
@@ -561,17 +611,28 @@ impl StaticFiles {
             }
             let mut name = rel.as_os_str().to_owned();
             name.push(suffix);
-            let Ok(canon) = self.resolve(Path::new(&name)) else {
-                continue;
-            };
-            if let Ok((file, meta)) = open_checked(&canon) {
-                if meta.is_file() {
-                    return Some((file, meta, coding));
+            if let Ok(o) = self.open_cached(Path::new(&name)) {
+                if o.meta.is_file() {
+                    return Some((o.file, o.meta, coding));
                 }
             }
         }
         None
     }
+}
+
+/// A file found under the root (shared by cache entries and answers).
+#[derive(Clone, Debug)]
+struct Opened {
+    file: Arc<File>,
+    meta: Metadata,
+    canon: PathBuf,
+}
+
+/// One cache entry: what a lookup found, and when.
+struct Cached {
+    at: Instant,
+    result: Result<Opened, StaticError>,
 }
 
 /// Opens a file or directory read-only and returns it with its metadata
@@ -1523,10 +1584,21 @@ mod tests {
             .to_string();
         assert_ne!(e1, other);
         fs::write(t.root.join("alpha.txt"), "changed").expect("rewrite");
+        // Within OPEN_FILE_CACHE_VALID the cached lookup answers; once the
+        // entry is older, the file is looked at again.
+        let cached = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        assert_eq!(e1, cached);
+        for entry in a.cache.lock().unwrap().values_mut() {
+            entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
+        }
         let e3 = hdr(&get(&a, "/alpha.txt"), "ETag")
             .expect("etag")
             .to_string();
         assert_ne!(e1, e3);
+        let fresh = app(&t);
+        assert_eq!(hdr(&get(&fresh, "/alpha.txt"), "ETag").expect("etag"), e3);
     }
 
     #[test]

@@ -689,18 +689,10 @@ pub fn parent_pid() -> libc::pid_t {
     unsafe { libc::getppid() }
 }
 
-/// Sets the name `ps -o comm` and `top` show (15 bytes at most).
-pub fn set_thread_name(name: &str) {
-    let mut b: Vec<u8> = name.bytes().filter(|&c| c != 0).take(15).collect();
-    b.push(0);
-    // SAFETY: b is a NUL-terminated buffer of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, b.as_ptr() as libc::c_ulong, 0, 0, 0) };
-}
-
 /// Sets what `ps` shows for this process: overwrites the argument area
 /// (`/proc/self/cmdline`) in place, as nginx and Ruby's `$0=` do,
-/// truncating to its original length, and sets the 15-byte `comm` name.
-/// Call only while the process has one thread, and after saving the
+/// truncating to its original length. The `comm` name stays `catamount`,
+/// so `pgrep -x`, `ss -p` and systemd's journal keep naming it. Call only while the process has one thread, and after saving the
 /// arguments (`std::env::args_os` reads this same memory).
 pub fn set_process_title(title: &str) -> io::Result<()> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
@@ -728,7 +720,6 @@ pub fn set_process_title(title: &str) -> io::Result<()> {
     // these bytes (they see the new title), and the caller saved the
     // original arguments before.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, len) };
-    set_thread_name(title);
     Ok(())
 }
 
