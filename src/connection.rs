@@ -131,8 +131,9 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(tls) = &mut self.tls {
-            // Best effort, never waits: tells the peer the end is deliberate.
+        if let Some(tls) = self.tls.as_mut().filter(|t| !t.is_handshaking()) {
+            // Best effort, never waits: tells the peer the end is deliberate
+            // (only once a session exists to end).
             tls.close_notify(self.fd.as_raw_fd());
         }
     }

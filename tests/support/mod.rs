@@ -392,17 +392,9 @@ impl Server {
     /// Waits until `needle` has appeared `count` times on stdout.
     #[allow(dead_code)]
     pub fn wait_for_line_count(&self, needle: &str, count: usize, deadline: Instant) -> bool {
-        loop {
-            if self.stdout().matches(needle).count() >= count {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            // Wake on the next output (or the deadline) and count again.
-            let seen = self.stdout().len();
-            let _ = self.stdout.wait_until_longer(seen, deadline);
-        }
+        // Counted and waited on under one lock: a line arriving between a
+        // count and the wait cannot be missed.
+        self.stdout.wait_for_count(needle, count, deadline)
     }
 
     /// Waits for `needle` on stderr.
