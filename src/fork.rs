@@ -52,6 +52,8 @@ enum State {
     Running,
     /// Asked to stop (TERM) at this time.
     Retiring(Instant),
+    /// Sent SIGKILL (hung, or not stopping): only reaping is left.
+    Killed,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -369,7 +371,7 @@ impl<'a> Master<'a> {
         let workers: Vec<String> = self
             .workers
             .iter()
-            .filter(|w| !matches!(w.state, State::Retiring(_)))
+            .filter(|w| !matches!(w.state, State::Retiring(_) | State::Killed))
             .map(|w| {
                 format!(
                     r#"{{"index":{},"pid":{},"phase":{},"booted":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
@@ -459,7 +461,7 @@ impl<'a> Master<'a> {
             let filled = self
                 .workers
                 .iter()
-                .any(|w| w.index == i && !matches!(w.state, State::Retiring(_)));
+                .any(|w| w.index == i && !matches!(w.state, State::Retiring(_) | State::Killed));
             let waiting = self
                 .failures
                 .get(i)
@@ -546,7 +548,9 @@ impl<'a> Master<'a> {
                 .workers
                 .iter()
                 .filter(|w| {
-                    w.index == index && w.pid != new_pid && !matches!(w.state, State::Retiring(_))
+                    w.index == index
+                        && w.pid != new_pid
+                        && !matches!(w.state, State::Retiring(_) | State::Killed)
                 })
                 .map(|w| w.pid)
                 .collect();
@@ -580,7 +584,7 @@ impl<'a> Master<'a> {
 
     fn retire(&mut self, pid: libc::pid_t) {
         if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
-            if !matches!(w.state, State::Retiring(_)) {
+            if !matches!(w.state, State::Retiring(_) | State::Killed) {
                 w.state = State::Retiring(Instant::now());
                 let _ = sys::kill(pid, libc::SIGTERM);
             }
@@ -639,7 +643,7 @@ impl<'a> Master<'a> {
         let index = w.index;
         let mut why = None;
         if let Some(max) = self.config.max_requests {
-            let limit = max + (index as u64 * 7919) % (max / MAX_REQUESTS_JITTER_DIV).max(1);
+            let limit = recycle_limit(max, index);
             if w.stats.requests >= limit {
                 why = Some(format!(
                     "served {} requests (max_requests {max})",
@@ -669,7 +673,7 @@ impl<'a> Master<'a> {
             };
             let w = self.workers.remove(pos);
             match w.state {
-                State::Retiring(_) => {}
+                State::Retiring(_) | State::Killed => {}
                 State::Booting => {
                     eprintln!(
                         "! Worker {} (PID: {pid}) died while booting ({exit})",
@@ -732,9 +736,7 @@ impl<'a> Master<'a> {
             let _ = sys::kill(pid, libc::SIGKILL);
             // A hung worker is replaced now; the reaper removes the body.
             if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
-                if !matches!(w.state, State::Retiring(_)) {
-                    w.state = State::Retiring(now - self.config.shutdown_timeout);
-                }
+                w.state = State::Killed;
             }
         }
     }
@@ -865,6 +867,16 @@ impl Report {
     }
 }
 
+/// The request count at which worker `index` is recycled: `max` plus up
+/// to a tenth, different per worker, so workers do not restart together.
+fn recycle_limit(max: u64, index: usize) -> u64 {
+    max + (index as u64 * 7919) % (max / MAX_REQUESTS_JITTER_DIV).max(1)
+}
+
+/// While `max_requests` is set, a worker looks at its count this often
+/// and reports as soon as it crosses its limit.
+const RECYCLE_CHECK: Duration = Duration::from_millis(100);
+
 /// How often workers check in: [`CHECKIN_INTERVAL`], or more often when
 /// `worker_timeout` is short, so a healthy worker is never taken for a
 /// hung one.
@@ -945,15 +957,25 @@ fn worker_main(
     let mut next = Instant::now() + every;
     let mut ready = Vec::new();
     let mut got = Vec::new();
+    let limit = config.max_requests.map(|max| recycle_limit(max, index));
+    let mut limit_reported = false;
     loop {
-        let timeout = next.saturating_duration_since(Instant::now());
+        let mut timeout = next.saturating_duration_since(Instant::now());
+        if limit.is_some() && !limit_reported {
+            timeout = timeout.min(RECYCLE_CHECK);
+        }
         let _ = sys::poll_readable(&[signals.as_raw_fd()], Some(timeout), &mut ready);
         got.clear();
         sys::read_signals(&signals, &mut got);
         if got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT) {
             break;
         }
-        if Instant::now() >= next {
+        let crossed =
+            limit.is_some_and(|l| serving.engine.stats.requests.load(Ordering::Relaxed) >= l);
+        if Instant::now() >= next || (crossed && !limit_reported) {
+            // Crossing max_requests is reported at once, so the master
+            // recycles after about max_requests, not 5 s later.
+            limit_reported |= crossed;
             send(&serving);
             next = Instant::now() + every;
         }

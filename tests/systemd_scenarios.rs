@@ -196,12 +196,28 @@ impl Fixture {
             .join(name);
         let text = fs::read_to_string(&src).expect("read shipped unit");
         let config = config.to_str().expect("test paths are UTF-8");
-        fs::write(
-            self.units.join(name),
-            text.replace("/usr/bin/catamount", bin.to_str().expect("UTF-8 path"))
-                .replace("/etc/catamount/catamount.rb", config),
-        )
-        .expect("install shipped unit");
+        let mut text = text
+            .replace("/usr/bin/catamount", bin.to_str().expect("UTF-8 path"))
+            .replace("/etc/catamount/catamount.rb", config);
+        // The hardened units hide /tmp (PrivateTmp=) and /root, /home
+        // (ProtectHome=); a target dir or fixture there (CARGO_TARGET_DIR=
+        // /tmp/..., a clone under /tmp) must be bound back in, read-only.
+        if text.contains("[Service]") && name.ends_with(".service") {
+            let mut binds = Vec::new();
+            for p in [bin.parent(), Some(self.dir.path())].into_iter().flatten() {
+                if ["/tmp/", "/root/", "/home/", "/run/"]
+                    .iter()
+                    .any(|h| p.starts_with(h))
+                {
+                    binds.push(format!("BindReadOnlyPaths={}\n", p.display()));
+                }
+            }
+            if !binds.is_empty() {
+                text.push_str("\n[Service]\n");
+                text.push_str(&binds.concat());
+            }
+        }
+        fs::write(self.units.join(name), text).expect("install shipped unit");
     }
 
     fn boot(&self) -> Option<Sandbox> {
