@@ -15,8 +15,12 @@ use crate::connection::{self, Conn, Engine};
 /// A thread above `min` that waited this long for work exits (Puma trims
 /// idle threads every 30 s).
 pub const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Queued connections allowed per pool thread before the acceptor stops.
-pub const QUEUE_PER_THREAD: usize = 1;
+/// Queued connections (each with a complete request) allowed per pool
+/// thread before the reactor stops accepting. Measured on 2 cores, small
+/// keep-alive at 64 connections, -t 5:5: 1 → 55k req/s, 4 → 72k, 8 →
+/// 89k, 16 → 90k; below 8 the reactor is woken for every dequeue. Deeper
+/// queues delay the backpressure that lets sibling workers take load.
+pub const QUEUE_PER_THREAD: usize = 8;
 
 /// Counters shared by the pool, the reactor and the main loop.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use crate::connection::{self, Conn, Engine};
 use crate::http::{self, HttpError};
 use crate::listeners::Listener;
 use crate::pool::Pool;
-use crate::sys::{self, Epoll, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::sys::{self, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::{HandshakeState, TlsConn};
 
 /// Connections accepted per listener wake-up before other work gets a turn.
@@ -45,6 +45,21 @@ pub struct Timeouts {
     pub shutdown: Duration,
 }
 
+/// How [`Reactor::park`] registers a connection with epoll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arm {
+    /// New: add it.
+    Add,
+    /// Registered and disarmed (one-shot fired): re-arm it.
+    Modify,
+    /// A pool thread re-armed it already (`Engine::incoming`).
+    Already,
+}
+
+/// Longest epoll wait: connections parked by pool threads get their
+/// deadline registered within this time even when no event comes.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
 /// A connection waiting for bytes.
 struct Parked {
     conn: Conn,
@@ -54,7 +69,6 @@ struct Parked {
 }
 
 pub struct Reactor {
-    epoll: Epoll,
     listeners: Vec<Listener>,
     accepting: bool,
     accept_paused_until: Option<Instant>,
@@ -75,10 +89,10 @@ impl Reactor {
         back: Receiver<Conn>,
         timeouts: Timeouts,
     ) -> io::Result<Reactor> {
-        let epoll = Epoll::new()?;
-        epoll.add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
+        engine
+            .epoll
+            .add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
         let mut r = Reactor {
-            epoll,
             listeners,
             accepting: false,
             accept_paused_until: None,
@@ -104,8 +118,13 @@ impl Reactor {
             stats
                 .queued
                 .store(self.pool.queued() + self.pending.len(), Ordering::Relaxed);
-            let timeout = self.next_timeout();
-            if let Err(e) = self.epoll.wait(&mut events, EVENTS_PER_WAIT, timeout) {
+            self.take_incoming();
+            let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
+            if let Err(e) = self
+                .engine
+                .epoll
+                .wait(&mut events, EVENTS_PER_WAIT, timeout)
+            {
                 eprintln!("! epoll_wait failed: {e}; retrying");
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
@@ -124,7 +143,7 @@ impl Reactor {
                                 // others): no socket event will announce it.
                                 self.dispatch(conn);
                             } else {
-                                self.park(conn, true);
+                                self.park(conn, Arm::Modify);
                             }
                         }
                     }
@@ -140,6 +159,7 @@ impl Reactor {
 
     fn stop(mut self) -> (Vec<Listener>, Pool) {
         self.set_accepting(false);
+        self.take_incoming();
         // Idle keep-alive connections are not in flight: close them now.
         let idle: Vec<RawFd> = self
             .conns
@@ -164,6 +184,7 @@ impl Reactor {
                 break;
             }
             if self
+                .engine
                 .epoll
                 .wait(&mut events, EVENTS_PER_WAIT, Some(grace - now))
                 .is_err()
@@ -208,9 +229,11 @@ impl Reactor {
         for (i, l) in self.listeners.iter().enumerate() {
             let fd = l.fd.as_raw_fd();
             let r = if on {
-                self.epoll.add(fd, EPOLL_READ, LISTENER_BASE + i as u64)
+                self.engine
+                    .epoll
+                    .add(fd, EPOLL_READ, LISTENER_BASE + i as u64)
             } else {
-                self.epoll.delete(fd)
+                self.engine.epoll.delete(fd)
             };
             if let Err(e) = r {
                 eprintln!(
@@ -246,7 +269,7 @@ impl Reactor {
                             }
                         },
                     };
-                    self.park(Conn::new(fd, tls), false);
+                    self.park(Conn::new(fd, tls), Arm::Add);
                 }
 
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -275,7 +298,7 @@ impl Reactor {
 
     /// Waits for more bytes on `conn`: a new connection, one handed back
     /// by the pool (`registered`), or one whose head is still partial.
-    fn park(&mut self, conn: Conn, registered: bool) {
+    fn park(&mut self, conn: Conn, arm: Arm) {
         let fd = conn.fd.as_raw_fd();
         let partial = !conn.buf.is_empty();
         let deadline = Instant::now()
@@ -284,10 +307,10 @@ impl Reactor {
             } else {
                 self.timeouts.persistent
             };
-        let armed = if registered {
-            self.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64)
-        } else {
-            self.epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64)
+        let armed = match arm {
+            Arm::Add => self.engine.epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64),
+            Arm::Modify => self.engine.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64),
+            Arm::Already => Ok(()),
         };
         if armed.is_err() {
             return; // dropping the connection closes it
@@ -304,6 +327,10 @@ impl Reactor {
     }
 
     fn on_ready(&mut self, fd: RawFd) {
+        if !self.conns.contains_key(&fd) {
+            // Parked by a pool thread since our last look.
+            self.take_incoming();
+        }
         let Some(mut p) = self.conns.remove(&fd) else {
             return;
         };
@@ -318,7 +345,7 @@ impl Reactor {
                 Err(_) => return, // a bad handshake or plain HTTP: close
             };
             if let Some(events) = wait {
-                if self.epoll.modify(fd, events, fd as u64).is_ok() {
+                if self.engine.epoll.modify(fd, events, fd as u64).is_ok() {
                     self.deadlines.insert((p.deadline, fd));
                     self.conns.insert(fd, p);
                 }
@@ -350,9 +377,29 @@ impl Reactor {
                 p.deadline = Instant::now() + self.timeouts.first_data;
             }
         }
-        if self.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64).is_ok() {
+        if self
+            .engine
+            .epoll
+            .modify(fd, EPOLL_READ_ONESHOT, fd as u64)
+            .is_ok()
+        {
             self.deadlines.insert((p.deadline, fd));
             self.conns.insert(fd, p);
+        }
+    }
+
+    /// Moves the connections pool threads parked (already re-armed) into
+    /// the reactor's map, with their deadlines.
+    fn take_incoming(&mut self) {
+        let parked = std::mem::take(
+            &mut *self
+                .engine
+                .incoming
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for conn in parked {
+            self.park(conn, Arm::Already);
         }
     }
 

@@ -357,6 +357,8 @@ pub(crate) fn start_serving(
         wake,
         backlogged: AtomicBool::new(false),
         wake_pending: AtomicBool::new(false),
+        epoll: sys::Epoll::new().map_err(|e| format!("cannot create an epoll instance: {e}"))?,
+        incoming: std::sync::Mutex::new(Vec::new()),
     });
     let timeouts = Timeouts {
         first_data: config.first_data_timeout,
