@@ -29,6 +29,10 @@ const STREAM_CHUNK: usize = 16 * 1024;
 /// leave in one send.
 const COALESCE_LIMIT: usize = 16 * 1024;
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
 /// A client connection and the bytes received but not yet consumed.
 /// Owned by one thread at a time (reactor or pool), TLS state included:
 /// it moves, it is never shared.
@@ -58,10 +62,14 @@ impl Conn {
         if let Some(tls) = &mut self.tls {
             return tls.read_plain(fd, &mut self.buf);
         }
-        let mut scratch = [0u8; READ_CHUNK];
-        let n = sys::recv(fd, &mut scratch)?;
-        self.buf.extend_from_slice(&scratch[..n]);
-        Ok(n)
+        // A per-thread scratch buffer: zeroing 16 KiB on the stack for every
+        // read showed up in the profile (memset, ~2%).
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let n = sys::recv(fd, &mut scratch[..])?;
+            self.buf.extend_from_slice(&scratch[..n]);
+            Ok(n)
+        })
     }
 
     /// Reads at least one byte, waiting up to `timeout` for it.
