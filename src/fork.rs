@@ -485,14 +485,7 @@ impl<'a> Master<'a> {
                     .handler
                     .take()
                     .expect("the master keeps its handler for every fork");
-                let code = worker_main(
-                    &self.config,
-                    index,
-                    self.phase,
-                    handler,
-                    listeners,
-                    &self.report_wr,
-                );
+                let code = worker_main(&self.config, index, handler, listeners, &self.report_wr);
                 std::process::exit(code)
             }
             Ok(Forked::Parent(pid)) => {
@@ -896,7 +889,6 @@ fn rss_kib(pid: libc::pid_t) -> Option<u64> {
 fn worker_main(
     config: &Config,
     index: usize,
-    phase: u32,
     handler: Box<dyn Handler>,
     listeners: Vec<Listener>,
     report: &OwnedFd,
@@ -931,7 +923,6 @@ fn worker_main(
             return 1;
         }
     };
-    let _ = phase;
     // Threads start here, in the worker only.
     let serving = match server::start_serving(config, handler, listeners) {
         Ok(s) => s,
