@@ -1063,3 +1063,41 @@ fn max_requests_recycles_a_worker_without_failing_a_request() {
     assert_no_failures(load, &s, "max_requests");
     assert!(s.stop().success(), "{}", logs(&s));
 }
+
+#[test]
+fn worker_max_rss_recycles_a_worker_over_the_limit_without_failing_a_request() {
+    // A worker uses a few MiB; a 1 MiB limit makes every check-in (every
+    // second with --worker-timeout 3) find it over the limit.
+    let (mut s, _root) = start_cluster(1, &["--worker-max-rss", "1", "--worker-timeout", "3"]);
+    let first = newest_workers(&s.stdout())[&0];
+    let load = Load::start(s.addr(), 1);
+    let d = deadline_in(EVENT_DEADLINE);
+    assert!(
+        s.wait_for_line(&format!("- Worker 0 (PID: {first}) uses "), d),
+        "no recycling over worker_max_rss{}",
+        logs(&s)
+    );
+    let line = s
+        .stdout()
+        .lines()
+        .find(|l| l.contains(" uses "))
+        .map(str::to_string);
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.ends_with("(worker_max_rss 1); replacing it")),
+        "{line:?}"
+    );
+    assert!(
+        wait_until(d, || boots_of(&s.stdout(), 0) >= 2),
+        "no replacement{}",
+        logs(&s)
+    );
+    assert_ne!(newest_workers(&s.stdout())[&0], first);
+    assert!(
+        load.wait_more_ok(AFTER_EVENT, EVENT_DEADLINE),
+        "no load after the replacement{}",
+        logs(&s)
+    );
+    assert_no_failures(load, &s, "worker_max_rss");
+    assert!(s.stop().success(), "{}", logs(&s));
+}
