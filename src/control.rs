@@ -28,12 +28,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::listeners::BindSpec;
+use crate::listeners::{
+    bind_inet_socket, bind_unix_socket, clear_unix_path, BindSpec, UnixPathError,
+};
 use crate::sys::{self, Interest};
 
 /// Longest control request head (request line and headers) in bytes; a
@@ -441,7 +443,9 @@ impl ControlServer {
         let mut ok = false;
         for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
             if k == "token" {
-                if let Some(given) = percent_decode(v) {
+                // `+` stays `+`: tokens have no spaces, and a token with `+` sent
+                // unencoded must still match.
+                if let Some(given) = crate::http::percent_decode(v) {
                     ok |= constant_time_eq(expected, &given);
                 }
             }
@@ -622,26 +626,6 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// `%XX` decoding of a query value. `+` stays `+`: tokens have no spaces,
-/// and a token with `+` sent unencoded must still match. `None` on a bad
-/// escape.
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
 /// At most `max` chars of `s`, for echoing client input in an error.
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -654,54 +638,23 @@ type Bound = (OwnedFd, String, Option<(PathBuf, u64, u64)>);
 
 fn bind_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound, String> {
     let shown = path.display();
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(format!(
-                    "control URL unix://{shown}: another server answers on this socket; stop it \
-                     or choose another path"
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                // A stale socket file left by a process that died (or by
-                // this process before a hot restart's exec).
-                fs::remove_file(path).map_err(|e| {
-                    format!("control URL unix://{shown}: cannot remove the stale socket file: {e}")
-                })?;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "control URL unix://{shown}: cannot check the existing socket file: {e}"
-                ))
-            }
-        },
-        Ok(_) => {
-            return Err(format!(
-                "control URL unix://{shown}: the path exists and is not a socket; remove it or \
-                 choose another path"
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("control URL unix://{shown}: {e}")),
-    }
-    let err = |e: io::Error| format!("control URL unix://{shown}: {e}");
-    let fd = sys::stream_socket(libc::AF_UNIX).map_err(err)?;
+    clear_unix_path(path).map_err(|e| match e {
+        UnixPathError::Live => format!(
+            "control URL unix://{shown}: another server answers on this socket; stop it \
+             or choose another path"
+        ),
+        UnixPathError::NotSocket => format!(
+            "control URL unix://{shown}: the path exists and is not a socket; remove it or \
+             choose another path"
+        ),
+        UnixPathError::Io(why) => format!("control URL unix://{shown}: {why}"),
+    })?;
     // The file is created 0600 from the start (no window in which others
     // could connect); umask is process-wide, and no thread exists yet.
-    let old = sys::umask(mask.unwrap_or(CONTROL_DEFAULT_UMASK));
-    let bound = sys::bind_unix(&fd, path);
-    sys::umask(old);
-    bound.map_err(err)?;
-    if let Some(mode) = mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)?;
-    }
-    sys::listen(&fd, CONTROL_BACKLOG).map_err(err)?;
-    let meta = fs::symlink_metadata(path).map_err(err)?;
-    Ok((
-        fd,
-        format!("unix://{shown}"),
-        Some((path.to_path_buf(), meta.dev(), meta.ino())),
-    ))
+    let mask = Some(mask.unwrap_or(CONTROL_DEFAULT_UMASK));
+    let (fd, created) = bind_unix_socket(path, mask, mode, CONTROL_BACKLOG)
+        .map_err(|e| format!("control URL unix://{shown}: {e}"))?;
+    Ok((fd, format!("unix://{shown}"), Some(created)))
 }
 
 fn bind_tcp(host: &str, port: u16) -> Result<Bound, String> {
@@ -722,15 +675,7 @@ fn bind_tcp(host: &str, port: u16) -> Result<Bound, String> {
         ));
     }
     let addr = SocketAddr::new(ip, port);
-    let err = |e: io::Error| format!("control URL tcp://{addr}: {e}");
-    let family = if ip.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    let fd = sys::stream_socket(family).map_err(err)?;
-    sys::set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).map_err(err)?;
-    sys::bind_inet(&fd, &addr).map_err(|e| {
+    let (fd, actual) = bind_inet_socket(&addr, CONTROL_BACKLOG).map_err(|e| {
         let hint = if e.raw_os_error() == Some(libc::EADDRINUSE) {
             "; another process listens there: stop it or choose another port"
         } else {
@@ -738,8 +683,6 @@ fn bind_tcp(host: &str, port: u16) -> Result<Bound, String> {
         };
         format!("control URL tcp://{addr}: {e}{hint}")
     })?;
-    sys::listen(&fd, CONTROL_BACKLOG).map_err(err)?;
-    let actual = sys::local_inet_addr(&fd).map_err(err)?.unwrap_or(addr);
     Ok((fd, format!("tcp://{actual}"), None))
 }
 
@@ -1244,6 +1187,7 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
 mod tests {
     use super::*;
     use std::net::TcpStream;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const STATS: &str = r#"{"mode":"test","workers":[]}"#;
@@ -1722,9 +1666,12 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"abc", b""));
-        assert_eq!(percent_decode("a%2Fb+c"), Some(b"a/b+c".to_vec()));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(
+            crate::http::percent_decode("a%2Fb+c"),
+            Some(b"a/b+c".to_vec())
+        );
+        assert_eq!(crate::http::percent_decode("%zz"), None);
+        assert_eq!(crate::http::percent_decode("%4"), None);
         assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
         assert_eq!(bearer("Bearer  x "), Some("x"));
         assert_eq!(bearer("Basic x"), None);

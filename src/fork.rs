@@ -973,11 +973,10 @@ fn worker_main(
     }
     // Graceful: stop accepting, finish in flight, exit. The master owns
     // the socket files and the pidfile.
-    let quiet = Notifier::take_from_env(); // empty: the master removed the variables
     match server::stop_reactor(config, serving, &signals) {
         Ok((listeners, draining)) => {
             drop(listeners);
-            match server::wait_in_flight(config, draining, &signals, &quiet) {
+            match server::wait_in_flight(config, draining, &signals, None) {
                 Ok(()) => 0,
                 Err(()) => 1,
             }

@@ -448,6 +448,36 @@ impl ChunkedDecoder {
     }
 }
 
+/// Decodes `%XX` escapes (`+` stays `+`); `None` when a `%` is not
+/// followed by two hex digits. Shared by the static app's paths, bind URI
+/// options and the control app's query.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = b.get(i + 1).and_then(|&c| hex_value(c))?;
+            let lo = b.get(i + 2).and_then(|&c| hex_value(c))?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// The reason phrase of a status code (`"Not Found"` for 404), or `""`.
 ///
 /// Phrases are those of RFC 9110 §15 (so 413 is "Content Too Large"),

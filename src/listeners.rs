@@ -164,7 +164,8 @@ fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, String)>, 
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => percent_decode(v)
+            Some((k, v)) => crate::http::percent_decode(v)
+                .and_then(|b| String::from_utf8(b).ok())
                 .map(|v| (k, v))
                 .ok_or_else(|| format!("bind {uri:?}: option {k:?} has a bad %-escape")),
             None if p == "low_latency" => Ok((p, String::new())),
@@ -173,23 +174,6 @@ fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, String)>, 
             )),
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn tls_options(uri: &str, params: &[(&str, String)]) -> Result<TlsOptions, String> {
@@ -577,20 +561,7 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 fn bind_tcp(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener> {
-    let family = if addr.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    let fd = sys::stream_socket(family)?;
-    sys::set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    if addr.is_ipv6() {
-        // So tcp://0.0.0.0:P and tcp://[::]:P can both be bound, as nginx.
-        sys::set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-    }
-    sys::bind_inet(&fd, addr)?;
-    sys::listen(&fd, backlog)?;
-    let actual = sys::local_inet_addr(&fd)?.unwrap_or(*addr);
+    let (fd, actual) = bind_inet_socket(addr, backlog)?;
     Ok(Listener {
         fd,
         is_tcp: true,
@@ -602,6 +573,30 @@ fn bind_tcp(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener>
     })
 }
 
+/// A listening inet socket (SO_REUSEADDR; IPV6_V6ONLY for v6, so
+/// tcp://0.0.0.0:P and tcp://[::]:P can both be bound, as nginx) and the
+/// address it got (the real port when 0 was asked). Also used by the
+/// control app.
+pub(crate) fn bind_inet_socket(
+    addr: &SocketAddr,
+    backlog: i32,
+) -> io::Result<(OwnedFd, SocketAddr)> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let fd = sys::stream_socket(family)?;
+    sys::set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        sys::set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    sys::bind_inet(&fd, addr)?;
+    sys::listen(&fd, backlog)?;
+    let actual = sys::local_inet_addr(&fd)?.unwrap_or(*addr);
+    Ok((fd, actual))
+}
+
 fn bind_unix(
     path: &Path,
     mask: Option<u32>,
@@ -610,37 +605,15 @@ fn bind_unix(
     name: &str,
 ) -> Result<Listener, String> {
     let shown = path.display();
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => return Err(format!("There is already a server bound to: {shown}")),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                // A stale socket file left by a process that died.
-                std::fs::remove_file(path).map_err(|e| format!("bind unix://{shown}: cannot remove stale socket file: {e}"))?;
-            }
-            Err(e) => return Err(format!("bind unix://{shown}: cannot check the existing socket file: {e}")),
-        },
-        Ok(_) => {
-            return Err(format!(
-                "bind unix://{shown}: the path exists and is not a socket; remove it or choose another path"
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("bind unix://{shown}: {e}")),
-    }
-    let err = |e: io::Error| format!("bind unix://{shown}: {e}");
-    let fd = sys::stream_socket(libc::AF_UNIX).map_err(err)?;
-    // umask is process-wide; no thread exists yet (see bind_all).
-    let old = mask.map(sys::umask);
-    let bound = sys::bind_unix(&fd, path);
-    if let Some(old) = old {
-        sys::umask(old);
-    }
-    bound.map_err(err)?;
-    if let Some(mode) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    }
-    sys::listen(&fd, backlog).map_err(err)?;
-    let meta = std::fs::symlink_metadata(path).map_err(err)?;
+    clear_unix_path(path).map_err(|e| match e {
+        UnixPathError::Live => format!("There is already a server bound to: {shown}"),
+        UnixPathError::NotSocket => format!(
+            "bind unix://{shown}: the path exists and is not a socket; remove it or choose another path"
+        ),
+        UnixPathError::Io(why) => format!("bind unix://{shown}: {why}"),
+    })?;
+    let (fd, created) = bind_unix_socket(path, mask, mode, backlog)
+        .map_err(|e| format!("bind unix://{shown}: {e}"))?;
     Ok(Listener {
         fd,
         is_tcp: false,
@@ -648,6 +621,63 @@ fn bind_unix(
         name: name.to_string(),
         systemd_owned: false,
         tls: None,
-        created: Some((path.to_path_buf(), meta.dev(), meta.ino())),
+        created: Some(created),
     })
+}
+
+/// Why a unix socket path cannot be bound.
+pub(crate) enum UnixPathError {
+    /// A live server answers on it.
+    Live,
+    /// Something other than a socket is there.
+    NotSocket,
+    /// It could not be checked or cleared (the reason).
+    Io(String),
+}
+
+/// Makes `path` free for a bind: nothing there is fine, a stale socket
+/// file (nobody answers) is removed, a live socket or another file is an
+/// error. Also used by the control app.
+pub(crate) fn clear_unix_path(path: &Path) -> Result<(), UnixPathError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => Err(UnixPathError::Live),
+            // A stale socket file left by a process that died.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                .map_err(|e| {
+                    UnixPathError::Io(format!("cannot remove the stale socket file: {e}"))
+                }),
+            Err(e) => Err(UnixPathError::Io(format!(
+                "cannot check the existing socket file: {e}"
+            ))),
+        },
+        Ok(_) => Err(UnixPathError::NotSocket),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(UnixPathError::Io(e.to_string())),
+    }
+}
+
+/// A listening unix socket at `path` (which [`clear_unix_path`] freed):
+/// `mask` is the umask during bind(2) — process-wide, so call before any
+/// thread exists — and `mode` is set after. Returns the socket and the
+/// file's (path, device, inode), so only this file is ever unlinked.
+pub(crate) fn bind_unix_socket(
+    path: &Path,
+    mask: Option<u32>,
+    mode: Option<u32>,
+    backlog: i32,
+) -> io::Result<(OwnedFd, (PathBuf, u64, u64))> {
+    let fd = sys::stream_socket(libc::AF_UNIX)?;
+    let old = mask.map(sys::umask);
+    let bound = sys::bind_unix(&fd, path);
+    if let Some(old) = old {
+        sys::umask(old);
+    }
+    bound?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    sys::listen(&fd, backlog)?;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((fd, (path.to_path_buf(), meta.dev(), meta.ino())))
 }

@@ -277,7 +277,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
                     // store also hold stay open there, for the next start).
                     cleanup(config, &listeners);
                     drop(listeners);
-                    wait_in_flight(config, draining, &signals, &notifier)
+                    wait_in_flight(config, draining, &signals, Some(&notifier))
                 });
             match stopped {
                 Ok(()) => {
@@ -294,7 +294,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             log.say("- Restarting (hot: exec in place, same pid, listeners kept)...");
             let drained =
                 stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
-                    wait_in_flight(config, draining, &signals, &notifier).map(|()| listeners)
+                    wait_in_flight(config, draining, &signals, Some(&notifier)).map(|()| listeners)
                 });
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
@@ -573,12 +573,13 @@ pub(crate) fn stop_reactor(
 }
 
 /// Lets in-flight requests finish, bounded by `shutdown_timeout`. `Err`
-/// when a second TERM/INT asked to exit at once.
+/// when a second TERM/INT asked to exit at once. `notifier` is `None` in a
+/// cluster worker: only the master talks to systemd.
 pub(crate) fn wait_in_flight(
     config: &Config,
     d: Draining,
     signals: &OwnedFd,
-    notifier: &Notifier,
+    notifier: Option<&Notifier>,
 ) -> Result<(), ()> {
     let stats = &d.engine.stats;
     let mut next_extend = Instant::now();
@@ -587,7 +588,9 @@ pub(crate) fn wait_in_flight(
         // While requests keep completing, ask systemd for more time, so a
         // long but healthy drain is not killed by TimeoutStopSec=.
         let done = stats.requests.load(Ordering::Relaxed);
-        if Instant::now() >= next_extend && done != last_done {
+        if let Some(notifier) =
+            notifier.filter(|_| Instant::now() >= next_extend && done != last_done)
+        {
             notifier.extend_timeout(
                 d.deadline.saturating_duration_since(Instant::now()) + STATUS_INTERVAL * 5,
             );

@@ -688,34 +688,7 @@ fn decode_path(path: &str) -> Result<DecodedPath, StaticError> {
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits is 400.
 fn percent_decode(s: &str) -> Result<Vec<u8>, StaticError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let (Some(hi), Some(lo)) = (
-                b.get(i + 1).and_then(|&c| hex_value(c)),
-                b.get(i + 2).and_then(|&c| hex_value(c)),
-            ) else {
-                return Err(StaticError::BadRequest);
-            };
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    crate::http::percent_decode(s).ok_or(StaticError::BadRequest)
 }
 
 /// Percent-encodes every byte outside RFC 3986 `unreserved`, so the result
