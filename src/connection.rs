@@ -1,18 +1,19 @@
 //! Serving one connection on a pool thread: parse the buffered head, read
 //! the body (with `Expect: 100-continue` and limits), call the handler,
 //! write the response (sendfile for files), then serve the next pipelined
-//! request inline or hand the connection back to the reactor.
+//! request inline or park the connection in the pool's epoll until its
+//! next request (see `parking`).
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError};
+use crate::parking::{Parked, Parking};
 use crate::pool::Stats;
 use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT};
 use crate::tls::TlsConn;
@@ -43,6 +44,9 @@ pub struct Conn {
     pub served: u32,
     /// TLS session of an `ssl://` connection.
     pub tls: Option<Box<TlsConn>>,
+    /// Registered in the pool's epoll (parked there once already), not
+    /// the reactor's.
+    pub pooled: bool,
 }
 
 impl Conn {
@@ -52,6 +56,7 @@ impl Conn {
             buf: Vec::new(),
             served: 0,
             tls,
+            pooled: false,
         }
     }
 
@@ -153,24 +158,36 @@ pub struct Engine {
     pub handler: Box<dyn Handler>,
     pub stats: Stats,
     pub limits: Limits,
-    /// Connections going back to the reactor, and its wake-up.
-    pub back: Sender<Conn>,
+    /// The pool's bounded queue: connections with a complete request head.
+    pub queue: Sender<Conn>,
+    pub jobs: Receiver<Conn>,
+    /// Rung once per queued connection while pool threads wait in
+    /// `pool_epoll` (a counting eventfd registered there).
+    pub doorbell: EventFd,
+    /// The reactor's wake-up (room in the queue again, stop).
     pub wake: EventFd,
     /// Set by the reactor while it holds connections the full queue
     /// refused; a thread taking a job then wakes it.
     pub backlogged: AtomicBool,
     /// A wake-up is on its way to the reactor (see `wake_reactor`).
     pub wake_pending: AtomicBool,
-    /// The reactor's epoll instance (pool threads re-arm parked connections).
+    /// The reactor's epoll: listeners, new connections, TLS handshakes.
     pub epoll: Epoll,
-    /// Connections parked by pool threads, not yet seen by the reactor.
-    pub incoming: Mutex<Vec<Conn>>,
+    /// The pool's epoll: parked keep-alive connections and the doorbell.
+    pub pool_epoll: Epoll,
+    /// The connections registered in `pool_epoll`, between requests.
+    pub parking: Parking,
+    /// Set when the pool is dropped: idle threads exit.
+    pub retired: AtomicBool,
 }
 
 /// The per-request limits, copied from the config.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// first_data_timeout: for a request's head and body to arrive.
     pub body_timeout: Duration,
+    /// persistent_timeout: for an idle keep-alive connection.
+    pub persistent_timeout: Duration,
     pub max_keep_alive: u32,
     pub max_body: u64,
     pub log_requests: bool,
@@ -180,6 +197,7 @@ impl Limits {
     pub fn from_config(c: &Config) -> Limits {
         Limits {
             body_timeout: c.first_data_timeout,
+            persistent_timeout: c.persistent_timeout,
             max_keep_alive: c.max_keep_alive,
             max_body: c.max_body,
             log_requests: c.log_requests,
@@ -187,7 +205,39 @@ impl Limits {
     }
 }
 
+/// What to do with a connection after serving what it had buffered.
+enum Next {
+    /// Wait for its next request in the pool's epoll.
+    Park,
+    /// A complete request is buffered but others are queued: queue it
+    /// behind them.
+    Requeue,
+    Close,
+}
+
 impl Engine {
+    /// Queues a connection with a complete head for the pool; gives it
+    /// back when the queue is full.
+    pub fn enqueue(&self, conn: Conn) -> Result<(), Conn> {
+        match self.queue.try_send(conn) {
+            Ok(()) => {
+                self.ring();
+                Ok(())
+            }
+            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+        }
+    }
+
+    /// After queueing: wakes a pool thread if one waits. Pairs with the
+    /// fence in the pool's wait: either the thread sees the queued
+    /// connection, or this sees the thread waiting.
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.stats.waiting.load(Ordering::SeqCst) > 0 {
+            self.doorbell.notify();
+        }
+    }
+
     /// Called by a pool thread when it takes a connection off the queue.
     pub fn on_dequeue(&self) {
         if self.backlogged.load(Ordering::Acquire) {
@@ -195,34 +245,51 @@ impl Engine {
         }
     }
 
-    fn hand_back(&self, conn: Conn) {
+    /// Parks a connection that has just been served until its next
+    /// request (or the rest of a pipelined one).
+    fn park_keep_alive(&self, conn: Conn) {
+        let partial = !conn.buf.is_empty();
+        let deadline = Instant::now()
+            + if partial {
+                self.limits.body_timeout
+            } else {
+                self.limits.persistent_timeout
+            };
+        self.park(Parked {
+            conn,
+            deadline,
+            partial,
+        });
+    }
+
+    /// Puts `p` in the parking, then arms its one-shot registration in
+    /// the pool's epoll (moving it out of the reactor's the first time).
+    fn park(&self, mut p: Parked) {
         if self.stats.stopping.load(Ordering::Acquire) {
-            return; // dropped: closed
+            return; // dropped: closed (the reactor closed the idle ones)
         }
-        if http::head_end(&conn.buf).is_some() {
-            // A complete request is already buffered (handed back to be
-            // fair to others): no socket event will announce it.
-            if self.back.send(conn).is_ok() {
-                self.wake_reactor();
-            }
-            return;
+        let fd = p.conn.fd.as_raw_fd();
+        let first = !p.conn.pooled;
+        if first {
+            // Served first from the reactor: its one-shot fired, so the
+            // registration there is disarmed; remove it for good.
+            let _ = self.epoll.delete(fd);
+            p.conn.pooled = true;
         }
-        // Park it without waking the reactor: deposit it, then re-arm its
-        // one-shot registration. The reactor finds it in `incoming` when
-        // its next byte arrives, or on its next turn (for the deadline).
-        // Waking the reactor for every keep-alive request was the largest
-        // cost in the profile (eventfd writes and task switches).
-        let fd = conn.fd.as_raw_fd();
-        self.incoming
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
-        let _ = self.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64);
+        self.parking.put(p);
+        let armed = if first {
+            self.pool_epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64)
+        } else {
+            self.pool_epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64)
+        };
+        if armed.is_err() {
+            drop(self.parking.take(fd)); // closed: nothing would wake it
+        }
     }
 
     /// Wakes the reactor once per turn of its loop: wake-ups between two
     /// turns coalesce into one eventfd write (the reactor clears
-    /// `wake_pending` before it looks at the channel again).
+    /// `wake_pending` before it looks at the queue again).
     fn wake_reactor(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.wake.notify();
@@ -230,32 +297,67 @@ impl Engine {
     }
 }
 
+/// A parked connection's registration fired: read what came, serve it
+/// when a request head is complete, park it again otherwise.
+pub fn on_parked_ready(engine: &Engine, fd: RawFd) {
+    let Some(mut p) = engine.parking.take(fd) else {
+        return; // expired by the reactor since, or a stale event
+    };
+    loop {
+        match p.conn.read_some() {
+            Ok(0) => return, // the client closed: drop
+            Ok(_) => {
+                if p.conn.buf.len() >= http::MAX_HEAD || http::head_end(&p.conn.buf).is_some() {
+                    // Complete, or too large: answered either way.
+                    serve(engine, p.conn);
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return,
+        }
+    }
+    if !p.partial && !p.conn.buf.is_empty() {
+        // An idle keep-alive connection started a request: from now the
+        // head has first_data_timeout to arrive in full.
+        p.partial = true;
+        p.deadline = Instant::now() + engine.limits.body_timeout;
+    }
+    engine.park(p);
+}
+
 /// Serves `conn` until it must wait for the client again, then parks it
-/// in the reactor, or closes it.
-pub fn serve(engine: &Engine, mut conn: Conn, queue: &Receiver<Conn>) {
-    engine.stats.busy.fetch_add(1, Ordering::AcqRel);
-    let park = serve_requests(engine, &mut conn, queue);
-    engine.stats.busy.fetch_sub(1, Ordering::AcqRel);
-    if park {
-        engine.hand_back(conn);
+/// (or queues it behind others, or closes it).
+pub fn serve(engine: &Engine, mut conn: Conn) {
+    loop {
+        engine.stats.busy.fetch_add(1, Ordering::AcqRel);
+        let next = serve_requests(engine, &mut conn);
+        engine.stats.busy.fetch_sub(1, Ordering::AcqRel);
+        match next {
+            Next::Park => return engine.park_keep_alive(conn),
+            Next::Close => return,
+            Next::Requeue => match engine.enqueue(conn) {
+                Ok(()) => return,
+                Err(c) => conn = c, // the queue is full: go on here
+            },
+        }
     }
 }
 
-/// Returns true to park the connection, false to close it.
-fn serve_requests(engine: &Engine, conn: &mut Conn, queue: &Receiver<Conn>) -> bool {
+fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
     loop {
         let (head, n) = match http::parse_head(&conn.buf) {
             Ok(Some(parsed)) => parsed,
-            Ok(None) => return true, // the reactor reads the rest of the head
+            Ok(None) => return Next::Park, // wait for the rest of the head
             Err(e) => {
                 respond_error(engine, conn, e, None);
-                return false;
+                return Next::Close;
             }
         };
         conn.buf.drain(..n);
         conn.served += 1;
         if !serve_one(engine, conn, &head) {
-            return false;
+            return Next::Close;
         }
         if engine.stats.stopping.load(Ordering::Acquire) {
             // Stopping: answer what is already here (with Connection:
@@ -263,20 +365,24 @@ fn serve_requests(engine: &Engine, conn: &mut Conn, queue: &Receiver<Conn>) -> b
             if http::head_end(&conn.buf).is_some() {
                 continue;
             }
-            return false;
+            return Next::Close;
         }
-        // The next request may already be here (pipelining, or a client
-        // that answers fast). Serve it inline unless others are waiting.
-        if conn.buf.is_empty() {
+        if conn.buf.is_empty() && conn.tls.is_some() {
+            // rustls may hold decrypted bytes of the next request that no
+            // socket event will announce.
             match conn.read_some() {
-                Ok(0) => return false,
+                Ok(0) => return Next::Close,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(_) => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+                Err(_) => return Next::Close,
             }
         }
-        if http::head_end(&conn.buf).is_none() || !queue.is_empty() {
-            return true;
+        // A pipelined request is served inline unless others are waiting.
+        if http::head_end(&conn.buf).is_none() {
+            return Next::Park;
+        }
+        if !engine.jobs.is_empty() {
+            return Next::Requeue;
         }
     }
 }

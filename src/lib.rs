@@ -24,6 +24,7 @@ mod fork;
 pub mod http;
 mod listeners;
 mod notify;
+mod parking;
 mod pool;
 mod reactor;
 mod server;

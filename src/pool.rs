@@ -1,16 +1,19 @@
-//! The thread pool: between `min` and `max` threads taking connections
-//! (each with a complete request head buffered) from one bounded crossbeam
-//! channel. Threads are spawned on demand up to `max` and trimmed back to
-//! `min` after [`IDLE_THREAD_TIMEOUT`] without work. The channel's bound is
-//! the backpressure: when it is full the reactor stops accepting.
+//! The thread pool: between `min` and `max` threads. A thread takes
+//! connections with a complete request head from one bounded crossbeam
+//! channel (filled by the reactor), and, when the channel is empty, waits
+//! in the pool's epoll for the next request of a parked keep-alive
+//! connection (see `parking`). Threads are spawned on demand up to `max`
+//! and trimmed back to `min` after [`IDLE_THREAD_TIMEOUT`] without work.
+//! The channel's bound is the backpressure: when it is full the reactor
+//! stops accepting.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-
 use crate::connection::{self, Conn, Engine};
+use crate::sys::{Events, EPOLL_READ};
 
 /// A thread above `min` that waited this long for work exits (Puma trims
 /// idle threads every 30 s).
@@ -21,6 +24,10 @@ pub const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// 89k, 16 → 90k; below 8 the reactor is woken for every dequeue. Deeper
 /// queues delay the backpressure that lets sibling workers take load.
 pub const QUEUE_PER_THREAD: usize = 8;
+/// The doorbell's token in the pool's epoll (connections use their fd).
+const DOORBELL_TOKEN: u64 = u64::MAX;
+/// Pause after a failed epoll_wait before trying again.
+const WAIT_RETRY: Duration = Duration::from_millis(100);
 
 /// Counters shared by the pool, the reactor and the main loop.
 #[derive(Debug, Default)]
@@ -43,10 +50,12 @@ pub struct Stats {
     pub stopping: AtomicBool,
 }
 
-/// The sending side, owned by the reactor.
+/// The reactor's handle on the pool.
 pub struct Pool {
-    tx: Sender<Conn>,
-    rx: Receiver<Conn>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     engine: Arc<Engine>,
     min: usize,
     max: usize,
@@ -54,96 +63,142 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `min` threads. Call only after every fork.
-    pub fn start(engine: Arc<Engine>, min: usize, max: usize) -> Pool {
-        let (tx, rx) = crossbeam_channel::bounded(max.max(1) * QUEUE_PER_THREAD);
-        let pool = Pool {
-            tx,
-            rx,
-            engine,
-            min,
-            max,
-        };
+    pub fn start(engine: Arc<Engine>, min: usize, max: usize) -> std::io::Result<Pool> {
+        engine
+            .pool_epoll
+            .add(engine.doorbell.as_raw_fd(), EPOLL_READ, DOORBELL_TOKEN)?;
+        let shared = Arc::new(Shared { engine, min, max });
         for _ in 0..min {
-            pool.spawn();
+            spawn(&shared);
         }
-        pool
+        Ok(Pool { shared })
     }
 
     /// Queues a connection; gives it back when the queue is full.
     pub fn try_dispatch(&self, conn: Conn) -> Result<(), Conn> {
-        match self.tx.try_send(conn) {
-            Ok(()) => {
-                self.grow_if_needed();
-                Ok(())
-            }
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
-                self.grow_if_needed();
-                Err(c)
-            }
-        }
+        let r = self.shared.engine.enqueue(conn);
+        self.grow_if_needed();
+        r
     }
 
     /// Queues a connection, waiting up to `timeout` for room (used while
     /// stopping, to hand over requests already received).
     pub fn dispatch_wait(&self, conn: Conn, timeout: Duration) {
         self.grow_if_needed();
-        let _ = self.tx.send_timeout(conn, timeout);
+        let engine = &self.shared.engine;
+        if engine.queue.send_timeout(conn, timeout).is_ok() {
+            engine.ring();
+        }
     }
 
     /// Connections queued and not yet taken by a thread.
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.shared.engine.queue.len()
     }
 
     fn grow_if_needed(&self) {
-        let stats = &self.engine.stats;
-        let threads = stats.threads.load(Ordering::Acquire);
-        if threads < self.max && self.tx.len() > stats.waiting.load(Ordering::Acquire) {
-            self.spawn();
-        }
-    }
-
-    fn spawn(&self) {
-        let stats = &self.engine.stats;
-        stats.threads.fetch_add(1, Ordering::AcqRel);
-        let rx = self.rx.clone();
-        let engine = Arc::clone(&self.engine);
-        let min = self.min;
-        let spawned = std::thread::Builder::new()
-            .name("catamount-pool".into())
-            .spawn(move || worker_loop(&engine, &rx, min));
-        if let Err(e) = spawned {
-            stats.threads.fetch_sub(1, Ordering::AcqRel);
-            eprintln!("! could not start a pool thread: {e}; serving with the threads running");
+        let stats = &self.shared.engine.stats;
+        if self.shared.engine.queue.len() > stats.waiting.load(Ordering::Acquire) {
+            spawn(&self.shared);
         }
     }
 }
 
-fn worker_loop(engine: &Engine, rx: &Receiver<Conn>, min: usize) {
+impl Drop for Pool {
+    /// The engine is done: threads exit once idle.
+    fn drop(&mut self) {
+        let engine = &self.shared.engine;
+        engine.retired.store(true, Ordering::Release);
+        for _ in 0..engine.stats.threads.load(Ordering::Acquire) {
+            engine.doorbell.notify();
+        }
+    }
+}
+
+/// Starts one more thread unless `max` are running.
+fn spawn(shared: &Arc<Shared>) {
+    let stats = &shared.engine.stats;
+    let max = shared.max;
+    if stats
+        .threads
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_err()
+    {
+        return;
+    }
+    let mine = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("catamount-pool".into())
+        .spawn(move || worker_loop(&mine));
+    if let Err(e) = spawned {
+        stats.threads.fetch_sub(1, Ordering::AcqRel);
+        eprintln!("! could not start a pool thread: {e}; serving with the threads running");
+    }
+}
+
+fn worker_loop(shared: &Arc<Shared>) {
+    let engine = &*shared.engine;
     let stats = &engine.stats;
+    let mut events = Events::with_capacity(1);
     loop {
-        stats.waiting.fetch_add(1, Ordering::AcqRel);
-        let got = rx.recv_timeout(IDLE_THREAD_TIMEOUT);
-        stats.waiting.fetch_sub(1, Ordering::AcqRel);
-        match got {
-            Ok(conn) => {
-                engine.on_dequeue();
-                connection::serve(engine, conn, rx);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                // Trim: leave unless that would go below min.
+        if let Ok(conn) = engine.jobs.try_recv() {
+            engine.on_dequeue();
+            connection::serve(engine, conn);
+            continue;
+        }
+        if engine.retired.load(Ordering::Acquire) {
+            stats.threads.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        stats.waiting.fetch_add(1, Ordering::SeqCst);
+        // Pairs with `Engine::ring`: a connection queued after the
+        // try_recv above is either seen here or rings the doorbell.
+        fence(Ordering::SeqCst);
+        let queued = engine.jobs.try_recv().ok();
+        let waited = if queued.is_none() {
+            engine
+                .pool_epoll
+                .wait(&mut events, Some(IDLE_THREAD_TIMEOUT))
+        } else {
+            Ok(())
+        };
+        let still_waiting = stats.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        if let Some(conn) = queued {
+            engine.on_dequeue();
+            connection::serve(engine, conn);
+            continue;
+        }
+        if let Err(e) = waited {
+            eprintln!("! epoll_wait in a pool thread failed: {e}; retrying");
+            std::thread::sleep(WAIT_RETRY);
+            continue;
+        }
+        match events.tokens().next() {
+            None => {
+                // Idle that long: leave unless that would go below min, or
+                // leave parked connections with no thread to wake.
+                let parked = engine.parking.len() > 0;
                 let left = stats
                     .threads
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n > min).then(|| n - 1)
+                        (n > shared.min && (n > 1 || !parked)).then(|| n - 1)
                     });
                 if left.is_ok() {
                     return;
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                stats.threads.fetch_sub(1, Ordering::AcqRel);
-                return;
+            Some(DOORBELL_TOKEN) => {
+                engine.doorbell.take();
+            }
+            Some(token) => {
+                if still_waiting == 0 {
+                    // Keep a thread waiting for the other parked
+                    // connections while this one serves.
+                    spawn(shared);
+                }
+                connection::on_parked_ready(engine, token as RawFd);
             }
         }
     }

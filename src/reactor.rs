@@ -1,8 +1,10 @@
 //! The reactor: one thread with an epoll loop that accepts connections,
-//! buffers each request head until it is complete, parks idle keep-alive
-//! connections, enforces `first_data_timeout` and `persistent_timeout`, and
-//! hands connections with a complete head to the pool. A slow or idle
-//! client therefore holds a few bytes of memory here, never a pool thread.
+//! drives TLS handshakes, buffers each new connection's first request head
+//! until it is complete, and hands connections with a complete head to the
+//! pool. After that a connection waits between requests in the pool's
+//! epoll (`parking`); the reactor still enforces `first_data_timeout` and
+//! `persistent_timeout` there. A slow or idle client therefore holds a few
+//! bytes of memory, never a pool thread.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
@@ -11,13 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use crate::connection::{self, Conn, Engine};
 use crate::http::{self, HttpError};
 use crate::listeners::Listener;
+use crate::parking::Parked;
 use crate::pool::Pool;
-use crate::sys::{self, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::{HandshakeState, TlsConn};
 
 /// Connections accepted per listener wake-up before other work gets a turn.
@@ -45,28 +46,9 @@ pub struct Timeouts {
     pub shutdown: Duration,
 }
 
-/// How [`Reactor::park`] registers a connection with epoll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Arm {
-    /// New: add it.
-    Add,
-    /// Registered and disarmed (one-shot fired): re-arm it.
-    Modify,
-    /// A pool thread re-armed it already (`Engine::incoming`).
-    Already,
-}
-
-/// Longest epoll wait: connections parked by pool threads get their
-/// deadline registered within this time even when no event comes.
+/// Longest epoll wait: the loop turns (and bumps the heartbeat the
+/// watchdog checks) at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-/// A connection waiting for bytes.
-struct Parked {
-    conn: Conn,
-    deadline: Instant,
-    /// Part of a request has arrived (the first-data deadline applies).
-    partial: bool,
-}
 
 pub struct Reactor {
     listeners: Vec<Listener>,
@@ -77,8 +59,9 @@ pub struct Reactor {
     pending: VecDeque<Conn>,
     pool: Pool,
     engine: Arc<Engine>,
-    back: Receiver<Conn>,
     timeouts: Timeouts,
+    /// When the pool's parked connections are next checked for deadlines.
+    next_parking_scan: Instant,
 }
 
 impl Reactor {
@@ -86,7 +69,6 @@ impl Reactor {
         listeners: Vec<Listener>,
         pool: Pool,
         engine: Arc<Engine>,
-        back: Receiver<Conn>,
         timeouts: Timeouts,
     ) -> io::Result<Reactor> {
         engine
@@ -101,8 +83,8 @@ impl Reactor {
             pending: VecDeque::new(),
             pool,
             engine,
-            back,
             timeouts,
+            next_parking_scan: Instant::now(),
         };
         r.set_accepting(true);
         Ok(r)
@@ -111,41 +93,26 @@ impl Reactor {
     /// Runs until the engine is stopping; returns the listeners (for the
     /// caller to clean up) and the pool (to wait for in-flight requests).
     pub fn run(mut self) -> (Vec<Listener>, Pool) {
-        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.engine.stats.stopping.load(Ordering::Acquire) {
             let stats = &self.engine.stats;
             stats.heartbeat.fetch_add(1, Ordering::Relaxed);
             stats
                 .queued
                 .store(self.pool.queued() + self.pending.len(), Ordering::Relaxed);
-            self.take_incoming();
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
-            if let Err(e) = self
-                .engine
-                .epoll
-                .wait(&mut events, EVENTS_PER_WAIT, timeout)
-            {
+            if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
                 eprintln!("! epoll_wait failed: {e}; retrying");
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
-            for ev in &events {
-                match ev.token {
+            for token in events.tokens() {
+                match token {
                     WAKE_TOKEN => {
                         // Drain first, then clear: a wake-up that lands
                         // after the clear is a fresh eventfd write.
                         self.engine.wake.drain();
                         self.engine.wake_pending.store(false, Ordering::Release);
-                        while let Ok(conn) = self.back.try_recv() {
-                            if http::head_end(&conn.buf).is_some() {
-                                // A complete request is already buffered
-                                // (the pool handed it back to be fair to
-                                // others): no socket event will announce it.
-                                self.dispatch(conn);
-                            } else {
-                                self.park(conn, Arm::Modify);
-                            }
-                        }
                     }
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
                     t => self.on_ready(t as RawFd),
@@ -159,7 +126,25 @@ impl Reactor {
 
     fn stop(mut self) -> (Vec<Listener>, Pool) {
         self.set_accepting(false);
-        self.take_incoming();
+        // Connections parked in the pool come back here: the idle ones are
+        // closed below, the ones with part of a request get the grace.
+        for p in self.engine.parking.take_all() {
+            let mut conn = p.conn;
+            let fd = conn.fd.as_raw_fd();
+            let _ = self.engine.pool_epoll.delete(fd);
+            conn.pooled = false;
+            // A request may have arrived since the last event: read
+            // before calling the connection idle.
+            let arrived = p.partial || matches!(conn.read_some(), Ok(n) if n > 0);
+            if !arrived {
+                continue; // idle, closed by the client, or failed: dropped
+            }
+            if http::head_end(&conn.buf).is_some() {
+                self.dispatch(conn);
+            } else {
+                self.park(conn);
+            }
+        }
         // Idle keep-alive connections are not in flight: close them now.
         let idle: Vec<RawFd> = self
             .conns
@@ -177,7 +162,7 @@ impl Reactor {
         // fail a request the client already sent (systemctl restart, a hot
         // restart).
         let grace = Instant::now() + self.timeouts.first_data.min(STOP_GRACE);
-        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.conns.is_empty() {
             let now = Instant::now();
             if now >= grace {
@@ -186,13 +171,13 @@ impl Reactor {
             if self
                 .engine
                 .epoll
-                .wait(&mut events, EVENTS_PER_WAIT, Some(grace - now))
+                .wait(&mut events, Some(grace - now))
                 .is_err()
             {
                 break;
             }
-            for ev in &events {
-                match ev.token {
+            for token in events.tokens() {
+                match token {
                     WAKE_TOKEN => self.engine.wake.drain(),
                     t if t >= LISTENER_BASE => {}
                     t => self.on_ready(t as RawFd),
@@ -212,6 +197,7 @@ impl Reactor {
     fn next_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let mut next = self.deadlines.first().map(|(d, _)| *d);
+        next = Some(next.map_or(self.next_parking_scan, |n| n.min(self.next_parking_scan)));
         if let Some(p) = self.accept_paused_until {
             next = Some(next.map_or(p, |n| n.min(p)));
         }
@@ -269,7 +255,7 @@ impl Reactor {
                             }
                         },
                     };
-                    self.park(Conn::new(fd, tls), Arm::Add);
+                    self.park(Conn::new(fd, tls));
                 }
 
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -296,9 +282,9 @@ impl Reactor {
         }
     }
 
-    /// Waits for more bytes on `conn`: a new connection, one handed back
-    /// by the pool (`registered`), or one whose head is still partial.
-    fn park(&mut self, conn: Conn, arm: Arm) {
+    /// Registers `conn` to wait for its first request: a new connection,
+    /// or (at a stop) one that was parked in the pool with part of one.
+    fn park(&mut self, conn: Conn) {
         let fd = conn.fd.as_raw_fd();
         let partial = !conn.buf.is_empty();
         let deadline = Instant::now()
@@ -307,12 +293,12 @@ impl Reactor {
             } else {
                 self.timeouts.persistent
             };
-        let armed = match arm {
-            Arm::Add => self.engine.epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64),
-            Arm::Modify => self.engine.epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64),
-            Arm::Already => Ok(()),
-        };
-        if armed.is_err() {
+        if self
+            .engine
+            .epoll
+            .add(fd, EPOLL_READ_ONESHOT, fd as u64)
+            .is_err()
+        {
             return; // dropping the connection closes it
         }
         self.deadlines.insert((deadline, fd));
@@ -327,10 +313,6 @@ impl Reactor {
     }
 
     fn on_ready(&mut self, fd: RawFd) {
-        if !self.conns.contains_key(&fd) {
-            // Parked by a pool thread since our last look.
-            self.take_incoming();
-        }
         let Some(mut p) = self.conns.remove(&fd) else {
             return;
         };
@@ -388,21 +370,6 @@ impl Reactor {
         }
     }
 
-    /// Moves the connections pool threads parked (already re-armed) into
-    /// the reactor's map, with their deadlines.
-    fn take_incoming(&mut self) {
-        let parked = std::mem::take(
-            &mut *self
-                .engine
-                .incoming
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for conn in parked {
-            self.park(conn, Arm::Already);
-        }
-    }
-
     fn dispatch(&mut self, conn: Conn) {
         if !self.pending.is_empty() {
             self.pending.push_back(conn);
@@ -434,19 +401,28 @@ impl Reactor {
 
     fn expire(&mut self) {
         let now = Instant::now();
+        let mut expired = Vec::new();
         while let Some(&(deadline, fd)) = self.deadlines.first() {
             if deadline > now {
-                return;
+                break;
             }
             self.deadlines.pop_first();
-            if let Some(mut p) = self.conns.remove(&fd) {
-                if p.partial {
-                    // Part of a request came, the rest did not: say so.
-                    let bytes = connection::error_response(HttpError::Timeout);
-                    p.conn.send_now(&bytes);
-                }
-                // Dropping closes; an idle keep-alive connection just closes.
+            expired.extend(self.conns.remove(&fd));
+        }
+        if now >= self.next_parking_scan {
+            // A connection parked after this scan has a deadline at least
+            // the shorter timeout away: no need to look sooner than that.
+            let soonest = now + self.timeouts.first_data.min(self.timeouts.persistent);
+            let earliest = self.engine.parking.expire(now, &mut expired);
+            self.next_parking_scan = earliest.map_or(soonest, |e| e.min(soonest));
+        }
+        for mut p in expired {
+            if p.partial {
+                // Part of a request came, the rest did not: say so.
+                let bytes = connection::error_response(HttpError::Timeout);
+                p.conn.send_now(&bytes);
             }
+            // Dropping closes; an idle keep-alive connection just closes.
         }
     }
 }

@@ -22,7 +22,8 @@ use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer};
 use crate::listeners::{self, Listener};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
-use crate::pool::{Pool, Stats};
+use crate::parking::Parking;
+use crate::pool::{self, Pool, Stats};
 use crate::reactor::{Reactor, Timeouts};
 use crate::sys::{self, EventFd};
 use crate::{Config, Handler};
@@ -347,26 +348,37 @@ pub(crate) fn start_serving(
     handler
         .boot()
         .map_err(|e| format!("the application failed to boot: {e}"))?;
-    let (back_tx, back_rx) = crossbeam_channel::unbounded();
-    let wake = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
+    let (queue, jobs) =
+        crossbeam_channel::bounded(config.max_threads.max(1) * pool::QUEUE_PER_THREAD);
+    let eventfd =
+        |what: &str| EventFd::new().map_err(|e| format!("cannot create an eventfd ({what}): {e}"));
+    let epoll = |what: &str| {
+        sys::Epoll::new().map_err(|e| format!("cannot create an epoll instance ({what}): {e}"))
+    };
     let engine = Arc::new(Engine {
         handler,
         stats: Stats::default(),
         limits: Limits::from_config(config),
-        back: back_tx,
-        wake,
+        queue,
+        jobs,
+        doorbell: EventFd::semaphore()
+            .map_err(|e| format!("cannot create an eventfd (pool doorbell): {e}"))?,
+        wake: eventfd("reactor wake-up")?,
         backlogged: AtomicBool::new(false),
         wake_pending: AtomicBool::new(false),
-        epoll: sys::Epoll::new().map_err(|e| format!("cannot create an epoll instance: {e}"))?,
-        incoming: std::sync::Mutex::new(Vec::new()),
+        epoll: epoll("reactor")?,
+        pool_epoll: epoll("pool")?,
+        parking: Parking::default(),
+        retired: AtomicBool::new(false),
     });
     let timeouts = Timeouts {
         first_data: config.first_data_timeout,
         persistent: config.persistent_timeout,
         shutdown: config.shutdown_timeout,
     };
-    let pool = Pool::start(Arc::clone(&engine), config.min_threads, config.max_threads);
-    let reactor = Reactor::new(listeners, pool, Arc::clone(&engine), back_rx, timeouts)
+    let pool = Pool::start(Arc::clone(&engine), config.min_threads, config.max_threads)
+        .map_err(|e| format!("cannot start the thread pool: {e}"))?;
+    let reactor = Reactor::new(listeners, pool, Arc::clone(&engine), timeouts)
         .map_err(|e| format!("cannot start the reactor: {e}"))?;
     let reactor = std::thread::Builder::new()
         .name("catamount-reactor".into())

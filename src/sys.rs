@@ -752,12 +752,6 @@ pub struct Epoll {
     fd: OwnedFd,
 }
 
-/// One readiness event from [`Epoll::wait`].
-#[derive(Clone, Copy, Debug)]
-pub struct Event {
-    pub token: u64,
-}
-
 /// Level-triggered readability.
 pub const EPOLL_READ: u32 = libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32;
 /// Writability reported once (a TLS handshake waiting to send).
@@ -795,33 +789,50 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
-    /// Waits for events (at most `max`), up to `timeout` (`None`: forever).
-    pub fn wait(
-        &self,
-        out: &mut Vec<Event>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        let mut raw = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+    /// Waits for events (at most `events.capacity()`), up to `timeout`
+    /// (`None`: forever). Readable, hung up or in error alike: the owner of
+    /// a token finds out which by reading.
+    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
-        // SAFETY: raw holds max initialised events; the kernel writes at most max.
+        events.len = 0;
+        // SAFETY: raw holds raw.len() initialised events and the kernel
+        // writes at most that many.
         let r = cvt(unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
-                raw.as_mut_ptr(),
-                max as libc::c_int,
+                events.raw.as_mut_ptr(),
+                events.raw.len() as libc::c_int,
                 ms,
             )
         });
-        out.clear();
-        let n = match r {
-            Ok(n) => n as usize,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+        match r {
+            Ok(n) => events.len = n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        // Readable, hung up or in error: the owner finds out by reading.
-        out.extend(raw[..n].iter().map(|e| Event { token: e.u64 }));
+        }
         Ok(())
+    }
+}
+
+/// A reusable buffer for [`Epoll::wait`] (allocated once per waiting
+/// thread, not per wait).
+pub struct Events {
+    raw: Vec<libc::epoll_event>,
+    len: usize,
+}
+
+impl Events {
+    /// Room for `max` events per wait (at least one).
+    pub fn with_capacity(max: usize) -> Events {
+        Events {
+            raw: vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)],
+            len: 0,
+        }
+    }
+
+    /// The tokens of the events the last wait returned.
+    pub fn tokens(&self) -> impl Iterator<Item = u64> + '_ {
+        self.raw[..self.len].iter().map(|e| e.u64)
     }
 }
 
@@ -833,9 +844,28 @@ pub struct EventFd {
 impl EventFd {
     /// A new non-blocking, close-on-exec eventfd.
     pub fn new() -> io::Result<EventFd> {
+        EventFd::with_flags(0)
+    }
+
+    /// A counting eventfd: every [`EventFd::notify`] adds one and every
+    /// [`EventFd::take`] removes one, so n notifications wake n takers.
+    pub fn semaphore() -> io::Result<EventFd> {
+        EventFd::with_flags(libc::EFD_SEMAPHORE)
+    }
+
+    fn with_flags(flags: libc::c_int) -> io::Result<EventFd> {
         // SAFETY: eventfd takes integers and returns a new descriptor.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        let fd = cvt(unsafe { libc::eventfd(0, flags | libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         Ok(EventFd { fd: owned(fd) })
+    }
+
+    /// Takes one notification of a [`EventFd::semaphore`]; false when none
+    /// was pending (another thread took it).
+    pub fn take(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; EAGAIN means nothing pending.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        r == 8
     }
 
     /// Wakes the waiter (coalesces with other wake-ups).

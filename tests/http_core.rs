@@ -439,3 +439,49 @@ fn idle_keep_alive_connection_is_closed_after_persistent_timeout() {
     );
     assert_serves(s.addr());
 }
+
+#[test]
+fn second_request_that_stalls_on_a_keep_alive_connection_gets_408() {
+    // Between requests the connection waits in the pool's epoll; a head
+    // that starts there and stops arriving has first_data_timeout, not
+    // persistent_timeout.
+    let s = Server::start(&["--first-data-timeout", "1", "--persistent-timeout", "20"]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+    c.send(b"GET /hello.txt HTTP/1.1\r\nHost: te");
+    let t0 = Instant::now();
+    let r = c
+        .response_by("GET", t0 + Duration::from_secs(5))
+        .expect("an answer to the stalled request");
+    assert_eq!(r.status, 408, "{r:?}");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited <= Duration::from_secs(3),
+        "408 after {waited:?}; expected about 1 s"
+    );
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+    assert_serves(s.addr());
+}
+
+#[test]
+fn many_keep_alive_connections_take_turns_on_one_thread() {
+    // -t 1:1: every connection parks between requests and the single pool
+    // thread serves whichever is ready; none is starved.
+    let s = Server::start(&["-t", "1:1"]);
+    let mut clients: Vec<_> = (0..20).map(|_| Client::connect(s.addr())).collect();
+    for round in 0..5 {
+        for c in &mut clients {
+            c.send(&get_bytes("/hello.txt"));
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let r = c
+                .response_by("GET", deadline_in(Duration::from_secs(5)))
+                .unwrap_or_else(|e| panic!("round {round}, connection {i}: {e}"));
+            assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+        }
+    }
+}

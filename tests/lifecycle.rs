@@ -403,6 +403,39 @@ fn in_flight_request_completes_during_graceful_stop() {
 }
 
 #[test]
+fn request_started_on_a_keep_alive_connection_is_answered_during_graceful_stop() {
+    let mut s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").status, 200);
+    // The next request is on its way when the stop begins: not idle, so
+    // it gets the stop's grace to arrive and is answered.
+    c.send(b"GET /hello.txt HTTP/1.1\r\nHo");
+    s.signal("TERM");
+    assert!(
+        s.wait_for_line(
+            "- Gracefully stopping, waiting for requests to finish",
+            deadline_in(Duration::from_secs(5))
+        ),
+        "{}",
+        s.stdout()
+    );
+    c.send(b"st: test\r\n\r\n");
+    let r = c.expect_response("GET");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    // Then closed (the log line may precede the stop flag by a moment,
+    // so the answer itself may or may not say Connection: close).
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+    let status = s
+        .wait_exit(support::EXIT_DEADLINE)
+        .expect("exit after the last request");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+}
+
+#[test]
 fn second_signal_during_the_stop_exits_at_once() {
     let mut s = Server::start(&["--shutdown-timeout", "30"]);
     let _c = in_flight(&s);

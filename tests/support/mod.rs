@@ -534,16 +534,18 @@ pub fn proc_status(pid: u32) -> ProcStatus {
     }
 }
 
-/// futex(2)'s number, the call an idle pool thread sleeps in.
+/// The calls an idle pool thread sleeps in: epoll_wait(2) and
+/// epoll_pwait(2) (waiting for work in the pool's epoll), futex(2) (a
+/// lock, briefly).
 #[cfg(target_arch = "x86_64")]
-const SYS_FUTEX: u64 = 202;
+const IDLE_SYSCALLS: [u64; 3] = [232, 281, 202];
 #[cfg(target_arch = "aarch64")]
-const SYS_FUTEX: u64 = 98;
+const IDLE_SYSCALLS: [u64; 3] = [22, 22, 98];
 
 /// How many `catamount-pool` threads of `pid` are blocked in a system
-/// call other than futex(2): serving a request (waiting for its body in
-/// poll(2), or for the client to read in poll(2)/sendfile(2)) rather than
-/// waiting for work. This is how a test knows a request is in flight
+/// call other than the idle ones above: serving a request (waiting for
+/// its body in poll(2), or for the client to read in poll(2)/sendfile(2))
+/// rather than waiting for work. This is how a test knows a request is in flight
 /// before it acts, without sleeping. Reads /proc/PID/task/*/syscall.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn pool_threads_serving(pid: u32) -> usize {
@@ -563,7 +565,7 @@ pub fn pool_threads_serving(pid: u32) -> usize {
                 .split_whitespace()
                 .next()
                 .and_then(|n| n.parse::<u64>().ok());
-            matches!(nr, Some(n) if n != SYS_FUTEX)
+            matches!(nr, Some(n) if !IDLE_SYSCALLS.contains(&n))
         })
         .count()
 }

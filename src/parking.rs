@@ -1,0 +1,113 @@
+//! Keep-alive connections between requests, shared by the pool threads.
+//!
+//! After a pool thread answers a request it parks the connection here and
+//! re-arms its one-shot registration in the pool's epoll; the next request
+//! wakes whichever pool thread waits there, which takes the connection out
+//! and serves it. No other thread sits between two requests of a
+//! keep-alive connection (the hand-off to and from the reactor cost two
+//! wake-ups per request). The reactor enforces the deadlines: it scans the
+//! parked connections when the earliest deadline can have passed.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::connection::Conn;
+
+/// Independent locks, so pool threads parking and taking different
+/// connections rarely wait for each other.
+const SHARDS: usize = 16;
+
+/// A connection waiting for bytes, wherever it waits.
+pub struct Parked {
+    pub conn: Conn,
+    pub deadline: Instant,
+    /// Part of a request has arrived (the first-data deadline applies).
+    pub partial: bool,
+}
+
+/// The parked connections, by file descriptor.
+pub struct Parking {
+    shards: Vec<Mutex<HashMap<RawFd, Parked>>>,
+    count: AtomicUsize,
+}
+
+impl Default for Parking {
+    fn default() -> Parking {
+        Parking {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Parking {
+    fn shard(&self, fd: RawFd) -> MutexGuard<'_, HashMap<RawFd, Parked>> {
+        // A panic while holding a shard leaves a consistent map (every
+        // operation is one insert or remove): keep using it.
+        self.shards[fd as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Parks a connection. Call before arming its epoll registration, so
+    /// the thread the event wakes finds it.
+    pub fn put(&self, p: Parked) {
+        let fd = p.conn.fd.as_raw_fd();
+        if self.shard(fd).insert(fd, p).is_none() {
+            self.count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes the connection an event announced; `None` when the reactor
+    /// expired it meanwhile (or the event was stale).
+    pub fn take(&self, fd: RawFd) -> Option<Parked> {
+        let p = self.shard(fd).remove(&fd);
+        if p.is_some() {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+        p
+    }
+
+    /// Connections parked right now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Removes the connections whose deadline is at or before `now` into
+    /// `out`; returns the earliest deadline of those that stay.
+    pub fn expire(&self, now: Instant, out: &mut Vec<Parked>) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        for shard in &self.shards {
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let due: Vec<RawFd> = map
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(&fd, _)| fd)
+                .collect();
+            for fd in due {
+                if let Some(p) = map.remove(&fd) {
+                    self.count.fetch_sub(1, Ordering::AcqRel);
+                    out.push(p);
+                }
+            }
+            if let Some(d) = map.values().map(|p| p.deadline).min() {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
+            }
+        }
+        earliest
+    }
+
+    /// Removes every parked connection (at a stop).
+    pub fn take_all(&self) -> Vec<Parked> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            self.count.fetch_sub(map.len(), Ordering::AcqRel);
+            all.extend(map.drain().map(|(_, p)| p));
+        }
+        all
+    }
+}
