@@ -632,6 +632,13 @@ fn write_response(
             }
             b.len() as u64
         }
+        Body::File { file, offset, len } if conn.tls.is_some() && len <= COALESCE_LIMIT as u64 => {
+            // Under TLS the file is read and encrypted anyway: with the head
+            // in one buffer it leaves as one record in one send.
+            append_file(&mut out, &file, offset, len)?;
+            conn.send(&out, false)?;
+            len
+        }
         Body::File { file, offset, len } => {
             conn.send(&out, len > 0)?;
             conn.send_file(&file, offset, len)?;
@@ -643,6 +650,14 @@ fn write_response(
         }
     };
     Ok((keep_alive, sent))
+}
+
+/// Appends `len` bytes of `file` from `offset` to `out`.
+fn append_file(out: &mut Vec<u8>, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let start = out.len();
+    out.resize(start + len as usize, 0);
+    file.read_exact_at(&mut out[start..], offset)
 }
 
 /// Status line, engine headers, the handler's headers (minus the framing

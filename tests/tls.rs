@@ -139,6 +139,30 @@ fn keep_alive_and_pipelined_requests_over_tls() {
     timing("keep_alive_and_pipelined_requests_over_tls", started);
 }
 
+#[test]
+fn small_ranges_and_large_files_over_tls() {
+    // Small files leave with their head in one TLS record; larger ones
+    // are read and encrypted in chunks: both must arrive byte for byte.
+    let Some(pki) = pki() else { return };
+    let server = Server::start(&["-b", &pki.bind("a", "")]);
+    let port = ssl_port(&server);
+    let root = server.docroot().expect("the test docroot");
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &big).expect("write big.bin");
+    let out = pki.curl_get(port, "/big.bin", &[]);
+    assert!(out.status.success(), "curl: {}", text(&out.stderr));
+    assert!(
+        out.stdout == big,
+        "big.bin arrived changed ({} bytes)",
+        out.stdout.len()
+    );
+    let out = pki.curl_get(port, "/hello.txt", &["-r", "2-5", "-v"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "curl: {err}");
+    assert!(err.contains("< HTTP/1.1 206"), "{err}");
+    assert_eq!(text(&out.stdout), &HELLO[2..6]);
+}
+
 // ---------------------------------------------------------------------
 // 3. Client certificates
 // ---------------------------------------------------------------------
