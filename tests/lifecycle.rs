@@ -436,6 +436,29 @@ fn request_started_on_a_keep_alive_connection_is_answered_during_graceful_stop()
 }
 
 #[test]
+fn a_thread_stuck_in_a_slow_request_does_not_hold_up_parked_connections() {
+    // -t 2:2: one thread waits for a body that does not come; the other
+    // serves every keep-alive connection meanwhile, whichever thread was
+    // waiting for their events when the slow one arrived.
+    let s = Server::start(&["-t", "2:2"]);
+    let mut parked: Vec<_> = (0..5).map(|_| Client::connect(s.addr())).collect();
+    for c in &mut parked {
+        c.send(&get_bytes("/hello.txt"));
+        assert_eq!(c.expect_response("GET").status, 200);
+    }
+    let _slow = in_flight(&s);
+    for round in 0..3 {
+        for (i, c) in parked.iter_mut().enumerate() {
+            c.send(&get_bytes("/hello.txt"));
+            let r = c
+                .response_by("GET", deadline_in(Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("round {round}, connection {i}: {e}"));
+            assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+        }
+    }
+}
+
+#[test]
 fn second_signal_during_the_stop_exits_at_once() {
     let mut s = Server::start(&["--shutdown-timeout", "30"]);
     let _c = in_flight(&s);
