@@ -26,12 +26,18 @@ pub const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const QUEUE_PER_THREAD: usize = 8;
 /// The doorbell's token in the pool's epoll (connections use their fd).
 const DOORBELL_TOKEN: u64 = u64::MAX;
-/// Threads waiting in the pool's epoll at once; the other idle threads
-/// wait on the queue. Each idle thread waiting there was woken for its own
-/// event, one task switch per request (measured: 0.85 per request, and
-/// 30-40% of the CPU on 2 cores); with one waiter, events that arrive
-/// while it serves wait in epoll's ready list for the next free thread.
-const EPOLL_WAITERS: usize = 1;
+/// How many threads wait in the pool's epoll at once: the CPUs this
+/// process may use, shared among the cluster's workers (at least one);
+/// the other idle threads wait on the queue. With every idle thread
+/// waiting there, each was woken for its own event: 0.85 task switches
+/// per request, a third of the CPU on 2 cores. With fewer, events that
+/// arrive while the waiters serve wait in epoll's ready list for the next
+/// free thread. Measured on 2 cores (bench/run, 3 rounds): 1 waiter per
+/// process is best for the cluster row, 2 for single mode.
+pub fn epoll_waiters(workers: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / workers.max(1)).max(1)
+}
 /// How often a thread waiting on the queue checks whether the epoll
 /// waiter has left to serve (then it takes its place). Bounds the delay a
 /// parked connection sees when the thread that would take its event is
@@ -73,15 +79,27 @@ struct Shared {
     engine: Arc<Engine>,
     min: usize,
     max: usize,
+    /// See [`epoll_waiters`].
+    epoll_waiters: usize,
 }
 
 impl Pool {
     /// Starts `min` threads. Call only after every fork.
-    pub fn start(engine: Arc<Engine>, min: usize, max: usize) -> std::io::Result<Pool> {
+    pub fn start(
+        engine: Arc<Engine>,
+        min: usize,
+        max: usize,
+        epoll_waiters: usize,
+    ) -> std::io::Result<Pool> {
         engine
             .pool_epoll
             .add(engine.doorbell.as_raw_fd(), EPOLL_READ, DOORBELL_TOKEN)?;
-        let shared = Arc::new(Shared { engine, min, max });
+        let shared = Arc::new(Shared {
+            engine,
+            min,
+            max,
+            epoll_waiters,
+        });
         for _ in 0..min {
             spawn(&shared);
         }
@@ -168,7 +186,7 @@ fn worker_loop(shared: &Arc<Shared>) {
             stats.threads.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        if stats.waiting.load(Ordering::SeqCst) >= EPOLL_WAITERS {
+        if stats.waiting.load(Ordering::SeqCst) >= shared.epoll_waiters {
             // Another thread waits in the pool's epoll already: wait for a
             // queued connection here, and look again every FOLLOWER_POLL
             // (if that thread took an event and is still serving it, this

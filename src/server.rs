@@ -376,8 +376,13 @@ pub(crate) fn start_serving(
         persistent: config.persistent_timeout,
         shutdown: config.shutdown_timeout,
     };
-    let pool = Pool::start(Arc::clone(&engine), config.min_threads, config.max_threads)
-        .map_err(|e| format!("cannot start the thread pool: {e}"))?;
+    let pool = Pool::start(
+        Arc::clone(&engine),
+        config.min_threads,
+        config.max_threads,
+        pool::epoll_waiters(config.workers),
+    )
+    .map_err(|e| format!("cannot start the thread pool: {e}"))?;
     let reactor = Reactor::new(listeners, pool, Arc::clone(&engine), timeouts)
         .map_err(|e| format!("cannot start the reactor: {e}"))?;
     let reactor = std::thread::Builder::new()
