@@ -7,7 +7,7 @@
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -47,6 +47,10 @@ pub struct Conn {
     /// Registered in the pool's epoll (parked there once already), not
     /// the reactor's.
     pub pooled: bool,
+    /// Its token in the pool's epoll: the fd and a generation number, so
+    /// a stale event for a closed connection cannot take a new one that
+    /// got the same fd number.
+    pub token: u64,
 }
 
 impl Conn {
@@ -57,6 +61,7 @@ impl Conn {
             served: 0,
             tls,
             pooled: false,
+            token: 0,
         }
     }
 
@@ -179,6 +184,11 @@ pub struct Engine {
     pub parking: Parking,
     /// Set when the pool is dropped: idle threads exit.
     pub retired: AtomicBool,
+    /// Generation numbers for `Conn::token`.
+    pub generation: AtomicU32,
+    /// Pool threads reading a parked connection's request (not yet
+    /// `Stats::busy`): a graceful stop waits for them too.
+    pub reading: AtomicUsize,
 }
 
 /// The per-request limits, copied from the config.
@@ -275,15 +285,22 @@ impl Engine {
             // registration there is disarmed; remove it for good.
             let _ = self.epoll.delete(fd);
             p.conn.pooled = true;
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+            p.conn.token = (u64::from(generation) << 32) | fd as u64;
         }
+        let token = p.conn.token;
         self.parking.put(p);
         let armed = if first {
-            self.pool_epoll.add(fd, EPOLL_READ_ONESHOT, fd as u64)
+            self.pool_epoll.add(fd, EPOLL_READ_ONESHOT, token)
         } else {
-            self.pool_epoll.modify(fd, EPOLL_READ_ONESHOT, fd as u64)
+            self.pool_epoll.modify(fd, EPOLL_READ_ONESHOT, token)
         };
         if armed.is_err() {
-            drop(self.parking.take(fd)); // closed: nothing would wake it
+            drop(self.parking.take(fd, token)); // closed: nothing would wake it
+        } else if self.stats.stopping.load(Ordering::Acquire) {
+            // The stop began meanwhile and may have taken the parked
+            // connections back already: close this one too.
+            drop(self.parking.take(fd, token));
         }
     }
 
@@ -299,10 +316,17 @@ impl Engine {
 
 /// A parked connection's registration fired: read what came, serve it
 /// when a request head is complete, park it again otherwise.
-pub fn on_parked_ready(engine: &Engine, fd: RawFd) {
-    let Some(mut p) = engine.parking.take(fd) else {
+pub fn on_parked_ready(engine: &Engine, token: u64) {
+    let fd = (token & u64::from(u32::MAX)) as RawFd;
+    let Some(p) = engine.parking.take(fd, token) else {
         return; // expired by the reactor since, or a stale event
     };
+    engine.reading.fetch_add(1, Ordering::AcqRel);
+    read_parked(engine, p);
+    engine.reading.fetch_sub(1, Ordering::AcqRel);
+}
+
+fn read_parked(engine: &Engine, mut p: Parked) {
     loop {
         match p.conn.read_some() {
             Ok(0) => return, // the client closed: drop

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -32,6 +32,11 @@ pub struct Parked {
 pub struct Parking {
     shards: Vec<Mutex<HashMap<RawFd, Parked>>>,
     count: AtomicUsize,
+    /// The earliest deadline parked since the last scan, in nanoseconds
+    /// after `base` (u64::MAX: none): a connection re-parked with an old
+    /// deadline while a scan was under way is not overlooked.
+    hint: AtomicU64,
+    base: Instant,
 }
 
 impl Default for Parking {
@@ -39,6 +44,8 @@ impl Default for Parking {
         Parking {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             count: AtomicUsize::new(0),
+            hint: AtomicU64::new(u64::MAX),
+            base: Instant::now(),
         }
     }
 }
@@ -56,19 +63,37 @@ impl Parking {
     /// the thread the event wakes finds it.
     pub fn put(&self, p: Parked) {
         let fd = p.conn.fd.as_raw_fd();
+        let at = p.deadline.saturating_duration_since(self.base).as_nanos();
         if self.shard(fd).insert(fd, p).is_none() {
             self.count.fetch_add(1, Ordering::AcqRel);
         }
+        let at = u64::try_from(at).unwrap_or(u64::MAX - 1);
+        // Usually later than the hint: read, do not write, the shared line.
+        if at < self.hint.load(Ordering::Acquire) {
+            self.hint.fetch_min(at, Ordering::AcqRel);
+        }
     }
 
-    /// Takes the connection an event announced; `None` when the reactor
-    /// expired it meanwhile (or the event was stale).
-    pub fn take(&self, fd: RawFd) -> Option<Parked> {
-        let p = self.shard(fd).remove(&fd);
-        if p.is_some() {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+    /// Takes the connection an event announced (`token`: its
+    /// `Conn::token`); `None` when the reactor expired it meanwhile, or
+    /// when the event was stale and the fd number now belongs to another
+    /// connection.
+    pub fn take(&self, fd: RawFd, token: u64) -> Option<Parked> {
+        let mut map = self.shard(fd);
+        if map.get(&fd)?.conn.token != token {
+            return None;
         }
+        let p = map.remove(&fd);
+        self.count.fetch_sub(1, Ordering::AcqRel);
         p
+    }
+
+    /// The earliest deadline parked since the last [`Parking::expire`].
+    pub fn hint(&self) -> Option<Instant> {
+        match self.hint.load(Ordering::Acquire) {
+            u64::MAX => None,
+            n => Some(self.base + std::time::Duration::from_nanos(n)),
+        }
     }
 
     /// Connections parked right now.
@@ -79,6 +104,8 @@ impl Parking {
     /// Removes the connections whose deadline is at or before `now` into
     /// `out`; returns the earliest deadline of those that stay.
     pub fn expire(&self, now: Instant, out: &mut Vec<Parked>) -> Option<Instant> {
+        // Cleared first: what is parked from now on sets it again.
+        self.hint.store(u64::MAX, Ordering::Release);
         let mut earliest: Option<Instant> = None;
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());

@@ -7,7 +7,7 @@
 //! The channel's bound is the backpressure: when it is full the reactor
 //! stops accepting.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +130,11 @@ impl Pool {
 
     fn grow_if_needed(&self) {
         let stats = &self.shared.engine.stats;
-        if self.shared.engine.queue.len() > stats.waiting.load(Ordering::Acquire) {
+        let idle = stats
+            .threads
+            .load(Ordering::Acquire)
+            .saturating_sub(stats.busy.load(Ordering::Acquire));
+        if self.shared.engine.queue.len() > idle {
             spawn(&self.shared);
         }
     }
@@ -175,11 +179,21 @@ fn worker_loop(shared: &Arc<Shared>) {
     let stats = &engine.stats;
     let mut events = Events::with_capacity(1);
     let mut idle_since = Instant::now();
+    // After a queued connection, look at the parked ones first, so that
+    // neither kind starves the other when the pool is saturated.
+    let mut parked_first = false;
     loop {
+        if std::mem::take(&mut parked_first) {
+            if let Some(token) = ready_now(engine, &mut events) {
+                idle_since = Instant::now();
+                on_event(shared, token, stats.waiting.load(Ordering::Acquire));
+                continue;
+            }
+        }
         if let Ok(conn) = engine.jobs.try_recv() {
             idle_since = Instant::now();
-            engine.on_dequeue();
-            connection::serve(engine, conn);
+            serve_queued(engine, conn);
+            parked_first = true;
             continue;
         }
         if engine.retired.load(Ordering::Acquire) {
@@ -187,12 +201,19 @@ fn worker_loop(shared: &Arc<Shared>) {
             return;
         }
         if stats.waiting.load(Ordering::SeqCst) >= shared.epoll_waiters {
-            // Another thread waits in the pool's epoll already: wait for a
-            // queued connection here, and look again every FOLLOWER_POLL
-            // (if that thread took an event and is still serving it, this
-            // one takes its place).
-            // While nothing is being served, nothing can hold the waiter:
-            // look rarely (an idle server stays idle).
+            // Enough threads wait in the pool's epoll. Take an event that
+            // is ready without waiting for it (never sleep while work is
+            // pending)...
+            if let Some(token) = ready_now(engine, &mut events) {
+                idle_since = Instant::now();
+                on_event(shared, token, stats.waiting.load(Ordering::Acquire));
+                continue;
+            }
+            // ...else wait for a queued connection here, and look again
+            // every FOLLOWER_POLL (if the waiters took events and are still
+            // serving them, this thread takes a place). While nothing is
+            // being served nothing can hold the waiters: look rarely (an
+            // idle server stays idle).
             let poll = if stats.busy.load(Ordering::Acquire) > 0 {
                 FOLLOWER_POLL
             } else {
@@ -201,8 +222,8 @@ fn worker_loop(shared: &Arc<Shared>) {
             match engine.jobs.recv_timeout(poll) {
                 Ok(conn) => {
                     idle_since = Instant::now();
-                    engine.on_dequeue();
-                    connection::serve(engine, conn);
+                    serve_queued(engine, conn);
+                    parked_first = true;
                 }
                 Err(_) if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
                     if trim(shared) {
@@ -229,8 +250,8 @@ fn worker_loop(shared: &Arc<Shared>) {
         let still_waiting = stats.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
         idle_since = Instant::now();
         if let Some(conn) = queued {
-            engine.on_dequeue();
-            connection::serve(engine, conn);
+            serve_queued(engine, conn);
+            parked_first = true;
             continue;
         }
         if let Err(e) = waited {
@@ -243,38 +264,70 @@ fn worker_loop(shared: &Arc<Shared>) {
                 if trim(shared) {
                     return;
                 }
-                idle_since = Instant::now();
             }
-            Some(DOORBELL_TOKEN) => {
-                engine.doorbell.take();
-            }
-            Some(token) => {
-                let idle_others = stats
-                    .threads
-                    .load(Ordering::Acquire)
-                    .saturating_sub(stats.busy.load(Ordering::Acquire) + 1);
-                if still_waiting == 0 && idle_others == 0 {
-                    // Keep a thread free for the other parked connections
-                    // while this one serves.
-                    spawn(shared);
-                }
-                connection::on_parked_ready(engine, token as RawFd);
-            }
+            Some(token) => on_event(shared, token, still_waiting),
         }
     }
 }
 
-/// After [`IDLE_THREAD_TIMEOUT`] without work: true when this thread may
-/// leave (not below min, and never the last one while connections are
-/// parked with no other thread to wake).
-fn trim(shared: &Shared) -> bool {
-    let parked = shared.engine.parking.len() > 0;
-    shared
-        .engine
-        .stats
+fn serve_queued(engine: &Engine, conn: Conn) {
+    engine.on_dequeue();
+    connection::serve(engine, conn);
+}
+
+/// An event the pool's epoll has ready now, without waiting.
+fn ready_now(engine: &Engine, events: &mut Events) -> Option<u64> {
+    engine.pool_epoll.wait(events, Some(Duration::ZERO)).ok()?;
+    events.tokens().next()
+}
+
+/// One event from the pool's epoll: the doorbell (the queue is looked at
+/// next), or a parked connection's bytes. `still_waiting`: threads left
+/// waiting in the pool's epoll.
+fn on_event(shared: &Arc<Shared>, token: u64, still_waiting: usize) {
+    let engine = &*shared.engine;
+    let stats = &engine.stats;
+    if token == DOORBELL_TOKEN {
+        engine.doorbell.take();
+        return;
+    }
+    let idle_others = stats
         .threads
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n > shared.min && (n > 1 || !parked)).then(|| n - 1)
-        })
-        .is_ok()
+        .load(Ordering::Acquire)
+        .saturating_sub(stats.busy.load(Ordering::Acquire) + 1);
+    if still_waiting == 0 && idle_others == 0 {
+        // Keep a thread free for the other parked connections while this
+        // one serves.
+        spawn(shared);
+    }
+    connection::on_parked_ready(engine, token);
+}
+
+/// After [`IDLE_THREAD_TIMEOUT`] without work: true when this thread may
+/// leave: not below min, not while connections are queued (one queued as
+/// this thread decided may have found no thread to start), and not when
+/// connections are parked and no other thread waits in the pool's epoll.
+fn trim(shared: &Shared) -> bool {
+    let engine = &shared.engine;
+    let threads = &engine.stats.threads;
+    if !engine.jobs.is_empty() {
+        return false;
+    }
+    let unwatched = engine.parking.len() > 0 && engine.stats.waiting.load(Ordering::SeqCst) == 0;
+    if unwatched
+        || threads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > shared.min).then(|| n - 1)
+            })
+            .is_err()
+    {
+        return false;
+    }
+    if !engine.jobs.is_empty() {
+        // Queued meanwhile: stay (the reactor may have seen no room to
+        // start a thread for it).
+        threads.fetch_add(1, Ordering::AcqRel);
+        return false;
+    }
+    true
 }

@@ -197,7 +197,8 @@ impl Reactor {
     fn next_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let mut next = self.deadlines.first().map(|(d, _)| *d);
-        next = Some(next.map_or(self.next_parking_scan, |n| n.min(self.next_parking_scan)));
+        let scan = self.next_parking_scan();
+        next = Some(next.map_or(scan, |n| n.min(scan)));
         if let Some(p) = self.accept_paused_until {
             next = Some(next.map_or(p, |n| n.min(p)));
         }
@@ -409,14 +410,30 @@ impl Reactor {
             self.deadlines.pop_first();
             expired.extend(self.conns.remove(&fd));
         }
-        if now >= self.next_parking_scan {
+        if now >= self.next_parking_scan() {
             // A connection parked after this scan has a deadline at least
-            // the shorter timeout away: no need to look sooner than that.
+            // the shorter timeout away (or lowers the parking's hint).
             let soonest = now + self.timeouts.first_data.min(self.timeouts.persistent);
             let earliest = self.engine.parking.expire(now, &mut expired);
             self.next_parking_scan = earliest.map_or(soonest, |e| e.min(soonest));
         }
         for mut p in expired {
+            if p.conn.pooled && !p.partial {
+                // Idle by its deadline, unless a request came that no pool
+                // thread has read yet (all busy): then it is not idle.
+                let fd = p.conn.fd.as_raw_fd();
+                if matches!(p.conn.read_some(), Ok(n) if n > 0)
+                    && self.engine.pool_epoll.delete(fd).is_ok()
+                {
+                    p.conn.pooled = false;
+                    if http::head_end(&p.conn.buf).is_some() {
+                        self.dispatch(p.conn);
+                    } else {
+                        self.park(p.conn);
+                    }
+                    continue;
+                }
+            }
             if p.partial {
                 // Part of a request came, the rest did not: say so.
                 let bytes = connection::error_response(HttpError::Timeout);
@@ -424,5 +441,13 @@ impl Reactor {
             }
             // Dropping closes; an idle keep-alive connection just closes.
         }
+    }
+
+    /// When the pool's parked connections must next be checked.
+    fn next_parking_scan(&self) -> Instant {
+        self.engine
+            .parking
+            .hint()
+            .map_or(self.next_parking_scan, |h| h.min(self.next_parking_scan))
     }
 }

@@ -370,6 +370,8 @@ pub(crate) fn start_serving(
         pool_epoll: epoll("pool")?,
         parking: Parking::default(),
         retired: AtomicBool::new(false),
+        generation: std::sync::atomic::AtomicU32::new(0),
+        reading: std::sync::atomic::AtomicUsize::new(0),
     });
     let timeouts = Timeouts {
         first_data: config.first_data_timeout,
@@ -601,7 +603,10 @@ pub(crate) fn wait_in_flight(
     let stats = &d.engine.stats;
     let mut next_extend = Instant::now();
     let mut last_done = u64::MAX;
-    while stats.busy.load(Ordering::Acquire) > 0 || d.pool.queued() > 0 {
+    while stats.busy.load(Ordering::Acquire) > 0
+        || d.engine.reading.load(Ordering::Acquire) > 0
+        || d.pool.queued() > 0
+    {
         // While requests keep completing, ask systemd for more time, so a
         // long but healthy drain is not killed by TimeoutStopSec=.
         let done = stats.requests.load(Ordering::Relaxed);

@@ -459,6 +459,31 @@ fn a_thread_stuck_in_a_slow_request_does_not_hold_up_parked_connections() {
 }
 
 #[test]
+fn request_on_a_parked_connection_waits_for_a_busy_pool_not_closed_as_idle() {
+    // -t 1:1: the only thread waits for a body that does not come (until
+    // first_data_timeout, 3 s) while a parked connection's request
+    // arrives and its persistent deadline (2 s) passes. It is not idle:
+    // it is answered once the thread is free, not closed unread.
+    let s = Server::start(&[
+        "-t",
+        "1:1",
+        "--persistent-timeout",
+        "2",
+        "--first-data-timeout",
+        "3",
+    ]);
+    let mut parked = Client::connect(s.addr());
+    parked.send(&get_bytes("/hello.txt"));
+    assert_eq!(parked.expect_response("GET").status, 200);
+    let _slow = in_flight(&s);
+    parked.send(&get_bytes("/hello.txt"));
+    let r = parked
+        .response_by("GET", deadline_in(Duration::from_secs(8)))
+        .expect("answered once the thread was free");
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+}
+
+#[test]
 fn second_signal_during_the_stop_exits_at_once() {
     let mut s = Server::start(&["--shutdown-timeout", "30"]);
     let _c = in_flight(&s);
