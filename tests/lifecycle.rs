@@ -50,6 +50,19 @@ fn in_flight(s: &Server) -> Client<TcpStream> {
     c
 }
 
+/// Sends TERM and waits until the server says the graceful stop began.
+fn begin_graceful_stop(s: &Server) {
+    s.signal("TERM");
+    assert!(
+        s.wait_for_line(
+            "- Gracefully stopping, waiting for requests to finish",
+            deadline_in(Duration::from_secs(5))
+        ),
+        "{}",
+        s.stdout()
+    );
+}
+
 // ---------------------------------------------------------------------
 // Unix sockets
 // ---------------------------------------------------------------------
@@ -364,15 +377,7 @@ fn in_flight_request_completes_during_graceful_stop() {
     assert_eq!(idle.expect_response("GET").status, 200);
     let mut c = in_flight(&s);
 
-    s.signal("TERM");
-    assert!(
-        s.wait_for_line(
-            "- Gracefully stopping, waiting for requests to finish",
-            deadline_in(Duration::from_secs(5))
-        ),
-        "{}",
-        s.stdout()
-    );
+    begin_graceful_stop(&s);
     // New connections are refused once the stop has begun...
     assert!(
         wait_refused(addr, Duration::from_secs(3)),
@@ -411,15 +416,7 @@ fn request_started_on_a_keep_alive_connection_is_answered_during_graceful_stop()
     // The next request is on its way when the stop begins: not idle, so
     // it gets the stop's grace to arrive and is answered.
     c.send(b"GET /hello.txt HTTP/1.1\r\nHo");
-    s.signal("TERM");
-    assert!(
-        s.wait_for_line(
-            "- Gracefully stopping, waiting for requests to finish",
-            deadline_in(Duration::from_secs(5))
-        ),
-        "{}",
-        s.stdout()
-    );
+    begin_graceful_stop(&s);
     c.send(b"st: test\r\n\r\n");
     let r = c.expect_response("GET");
     assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
