@@ -24,7 +24,8 @@ pub const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// 89k, 16 → 90k; below 8 the reactor is woken for every dequeue. Deeper
 /// queues delay the backpressure that lets sibling workers take load.
 pub const QUEUE_PER_THREAD: usize = 8;
-/// The doorbell's token in the pool's epoll (connections use their fd).
+/// The doorbell's token in the pool's epoll (connections use their
+/// `Conn::token`, a generation above a non-negative fd: never all ones).
 const DOORBELL_TOKEN: u64 = u64::MAX;
 /// How many threads wait in the pool's epoll at once: the CPUs this
 /// process may use, shared among the cluster's workers (at least one);
