@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError};
-use crate::parking::{Parked, Parking};
+use crate::parking::{Arrived, Parked, Parking};
 use crate::pool::Stats;
 use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT};
 use crate::tls::TlsConn;
@@ -327,27 +327,11 @@ pub fn on_parked_ready(engine: &Engine, token: u64) {
 }
 
 fn read_parked(engine: &Engine, mut p: Parked) {
-    loop {
-        match p.conn.read_some() {
-            Ok(0) => return, // the client closed: drop
-            Ok(_) => {
-                if p.conn.buf.len() >= http::MAX_HEAD || http::head_end(&p.conn.buf).is_some() {
-                    // Complete, or too large: answered either way.
-                    serve(engine, p.conn);
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return,
-        }
+    match p.read_available(engine.limits.body_timeout) {
+        Arrived::Request => serve(engine, p.conn),
+        Arrived::Waiting => engine.park(p),
+        Arrived::Gone => {} // dropped: closed
     }
-    if !p.partial && !p.conn.buf.is_empty() {
-        // An idle keep-alive connection started a request: from now the
-        // head has first_data_timeout to arrive in full.
-        p.partial = true;
-        p.deadline = Instant::now() + engine.limits.body_timeout;
-    }
-    engine.park(p);
 }
 
 /// Serves `conn` until it must wait for the client again, then parks it

@@ -9,12 +9,14 @@
 //! parked connections when the earliest deadline can have passed.
 
 use std::collections::HashMap;
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::connection::Conn;
+use crate::http;
 
 /// Independent locks, so pool threads parking and taking different
 /// connections rarely wait for each other.
@@ -26,6 +28,46 @@ pub struct Parked {
     pub deadline: Instant,
     /// Part of a request has arrived (the first-data deadline applies).
     pub partial: bool,
+}
+
+/// What [`Parked::read_available`] found.
+pub enum Arrived {
+    /// A complete request head is buffered (or one already over
+    /// `http::MAX_HEAD`, to be answered with its error).
+    Request,
+    /// Wait for more bytes.
+    Waiting,
+    /// The client closed, or reading failed: drop the connection.
+    Gone,
+}
+
+impl Parked {
+    /// Reads what the socket has, until a request head is complete or
+    /// nothing more is there. A head that starts on a kept-alive
+    /// connection gets `first_data` from now to arrive in full (a new
+    /// connection keeps the deadline set at accept).
+    pub fn read_available(&mut self, first_data: Duration) -> Arrived {
+        loop {
+            match self.conn.read_some() {
+                Ok(0) => return Arrived::Gone,
+                Ok(_) => {
+                    let buf = &self.conn.buf;
+                    if buf.len() >= http::MAX_HEAD || http::head_end(buf).is_some() {
+                        return Arrived::Request;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Arrived::Gone,
+            }
+        }
+        if !self.partial && !self.conn.buf.is_empty() {
+            self.partial = true;
+            if self.conn.served > 0 {
+                self.deadline = Instant::now() + first_data;
+            }
+        }
+        Arrived::Waiting
+    }
 }
 
 /// The parked connections, by file descriptor.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::connection::{self, Conn, Engine};
 use crate::http::{self, HttpError};
 use crate::listeners::Listener;
-use crate::parking::Parked;
+use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
 use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::{HandshakeState, TlsConn};
@@ -129,21 +129,8 @@ impl Reactor {
         // Connections parked in the pool come back here: the idle ones are
         // closed below, the ones with part of a request get the grace.
         for p in self.engine.parking.take_all() {
-            let mut conn = p.conn;
-            let fd = conn.fd.as_raw_fd();
-            let _ = self.engine.pool_epoll.delete(fd);
-            conn.pooled = false;
-            // A request may have arrived since the last event: read
-            // before calling the connection idle.
-            let arrived = p.partial || matches!(conn.read_some(), Ok(n) if n > 0);
-            if !arrived {
-                continue; // idle, closed by the client, or failed: dropped
-            }
-            if http::head_end(&conn.buf).is_some() {
-                self.dispatch(conn);
-            } else {
-                self.park(conn);
-            }
+            // Idle ones (given back) are dropped: closed.
+            drop(self.reclaim(p.conn, p.partial));
         }
         // Idle keep-alive connections are not in flight: close them now.
         let idle: Vec<RawFd> = self
@@ -337,28 +324,11 @@ impl Reactor {
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
         }
-        loop {
-            match p.conn.read_some() {
-                Ok(0) => return, // the client closed: drop
-                Ok(_) => {
-                    if p.conn.buf.len() >= http::MAX_HEAD || http::head_end(&p.conn.buf).is_some() {
-                        // Complete, or too large: the pool answers either way.
-                        self.dispatch(p.conn);
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return,
-            }
-        }
-        if !p.partial && !p.conn.buf.is_empty() {
-            // An idle keep-alive connection started a request: from now
-            // the head has first_data_timeout to arrive in full.
-            // (A new connection keeps the deadline set at accept.)
-            p.partial = true;
-            if p.conn.served > 0 {
-                p.deadline = Instant::now() + self.timeouts.first_data;
-            }
+        match p.read_available(self.timeouts.first_data) {
+            // Complete, or too large: the pool answers either way.
+            Arrived::Request => return self.dispatch(p.conn),
+            Arrived::Gone => return, // dropped: closed
+            Arrived::Waiting => {}
         }
         if self
             .engine
@@ -421,17 +391,9 @@ impl Reactor {
             if p.conn.pooled && !p.partial {
                 // Idle by its deadline, unless a request came that no pool
                 // thread has read yet (all busy): then it is not idle.
-                let fd = p.conn.fd.as_raw_fd();
-                if matches!(p.conn.read_some(), Ok(n) if n > 0)
-                    && self.engine.pool_epoll.delete(fd).is_ok()
-                {
-                    p.conn.pooled = false;
-                    if http::head_end(&p.conn.buf).is_some() {
-                        self.dispatch(p.conn);
-                    } else {
-                        self.park(p.conn);
-                    }
-                    continue;
+                match self.reclaim(p.conn, false) {
+                    Some(idle) => p.conn = idle,
+                    None => continue,
                 }
             }
             if p.partial {
@@ -441,6 +403,24 @@ impl Reactor {
             }
             // Dropping closes; an idle keep-alive connection just closes.
         }
+    }
+
+    /// Takes a connection the pool parked back into the reactor when part
+    /// or all of a request is there (`partial`, or read now: one may have
+    /// just arrived unread); gives it back when it is idle, closed or
+    /// failed.
+    fn reclaim(&mut self, mut conn: Conn, partial: bool) -> Option<Conn> {
+        if !partial && !matches!(conn.read_some(), Ok(n) if n > 0) {
+            return Some(conn);
+        }
+        let _ = self.engine.pool_epoll.delete(conn.fd.as_raw_fd());
+        conn.pooled = false;
+        if http::head_end(&conn.buf).is_some() {
+            self.dispatch(conn);
+        } else {
+            self.park(conn);
+        }
+        None
     }
 
     /// When the pool's parked connections must next be checked.
