@@ -165,7 +165,8 @@ pub enum Body {
     Empty,
     /// An in-memory body, sent with `Content-Length`.
     Bytes(Vec<u8>),
-    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
+    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`; up to
+    /// 16 KiB are read and sent with the head instead (one send).
     File {
         /// An open file (shared: the static app keeps hot files open).
         file: std::sync::Arc<std::fs::File>,

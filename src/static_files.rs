@@ -11,8 +11,12 @@
 //! - conditional requests (`If-None-Match`, `If-Modified-Since`), single byte
 //!   ranges (`Range`, `If-Range`) and precompressed `.br`/`.gz` siblings;
 //!
-//! Files are never read into memory: an answer carries [`Body::File`] and the
-//! engine sends it with `sendfile(2)`. The engine also drops the body of
+//! Large files are never read into memory: an answer carries [`Body::File`]
+//! and the engine sends it with `sendfile(2)`. A small file (up to
+//! [`CACHED_CONTENT_MAX`]) is read once when it is looked up and kept with
+//! its cache entry (within [`CACHED_CONTENT_BUDGET`] per process), so a hot
+//! small file costs no system call at all; it is answered as [`Body::Bytes`]
+//! and leaves with its head in one send. The engine also drops the body of
 //! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
 
 use std::collections::HashMap;
@@ -29,6 +33,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const OPEN_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
 /// Cache entries kept before the cache is emptied and refilled.
 pub const OPEN_FILE_CACHE_MAX: usize = 1024;
+/// Largest file whose bytes the cache keeps (read once at lookup; the same
+/// bound as the engine's one-send coalescing of head and body).
+pub const CACHED_CONTENT_MAX: u64 = 16 * 1024;
+/// Most file bytes the cache holds at once, per process (per worker in
+/// cluster mode); files looked up beyond it are sent from disk.
+pub const CACHED_CONTENT_BUDGET: usize = 1024 * 1024;
+/// Longest file extension [`content_type`] looks up; longer ones are
+/// `application/octet-stream`.
+const MAX_EXTENSION_LEN: usize = 16;
 
 use crate::{date, Body, Config, Handler, Request, Response};
 
@@ -49,7 +62,7 @@ pub struct StaticFiles {
     root_dir: Option<File>,
     /// Recent lookups (found or not), re-checked after
     /// [`OPEN_FILE_CACHE_VALID`], as nginx's `open_file_cache`.
-    cache: Mutex<HashMap<PathBuf, Cached>>,
+    cache: Mutex<OpenCache>,
     dir_listing: bool,
     serve_dotfiles: bool,
     cache_control: Option<String>,
@@ -84,7 +97,7 @@ impl StaticFiles {
         StaticFiles {
             root,
             root_dir,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(OpenCache::default()),
             dir_listing,
             serve_dotfiles,
             cache_control,
@@ -114,7 +127,14 @@ pub fn content_type(path: &Path) -> &'static str {
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return OCTET_STREAM;
     };
-    match ext.to_ascii_lowercase().as_str() {
+    // Lower-cased on the stack: this runs on every request.
+    let mut lower = [0u8; MAX_EXTENSION_LEN];
+    let Some(lower) = lower.get_mut(..ext.len()) else {
+        return OCTET_STREAM;
+    };
+    lower.copy_from_slice(ext.as_bytes());
+    lower.make_ascii_lowercase();
+    match std::str::from_utf8(lower).unwrap_or("") {
         // Text and markup.
         "html" | "htm" => "text/html; charset=utf-8",
         "xhtml" => "application/xhtml+xml; charset=utf-8",
@@ -340,9 +360,8 @@ impl StaticFiles {
             return Err(StaticError::NotFound);
         }
         let rel = decoded.rel();
-        let Opened { file, meta, canon } = self.open_cached(&rel)?;
-        if meta.is_dir() {
-            drop(file);
+        let found = self.open_cached(&rel)?;
+        if found.meta.is_dir() {
             if !decoded.trailing_slash {
                 let mut location = decoded.dir_url();
                 if let Some(q) = req.query() {
@@ -351,48 +370,44 @@ impl StaticFiles {
                 }
                 return Ok(Response::text(301, "Moved Permanently\n").header("Location", location));
             }
-            return self.directory(req, &decoded, &canon);
+            return self.directory(req, &decoded, &found.canon);
         }
         // A file named like a directory (`/a.txt/`) is not that file.
         if decoded.trailing_slash {
             return Err(StaticError::NotFound);
         }
-        Ok(self.file(req, &rel, file, meta))
+        Ok(self.file(req, &rel, found))
     }
 
     /// [`StaticFiles::open`] through the cache: a hot file costs no
     /// system call until its entry is older than [`OPEN_FILE_CACHE_VALID`];
     /// missing files (e.g. absent `.br`/`.gz` siblings) are cached too.
-    fn open_cached(&self, rel: &Path) -> Result<Opened, StaticError> {
+    fn open_cached(&self, rel: &Path) -> Result<Arc<Opened>, StaticError> {
         let now = Instant::now();
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cache.get(rel) {
+            if let Some(c) = cache.entries.get(rel) {
                 if now.duration_since(c.at) < OPEN_FILE_CACHE_VALID {
                     return c.result.clone();
                 }
             }
         }
-        let result = self.open(rel).map(|(file, meta, canon)| Opened {
-            file: Arc::new(file),
-            meta,
-            canon,
-        });
+        let opened = self
+            .open(rel)
+            .map(|(file, meta, canon)| Opened::new(file, meta, canon));
         // 403 and 500 may be passing conditions: only cache answers that
         // describe the tree.
-        if matches!(result, Ok(_) | Err(StaticError::NotFound)) {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= OPEN_FILE_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(
-                rel.to_path_buf(),
-                Cached {
-                    at: now,
-                    result: result.clone(),
-                },
-            );
+        if !matches!(opened, Ok(_) | Err(StaticError::NotFound)) {
+            return opened.map(Arc::new);
         }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let result = opened.map(|mut o| {
+            if !cache.admit(rel, o.content.as_deref()) {
+                o.content = None;
+            }
+            Arc::new(o)
+        });
+        cache.insert(rel.to_path_buf(), now, result.clone());
         result
     }
 
@@ -453,10 +468,8 @@ impl StaticFiles {
         canon: &Path,
     ) -> Result<Response, StaticError> {
         let index_rel = decoded.rel().join("index.html");
-        match self.resolve(&index_rel).and_then(|p| open_checked(&p)) {
-            Ok((file, meta)) if meta.is_file() => {
-                return Ok(self.file(req, &index_rel, Arc::new(file), meta))
-            }
+        match self.open_cached(&index_rel) {
+            Ok(found) if found.meta.is_file() => return Ok(self.file(req, &index_rel, found)),
             // No index (or an index that is a directory or a device).
             Ok(_) | Err(StaticError::NotFound) => {}
             Err(e) => return Err(e),
@@ -525,25 +538,18 @@ impl StaticFiles {
 
     /// Answers for a regular file: picks the representation, then applies
     /// conditionals and ranges to it.
-    fn file(&self, req: &Request<'_>, rel: &Path, file: Arc<File>, meta: Metadata) -> Response {
+    fn file(&self, req: &Request<'_>, rel: &Path, found: Arc<Opened>) -> Response {
         let ctype = content_type(rel);
-        let (file, meta, coding) =
-            self.pick_coding(req, rel)
-                .unwrap_or((file, meta, Coding::Identity));
+        let (found, coding) = self
+            .pick_coding(req, rel)
+            .unwrap_or((found, Coding::Identity));
 
-        let len = meta.len();
-        let etag = etag(&meta, coding);
-        let last_modified = last_modified_secs(&meta);
-
-        // Validator headers: on 200, 206 and 304 alike (RFC 9110 §15.4.5).
-        let mut validators = vec![
-            ("ETag".to_string(), etag.clone()),
-            ("Last-Modified".to_string(), http_date(last_modified)),
-            ("Vary".to_string(), "Accept-Encoding".to_string()),
-        ];
-        if let Some(cc) = &self.cache_control {
-            validators.push(("Cache-Control".to_string(), cc.clone()));
-        }
+        let len = found.meta.len();
+        let etag = match coding {
+            Coding::Identity => found.etag.clone(),
+            _ => etag(&found.meta, coding),
+        };
+        let last_modified = found.last_modified;
 
         // RFC 9110 §13.2.2: If-None-Match wins; If-Modified-Since counts
         // only without it.
@@ -554,45 +560,48 @@ impl StaticFiles {
                 .and_then(parse_http_date)
                 .is_some_and(|since| last_modified <= since),
         };
-        if not_modified {
-            let mut resp = Response::new(304);
-            resp.headers = validators;
-            return resp;
-        }
-
         let range = match req.header("Range") {
-            Some(r) if if_range_allows(req.header("If-Range"), &etag, last_modified) => {
+            Some(r)
+                if !not_modified
+                    && if_range_allows(req.header("If-Range"), &etag, last_modified) =>
+            {
                 parse_range(r, len)
             }
             _ => RangeAnswer::Full,
         };
-
-        let mut resp = match range {
-            RangeAnswer::Unsatisfiable => {
-                return Response::text(416, "Range Not Satisfiable\n")
-                    .header("Content-Range", format!("bytes */{len}"))
-                    .header("Accept-Ranges", "bytes")
-                    .header("Vary", "Accept-Encoding");
-            }
-            RangeAnswer::Full => Response::new(200).body(Body::File {
-                file,
-                offset: 0,
-                len,
-            }),
-            RangeAnswer::Partial { start, end } => Response::new(206)
-                .header("Content-Range", format!("bytes {start}-{end}/{len}"))
-                .body(Body::File {
-                    file,
-                    offset: start,
-                    len: end - start + 1,
-                }),
-        };
-        resp = resp.header("Content-Type", ctype);
-        if let Some((_, encoding, _)) = coding.names() {
-            resp = resp.header("Content-Encoding", encoding);
+        if let RangeAnswer::Unsatisfiable = range {
+            return Response::text(416, "Range Not Satisfiable\n")
+                .header("Content-Range", format!("bytes */{len}"))
+                .header("Accept-Ranges", "bytes")
+                .header("Vary", "Accept-Encoding");
         }
-        resp = resp.header("Accept-Ranges", "bytes");
-        resp.headers.extend(validators);
+
+        let mut resp = Response::new(if not_modified { 304 } else { 200 });
+        resp.headers.reserve(8);
+        if !not_modified {
+            let (start, end) = match range {
+                RangeAnswer::Partial { start, end } => {
+                    resp.status = 206;
+                    resp = resp.header("Content-Range", format!("bytes {start}-{end}/{len}"));
+                    (start, end + 1)
+                }
+                _ => (0, len),
+            };
+            resp.body = found.body(start, end);
+            resp = resp.header("Content-Type", ctype);
+            if let Some((_, encoding, _)) = coding.names() {
+                resp = resp.header("Content-Encoding", encoding);
+            }
+            resp = resp.header("Accept-Ranges", "bytes");
+        }
+        // Validator headers: on 200, 206 and 304 alike (RFC 9110 §15.4.5).
+        resp = resp
+            .header("ETag", etag)
+            .header("Last-Modified", found.last_modified_text.as_str())
+            .header("Vary", "Accept-Encoding");
+        if let Some(cc) = &self.cache_control {
+            resp = resp.header("Cache-Control", cc.as_str());
+        }
         resp
     }
 
@@ -600,7 +609,7 @@ impl StaticFiles {
     /// accepts its coding and it is a regular file under the root: `.br`
     /// first, then `.gz`. Any problem with a sibling just means "send the
     /// original".
-    fn pick_coding(&self, req: &Request<'_>, rel: &Path) -> Option<(Arc<File>, Metadata, Coding)> {
+    fn pick_coding(&self, req: &Request<'_>, rel: &Path) -> Option<(Arc<Opened>, Coding)> {
         let accept = req.header("Accept-Encoding")?;
         for coding in [Coding::Brotli, Coding::Gzip] {
             let Some((suffix, _, _)) = coding.names() else {
@@ -613,7 +622,7 @@ impl StaticFiles {
             name.push(suffix);
             if let Ok(o) = self.open_cached(Path::new(&name)) {
                 if o.meta.is_file() {
-                    return Some((o.file, o.meta, coding));
+                    return Some((o, coding));
                 }
             }
         }
@@ -621,18 +630,125 @@ impl StaticFiles {
     }
 }
 
-/// A file found under the root (shared by cache entries and answers).
-#[derive(Clone, Debug)]
+/// A file found under the root (shared by cache entries and answers), with
+/// what every answer for it needs computed once at lookup.
+#[derive(Debug)]
 struct Opened {
     file: Arc<File>,
     meta: Metadata,
     canon: PathBuf,
+    /// The identity representation's entity-tag.
+    etag: String,
+    /// The mtime in seconds (never later than the lookup), and as sent.
+    last_modified: i64,
+    last_modified_text: String,
+    /// All of a small regular file's bytes, read at lookup (dropped again
+    /// when the cache's content budget is spent).
+    content: Option<Arc<[u8]>>,
+}
+
+impl Opened {
+    fn new(file: File, meta: Metadata, canon: PathBuf) -> Opened {
+        let last_modified = last_modified_secs(&meta);
+        let content = if meta.is_file() && meta.len() <= CACHED_CONTENT_MAX {
+            read_whole(&file, meta.len())
+        } else {
+            None
+        };
+        Opened {
+            etag: etag(&meta, Coding::Identity),
+            last_modified,
+            last_modified_text: http_date(last_modified),
+            content,
+            file: Arc::new(file),
+            meta,
+            canon,
+        }
+    }
+
+    /// Bytes `start..end` of the file: from memory when it is cached,
+    /// else the open file for the engine to send.
+    fn body(&self, start: u64, end: u64) -> Body {
+        let cached = self
+            .content
+            .as_deref()
+            .and_then(|c| c.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?));
+        match cached {
+            Some(bytes) => Body::Bytes(bytes.to_vec()),
+            None => Body::File {
+                file: Arc::clone(&self.file),
+                offset: start,
+                len: end - start,
+            },
+        }
+    }
+}
+
+/// `len` bytes of `file` from its start, or `None` when it no longer has
+/// them (it shrank since its metadata was read) or cannot be read.
+fn read_whole(file: &File, len: u64) -> Option<Arc<[u8]>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    Some(bytes.into())
 }
 
 /// One cache entry: what a lookup found, and when.
 struct Cached {
     at: Instant,
-    result: Result<Opened, StaticError>,
+    result: Result<Arc<Opened>, StaticError>,
+}
+
+/// The lookup cache: entries by relative path, and the file bytes they hold.
+#[derive(Default)]
+struct OpenCache {
+    entries: HashMap<PathBuf, Cached>,
+    /// Bytes of `Opened::content` held by `entries`.
+    content_bytes: usize,
+}
+
+impl OpenCache {
+    /// Whether `content` (the bytes a new lookup of `rel` read) fits the
+    /// budget once `rel`'s old entry is gone; if so they are counted.
+    fn admit(&mut self, rel: &Path, content: Option<&[u8]>) -> bool {
+        let Some(content) = content else {
+            return false;
+        };
+        let replaced = self
+            .entries
+            .get(rel)
+            .map_or(0, |c| Cached::content_len(&c.result));
+        let held = self.content_bytes - replaced;
+        if held + content.len() > CACHED_CONTENT_BUDGET {
+            return false;
+        }
+        self.content_bytes += content.len();
+        true
+    }
+
+    /// Stores a lookup (its content already counted by `admit`), emptying
+    /// the cache first when it is full.
+    fn insert(&mut self, rel: PathBuf, at: Instant, result: Result<Arc<Opened>, StaticError>) {
+        let new = Cached::content_len(&result);
+        if let Some(old) = self.entries.remove(&rel) {
+            self.content_bytes -= Cached::content_len(&old.result);
+        }
+        if self.entries.len() >= OPEN_FILE_CACHE_MAX {
+            self.entries.clear();
+            self.content_bytes = new;
+        }
+        self.entries.insert(rel, Cached { at, result });
+    }
+}
+
+impl Cached {
+    fn content_len(result: &Result<Arc<Opened>, StaticError>) -> usize {
+        result
+            .as_ref()
+            .ok()
+            .and_then(|o| o.content.as_ref())
+            .map_or(0, |c| c.len())
+    }
 }
 
 /// Opens a file or directory read-only and returns it with its metadata
@@ -1064,7 +1180,9 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
-    /// (offset, len, file length) of a `Body::File`.
+    /// (offset, len, file length) of the part of a file an answer sends:
+    /// a `Body::File`, or a small file's cached bytes (`Body::Bytes`, whose
+    /// place in the file a 206's `Content-Range` gives).
     fn file_span(r: &Response) -> (u64, u64, u64) {
         match &r.body {
             Body::File { file, offset, len } => (
@@ -1072,7 +1190,20 @@ mod tests {
                 *len,
                 file.metadata().expect("fstat body file").len(),
             ),
-            _ => panic!("expected Body::File for status {}", r.status),
+            Body::Bytes(b) if r.status == 200 => (0, b.len() as u64, b.len() as u64),
+            Body::Bytes(b) if r.status == 206 => {
+                let range = hdr(r, "Content-Range").expect("206 has Content-Range");
+                let (span, total) = range
+                    .strip_prefix("bytes ")
+                    .and_then(|s| s.split_once('/'))
+                    .expect("Content-Range: bytes a-b/total");
+                let (first, last) = span.split_once('-').expect("a-b");
+                let first: u64 = first.parse().expect("first byte");
+                let last: u64 = last.parse().expect("last byte");
+                assert_eq!(b.len() as u64, last - first + 1, "body is the range");
+                (first, b.len() as u64, total.parse().expect("total"))
+            }
+            _ => panic!("expected a file's bytes for status {}", r.status),
         }
     }
 
@@ -1563,7 +1694,7 @@ mod tests {
             .expect("etag")
             .to_string();
         assert_eq!(e1, cached);
-        for entry in a.cache.lock().unwrap().values_mut() {
+        for entry in a.cache.lock().unwrap().entries.values_mut() {
             entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
         }
         let e3 = hdr(&get(&a, "/alpha.txt"), "ETag")
@@ -1572,6 +1703,68 @@ mod tests {
         assert_ne!(e1, e3);
         let fresh = app(&t);
         assert_eq!(hdr(&get(&fresh, "/alpha.txt"), "ETag").expect("etag"), e3);
+    }
+
+    /// The bytes a `Body::Bytes` answer carries.
+    fn body_bytes(r: &Response) -> &[u8] {
+        match &r.body {
+            Body::Bytes(b) => b,
+            _ => panic!("expected Body::Bytes for status {}", r.status),
+        }
+    }
+
+    #[test]
+    fn small_files_are_answered_from_memory_and_refreshed() {
+        let t = tree();
+        let a = app(&t);
+        let r = get(&a, "/alpha.txt");
+        assert_eq!(body_bytes(&r), ALPHABET);
+        let part = call(&a, "GET", "/alpha.txt", &[("Range", "bytes=2-4")]);
+        assert_eq!(part.status, 206);
+        assert_eq!(body_bytes(&part), b"cde");
+        // Rewritten in place, same length: the cached bytes answer until the
+        // entry is re-checked, then the new ones (with a new ETag).
+        fs::write(t.root.join("alpha.txt"), ALPHABET.to_ascii_uppercase()).expect("rewrite");
+        assert_eq!(body_bytes(&get(&a, "/alpha.txt")), ALPHABET);
+        for entry in a.cache.lock().unwrap().entries.values_mut() {
+            entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
+        }
+        let fresh = get(&a, "/alpha.txt");
+        assert_eq!(body_bytes(&fresh), ALPHABET.to_ascii_uppercase());
+        assert_ne!(hdr(&fresh, "ETag"), hdr(&r, "ETag"));
+    }
+
+    #[test]
+    fn content_cache_keeps_to_its_budget() {
+        let t = tree();
+        let size = CACHED_CONTENT_MAX as usize;
+        let fit = CACHED_CONTENT_BUDGET / size;
+        for i in 0..fit + 3 {
+            fs::write(t.root.join(format!("f{i}.bin")), vec![b'x'; size]).expect("write");
+        }
+        fs::write(t.root.join("big.bin"), vec![b'y'; size + 1]).expect("write big");
+        let a = app(&t);
+        let big = get(&a, "/big.bin");
+        assert_eq!(file_span(&big), (0, size as u64 + 1, size as u64 + 1));
+        assert!(
+            matches!(big.body, Body::File { .. }),
+            "over CACHED_CONTENT_MAX: from disk"
+        );
+        let mut in_memory = 0;
+        for i in 0..fit + 3 {
+            let r = get(&a, &format!("/f{i}.bin"));
+            assert_eq!(file_span(&r), (0, size as u64, size as u64));
+            in_memory += usize::from(matches!(r.body, Body::Bytes(_)));
+        }
+        assert_eq!(in_memory, fit, "the budget holds {fit} such files");
+        let cache = a.cache.lock().unwrap();
+        assert_eq!(cache.content_bytes, fit * size);
+        let counted: usize = cache
+            .entries
+            .values()
+            .map(|c| Cached::content_len(&c.result))
+            .sum();
+        assert_eq!(counted, cache.content_bytes);
     }
 
     #[test]
