@@ -241,9 +241,18 @@ impl Engine {
     /// After queueing: wakes a pool thread if one waits. Pairs with the
     /// fence in the pool's wait: either the thread sees the queued
     /// connection, or this sees the thread waiting.
+    ///
+    /// While a follower is counted (a thread inside its wait on the queue)
+    /// the epoll waiters are left alone: one wake-up per connection, not
+    /// two. The follower was woken by the send itself, or finds the
+    /// connection before it blocks or when its wait ends; one that gets
+    /// another connection instead rings again for what is still queued
+    /// (pool's worker_loop), so nothing stays queued while threads sleep.
     pub fn ring(&self) {
         fence(Ordering::SeqCst);
-        if self.stats.waiting.load(Ordering::SeqCst) > 0 {
+        if self.stats.following.load(Ordering::SeqCst) == 0
+            && self.stats.waiting.load(Ordering::SeqCst) > 0
+        {
             self.doorbell.notify();
         }
     }
