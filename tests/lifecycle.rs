@@ -41,11 +41,18 @@ fn wait_refused(addr: std::net::SocketAddr, timeout: Duration) -> bool {
 /// Returns once /proc shows that thread blocked (the event), so a signal
 /// sent next cannot overtake the request.
 fn in_flight(s: &Server) -> Client<TcpStream> {
+    in_flight_nth(s, 1)
+}
+
+/// Like [`in_flight`], for the `n`-th request held at once: returns once
+/// `n` pool threads are waiting for their bodies.
+fn in_flight_nth(s: &Server, n: usize) -> Client<TcpStream> {
     let mut c = Client::connect(s.addr());
     c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhe");
     assert!(
-        support::wait_pool_serving(s.pid(), deadline_in(Duration::from_secs(5))),
-        "no pool thread took the request"
+        support::wait_pool_serving_at_least(s.pid(), n, deadline_in(Duration::from_secs(5))),
+        "no pool thread took request {n} (threads: {})",
+        support::pool_threads(s.pid())
     );
     c
 }
@@ -453,6 +460,63 @@ fn a_thread_stuck_in_a_slow_request_does_not_hold_up_parked_connections() {
             assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
         }
     }
+}
+
+#[test]
+fn a_new_connection_is_answered_while_any_thread_is_free() {
+    // Some idle threads wait in the pool's epoll, the others on the queue;
+    // whichever are held by slow requests, a new connection must wake a
+    // free one (not wait for a held one, or for the 30 s idle timeout).
+    let s = Server::start(&["-t", "3:3"]);
+    let mut held = Vec::new();
+    for busy in 0..3 {
+        if busy > 0 {
+            held.push(in_flight_nth(&s, busy));
+        }
+        for round in 0..5 {
+            let mut c = Client::connect(s.addr());
+            c.send(&get_bytes("/hello.txt"));
+            let r = c
+                .response_by("GET", deadline_in(Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("{busy} of 3 threads held, round {round}: {e}"));
+            assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+        }
+    }
+    for c in &mut held {
+        c.send(b"llo");
+        assert_eq!(c.expect_response("GET").status, 200);
+    }
+}
+
+#[test]
+fn threads_started_under_load_are_trimmed_back_to_min_when_idle() {
+    // -t 1:3: three requests held at once grow the pool to 3 threads; once
+    // they are answered and the server is idle, the two extra threads
+    // leave after the pool's IDLE_THREAD_TIMEOUT (30 s).
+    const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
+    let s = Server::start(&["-t", "1:3"]);
+    let pid = s.pid();
+    let started = support::wait_pool_threads(pid, 1, deadline_in(Duration::from_secs(5)));
+    assert!(
+        started,
+        "{} pool threads at start, min 1",
+        support::pool_threads(pid)
+    );
+    let mut held: Vec<_> = (1..=3).map(|n| in_flight_nth(&s, n)).collect();
+    assert_eq!(support::pool_threads(pid), 3, "grown to max under load");
+    for c in &mut held {
+        c.send(b"llo");
+        assert_eq!(c.expect_response("GET").status, 200);
+    }
+    drop(held);
+    let patience = IDLE_THREAD_TIMEOUT + Duration::from_secs(15);
+    assert!(
+        support::wait_pool_threads(pid, 1, deadline_in(patience)),
+        "still {} pool threads {} s after the load ended (min 1)",
+        support::pool_threads(pid),
+        patience.as_secs()
+    );
+    assert_serves(s.addr());
 }
 
 #[test]

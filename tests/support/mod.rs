@@ -542,6 +542,33 @@ const IDLE_SYSCALLS: [u64; 3] = [232, 281, 202];
 #[cfg(target_arch = "aarch64")]
 const IDLE_SYSCALLS: [u64; 3] = [22, 22, 98];
 
+/// How many `catamount-pool` threads `pid` has (serving or idle).
+pub fn pool_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("catamount-pool"))
+        })
+        .count()
+}
+
+/// Waits until `pid` has exactly `n` pool threads; false at the deadline.
+pub fn wait_pool_threads(pid: u32, n: usize, deadline: Instant) -> bool {
+    loop {
+        if pool_threads(pid) == n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How many `catamount-pool` threads of `pid` are blocked in a system
 /// call other than the idle ones above: serving a request (waiting for
 /// its body in poll(2), or for the client to read in poll(2)/sendfile(2))
@@ -574,8 +601,15 @@ pub fn pool_threads_serving(pid: u32) -> usize {
 /// [`pool_threads_serving`]); false at the deadline.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn wait_pool_serving(pid: u32, deadline: Instant) -> bool {
+    wait_pool_serving_at_least(pid, 1, deadline)
+}
+
+/// Waits until at least `n` pool threads are serving; false at the
+/// deadline.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub fn wait_pool_serving_at_least(pid: u32, n: usize, deadline: Instant) -> bool {
     loop {
-        if pool_threads_serving(pid) > 0 {
+        if pool_threads_serving(pid) >= n {
             return true;
         }
         if Instant::now() >= deadline {
