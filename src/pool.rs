@@ -228,9 +228,10 @@ fn worker_loop(shared: &Arc<Shared>) {
             stats.following.fetch_sub(1, Ordering::SeqCst);
             match received {
                 Ok(conn) => {
-                    // A connection queued while this thread still counted
-                    // as following rang no doorbell (`Engine::ring`): if one
-                    // is left, ring for it. Pairs with the fence in `ring`.
+                    // Connections queued while this thread still counted
+                    // as following may have rung no doorbell (`Engine::ring`):
+                    // ring for what is left unless the followers still
+                    // counted cover it. Pairs with the fence in `ring`.
                     fence(Ordering::SeqCst);
                     if !engine.jobs.is_empty() {
                         engine.ring();
