@@ -12,7 +12,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::{
-    assert_serves, deadline_in, get, request, send_signal, Client, Server, TempDir, HELLO,
+    assert_serves, deadline_in, example, get, request, send_signal, wait_until, Client, Server,
+    TempDir, HELLO,
 };
 
 /// Client threads of the continuous load.
@@ -251,19 +251,6 @@ fn threads_of(pid: u32) -> u64 {
     support::proc_status(pid).threads
 }
 
-/// Polls `f` every few milliseconds until it holds; false at the deadline.
-fn wait_until(deadline: Instant, mut f: impl FnMut() -> bool) -> bool {
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Waits until `pid`'s children are exactly `want`; the last seen set on
 /// failure.
 fn wait_children(pid: u32, want: &BTreeSet<u32>, timeout: Duration) -> Result<(), BTreeSet<u32>> {
@@ -295,21 +282,6 @@ fn wait_signal_taken(pid: u32) {
             })
     });
     assert!(taken, "process {pid} did not take its pending signal");
-}
-
-/// target/debug/examples/NAME, next to the catamount binary.
-fn example(name: &str) -> Option<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_catamount"));
-    let path = bin.parent()?.join("examples").join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} was not built (run the tests with `cargo test`, which builds examples)",
-            path.display()
-        );
-        None
-    }
 }
 
 /// Stops the load, prints what it saw, and asserts that nothing failed.
@@ -795,22 +767,27 @@ fn a_hung_worker_is_killed_after_worker_timeout_and_replaced() {
     assert!(s.stop().success(), "{}", logs(&s));
 }
 
-#[test]
-fn a_worker_failing_at_boot_is_respawned_with_backoff() {
-    let Some(bin) = example("flaky_boot") else {
-        return;
-    };
-    let mut cmd = Command::new(bin);
+/// One worker of the flaky_boot example whose boot always fails, with
+/// `--worker-boot-timeout SECS`; `None` (skipped) when it was not built.
+fn start_failing_boot(boot_timeout: &str) -> Option<Server> {
+    let mut cmd = Command::new(example("flaky_boot")?);
     cmd.args([
         "-b",
         "tcp://127.0.0.1:0",
         "-w",
         "1",
         "--worker-boot-timeout",
-        "30",
+        boot_timeout,
     ])
     .env("FLAKY_BOOT_FAIL", "1");
-    let mut s = Server::start_command(cmd);
+    Some(Server::start_command(cmd))
+}
+
+#[test]
+fn a_worker_failing_at_boot_is_respawned_with_backoff() {
+    let Some(mut s) = start_failing_boot("30") else {
+        return;
+    };
     let started = Instant::now();
     // Failures at about 0, 0.5, 1.5 and 3.5 s.
     let d = deadline_in(Duration::from_secs(6));
@@ -862,20 +839,9 @@ fn a_worker_failing_at_boot_is_respawned_with_backoff() {
 
 #[test]
 fn no_worker_booting_within_worker_boot_timeout_fails_the_start() {
-    let Some(bin) = example("flaky_boot") else {
+    let Some(mut s) = start_failing_boot("1") else {
         return;
     };
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "-b",
-        "tcp://127.0.0.1:0",
-        "-w",
-        "1",
-        "--worker-boot-timeout",
-        "1",
-    ])
-    .env("FLAKY_BOOT_FAIL", "1");
-    let mut s = Server::start_command(cmd);
     let status = s.wait_exit(Duration::from_secs(5));
     let status = status.unwrap_or_else(|| panic!("still running 5 s later{}", logs(&s)));
     assert!(!status.success(), "{status}{}", logs(&s));
@@ -1025,43 +991,61 @@ fn max_requests_recycles_a_worker_without_failing_a_request() {
     }
     // Counts reach the master with the worker's check-in (every 5 s).
     let load = Load::start(s.addr(), 1);
+    let ending = "(max_requests 20); replacing it";
+    assert_recycled(&s, load, first, "served ", ending, |second| {
+        // The old worker is reaped before the next recycling.
+        assert_eq!(
+            wait_children(master, &BTreeSet::from([second]), GONE_DEADLINE),
+            Ok(()),
+            "{}",
+            logs(&s)
+        );
+    });
+    assert!(s.stop().success(), "{}", logs(&s));
+}
+
+/// Under `load`, waits for worker 0 (pid `first`) to be recycled: its log
+/// line `- Worker 0 (PID: first) <says>... <ending>`, then its replacement,
+/// with no failed request. `then` gets the replacement's pid at once.
+fn assert_recycled(
+    s: &Server,
+    load: Load,
+    first: u32,
+    says: &str,
+    ending: &str,
+    then: impl FnOnce(u32),
+) {
     let d = deadline_in(EVENT_DEADLINE);
+    let start = format!("- Worker 0 (PID: {first}) {says}");
     assert!(
-        s.wait_for_line(&format!("- Worker 0 (PID: {first}) served "), d),
-        "no recycling after 30 requests{}",
-        logs(&s)
+        s.wait_for_line(&start, d),
+        "no recycling ({ending}){}",
+        logs(s)
     );
     let line = s
         .stdout()
         .lines()
-        .find(|l| l.contains(" served "))
+        .find(|l| l.contains(&start))
         .map(str::to_string);
     assert!(
-        line.as_deref()
-            .is_some_and(|l| l.ends_with("(max_requests 20); replacing it")),
+        line.as_deref().is_some_and(|l| l.ends_with(ending)),
         "{line:?}"
     );
-    eprintln!("max_requests 20: {}", line.unwrap_or_default());
+    eprintln!("recycled: {}", line.unwrap_or_default());
     assert!(
         wait_until(d, || boots_of(&s.stdout(), 0) >= 2),
         "no replacement{}",
-        logs(&s)
+        logs(s)
     );
     let second = newest_workers(&s.stdout())[&0];
     assert_ne!(second, first);
-    assert_eq!(
-        wait_children(master, &BTreeSet::from([second]), GONE_DEADLINE),
-        Ok(()),
-        "{}",
-        logs(&s)
-    );
+    then(second);
     assert!(
         load.wait_more_ok(AFTER_EVENT, EVENT_DEADLINE),
         "no load after the replacement{}",
-        logs(&s)
+        logs(s)
     );
-    assert_no_failures(load, &s, "max_requests");
-    assert!(s.stop().success(), "{}", logs(&s));
+    assert_no_failures(load, s, ending);
 }
 
 #[test]
@@ -1071,33 +1055,13 @@ fn worker_max_rss_recycles_a_worker_over_the_limit_without_failing_a_request() {
     let (mut s, _root) = start_cluster(1, &["--worker-max-rss", "1", "--worker-timeout", "3"]);
     let first = newest_workers(&s.stdout())[&0];
     let load = Load::start(s.addr(), 1);
-    let d = deadline_in(EVENT_DEADLINE);
-    assert!(
-        s.wait_for_line(&format!("- Worker 0 (PID: {first}) uses "), d),
-        "no recycling over worker_max_rss{}",
-        logs(&s)
+    assert_recycled(
+        &s,
+        load,
+        first,
+        "uses ",
+        "(worker_max_rss 1); replacing it",
+        |_| {},
     );
-    let line = s
-        .stdout()
-        .lines()
-        .find(|l| l.contains(" uses "))
-        .map(str::to_string);
-    assert!(
-        line.as_deref()
-            .is_some_and(|l| l.ends_with("(worker_max_rss 1); replacing it")),
-        "{line:?}"
-    );
-    assert!(
-        wait_until(d, || boots_of(&s.stdout(), 0) >= 2),
-        "no replacement{}",
-        logs(&s)
-    );
-    assert_ne!(newest_workers(&s.stdout())[&0], first);
-    assert!(
-        load.wait_more_ok(AFTER_EVENT, EVENT_DEADLINE),
-        "no load after the replacement{}",
-        logs(&s)
-    );
-    assert_no_failures(load, &s, "worker_max_rss");
     assert!(s.stop().success(), "{}", logs(&s));
 }

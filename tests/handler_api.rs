@@ -4,25 +4,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::{get, request, Server};
-
-/// target/debug/examples/NAME, next to the catamount binary.
-fn example(name: &str) -> Option<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_catamount"));
-    let path = bin.parent()?.join("examples").join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} was not built (run the tests with `cargo test`, which builds examples)",
-            path.display()
-        );
-        None
-    }
-}
+use support::{example, get, request, Server};
 
 #[test]
 fn hello_example_answers_and_survives_a_panicking_handler() {

@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::{deadline_in, free_port, Server, TempDir, HELLO, OTHER};
+use support::{deadline_in, free_port, wait_until, Server, TempDir, HELLO, OTHER};
 
 /// Deadline for an event a test waits on (a restart, a log line).
 const EVENT_DEADLINE: Duration = Duration::from_secs(10);
@@ -1248,19 +1248,6 @@ fn children(pid: u32) -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
-}
-
-/// Polls `f` every few milliseconds until it holds; false at the deadline.
-fn wait_until(deadline: Instant, mut f: impl FnMut() -> bool) -> bool {
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn have_socket_activate() -> bool {

@@ -54,6 +54,34 @@ pub fn deadline_in(d: Duration) -> Instant {
     Instant::now() + d
 }
 
+/// target/debug/examples/NAME, next to the catamount binary.
+pub fn example(name: &str) -> Option<PathBuf> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_catamount"));
+    let path = bin.parent()?.join("examples").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} was not built (run the tests with `cargo test`, which builds examples)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Polls `f` every few milliseconds until it holds; false at the deadline.
+pub fn wait_until(deadline: Instant, mut f: impl FnMut() -> bool) -> bool {
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
@@ -542,33 +570,6 @@ const IDLE_SYSCALLS: [u64; 3] = [232, 281, 202];
 #[cfg(target_arch = "aarch64")]
 const IDLE_SYSCALLS: [u64; 3] = [22, 22, 98];
 
-/// How many `catamount-pool` threads `pid` has (serving or idle).
-pub fn pool_threads(pid: u32) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.starts_with("catamount-pool"))
-        })
-        .count()
-}
-
-/// Waits until `pid` has exactly `n` pool threads; false at the deadline.
-pub fn wait_pool_threads(pid: u32, n: usize, deadline: Instant) -> bool {
-    loop {
-        if pool_threads(pid) == n {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// How many `catamount-pool` threads of `pid` are blocked in a system
 /// call other than the idle ones above: serving a request (waiting for
 /// its body in poll(2), or for the client to read in poll(2)/sendfile(2))
@@ -576,18 +577,11 @@ pub fn wait_pool_threads(pid: u32, n: usize, deadline: Instant) -> bool {
 /// before it acts, without sleeping. Reads /proc/PID/task/*/syscall.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn pool_threads_serving(pid: u32) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter(|t| {
-            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
-            if !read("comm").starts_with("catamount-pool") {
-                return false;
-            }
+    pool_tasks(pid)
+        .iter()
+        .filter(|task| {
             // "running" while on a CPU, else the call number and arguments.
-            let syscall = read("syscall");
+            let syscall = std::fs::read_to_string(task.join("syscall")).unwrap_or_default();
             let nr = syscall
                 .split_whitespace()
                 .next()
@@ -595,6 +589,29 @@ pub fn pool_threads_serving(pid: u32) -> usize {
             matches!(nr, Some(n) if !IDLE_SYSCALLS.contains(&n))
         })
         .count()
+}
+
+/// How many `catamount-pool` threads `pid` has (serving or idle).
+pub fn pool_threads(pid: u32) -> usize {
+    pool_tasks(pid).len()
+}
+
+/// The /proc/PID/task directories of `pid`'s `catamount-pool` threads.
+fn pool_tasks(pid: u32) -> Vec<PathBuf> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| Some(t.ok()?.path()))
+        .filter(|t| {
+            std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.starts_with("catamount-pool"))
+        })
+        .collect()
+}
+
+/// Waits until `pid` has exactly `n` pool threads; false at the deadline.
+pub fn wait_pool_threads(pid: u32, n: usize, deadline: Instant) -> bool {
+    wait_until(deadline, || pool_threads(pid) == n)
 }
 
 /// Waits until at least one pool thread is serving (see
@@ -608,15 +625,7 @@ pub fn wait_pool_serving(pid: u32, deadline: Instant) -> bool {
 /// deadline.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn wait_pool_serving_at_least(pid: u32, n: usize, deadline: Instant) -> bool {
-    loop {
-        if pool_threads_serving(pid) >= n {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until(deadline, || pool_threads_serving(pid) >= n)
 }
 
 /// Raises this process's RLIMIT_NOFILE to `want` (soft and hard) with
