@@ -241,19 +241,9 @@ impl Engine {
     /// After queueing: wakes a pool thread if one waits. Pairs with the
     /// fence in the pool's wait: either the thread sees the queued
     /// connection, or this sees the thread waiting.
-    ///
-    /// While no more connections are queued than followers are counted
-    /// (threads inside their wait on the queue), the epoll waiters are left
-    /// alone: one wake-up per connection, not two. Each counted follower
-    /// takes a queued connection before it sleeps again (the send woke it,
-    /// or it looks before blocking and after its wait ends), or it got one
-    /// already and then rings for what is still queued when it leaves
-    /// (pool's worker_loop), with the followers still counted taken off.
-    /// So a connection never stays queued while threads sleep in epoll.
     pub fn ring(&self) {
         fence(Ordering::SeqCst);
-        let following = self.stats.following.load(Ordering::SeqCst);
-        if self.queue.len() > following && self.stats.waiting.load(Ordering::SeqCst) > 0 {
+        if self.stats.waiting.load(Ordering::SeqCst) > 0 {
             self.doorbell.notify();
         }
     }

@@ -55,11 +55,8 @@ const WAIT_RETRY: Duration = Duration::from_millis(100);
 pub struct Stats {
     /// Pool threads alive.
     pub threads: AtomicUsize,
-    /// Threads blocked waiting for a connection in the pool's epoll.
+    /// Threads blocked waiting for a connection.
     pub waiting: AtomicUsize,
-    /// Threads blocked on the queue itself (followers): the queue wakes one
-    /// of them on every send, so the doorbell need not.
-    pub following: AtomicUsize,
     /// Threads serving a request right now.
     pub busy: AtomicUsize,
     /// Requests answered since start.
@@ -223,19 +220,8 @@ fn worker_loop(shared: &Arc<Shared>) {
             } else {
                 FOLLOWER_IDLE_POLL
             };
-            stats.following.fetch_add(1, Ordering::SeqCst);
-            let received = engine.jobs.recv_timeout(poll);
-            stats.following.fetch_sub(1, Ordering::SeqCst);
-            match received {
+            match engine.jobs.recv_timeout(poll) {
                 Ok(conn) => {
-                    // Connections queued while this thread still counted
-                    // as following may have rung no doorbell (`Engine::ring`):
-                    // ring for what is left unless the followers still
-                    // counted cover it. Pairs with the fence in `ring`.
-                    fence(Ordering::SeqCst);
-                    if !engine.jobs.is_empty() {
-                        engine.ring();
-                    }
                     idle_since = Instant::now();
                     serve_queued(engine, conn);
                     parked_first = true;
