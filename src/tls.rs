@@ -928,6 +928,11 @@ fn format_utc(secs: i64) -> String {
     )
 }
 
+/// The test PKI the integration tests use too (openssl CLI).
+#[cfg(test)]
+#[path = "../tests/support/pki.rs"]
+mod test_pki;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,77 +996,26 @@ mod tests {
         }
     }
 
-    const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-[client_ext]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-[ca]
-default_ca = test_ca
-[test_ca]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-";
-
-    /// Runs `openssl` in `dir` with whitespace-separated `args`.
-    fn openssl(dir: &Path, args: &str) {
-        let out = Command::new("openssl")
-            .args(args.split_whitespace())
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "openssl {args} failed: {err}");
-    }
+    use super::test_pki as pki;
 
     fn make_certificates(dir: &Path) {
         let write = |name: &str, text: &str| {
             std::fs::write(dir.join(name), text).expect("write a fixture file");
         };
-        write("openssl.cnf", OPENSSL_CNF);
-        write("index.txt", "");
-        write("serial", "1000\n");
         write("empty.pem", "nothing to see here\n");
         write(
             "garbage-cert.pem",
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         );
         write("unterminated.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n");
-        let o = |args: &str| openssl(dir, args);
-        let p256 = "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out";
         // The CA (PKCS#8 EC key) and a second, unrelated one.
-        for ca in ["ca", "rogue-ca"] {
-            o(&format!("{p256} {ca}.key"));
-            o(&format!(
-                "req -new -x509 -config openssl.cnf -extensions ca_ext -key {ca}.key \
-                 -subj /CN={ca} -days 3650 -out {ca}.pem"
-            ));
-        }
+        pki::init(dir, &["ca", "rogue-ca"]);
+        let o = |args: &str| pki::openssl(dir, args);
         // Server keys in the three encodings rustls reads, client keys.
         o("ecparam -name prime256v1 -genkey -noout -out sec1.key");
         o("genrsa -traditional -out pkcs1.key 2048");
         for key in ["pkcs8", "client", "rogue-client"] {
-            o(&format!("{p256} {key}.key"));
+            pki::p256_key(dir, key);
         }
         for (name, ext, ca) in [
             ("sec1", "server_ext", "ca"),
@@ -1070,27 +1024,26 @@ commonName = supplied
             ("client", "client_ext", "ca"),
             ("rogue-client", "client_ext", "rogue-ca"),
         ] {
-            o(&format!(
-                "req -new -config openssl.cnf -key {name}.key -subj /CN=localhost -out {name}.csr"
-            ));
-            o(&format!(
-                "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -set_serial 7 -days 3650 \
-                 -sha256 -extfile openssl.cnf -extensions {ext} -out {name}.pem"
-            ));
+            pki::leaf(dir, name, ext, ca, 7);
         }
-        // `openssl req` and `x509` of OpenSSL 3.0 cannot set past dates;
-        // `openssl ca` takes explicit ones. 2099 is beyond UTCTime, so that
-        // certificate carries GeneralizedTime.
-        for (out, start, end) in [
-            ("expired", "20200101000000Z", "20200102000000Z"),
-            ("future", "20990101000000Z", "20991231235959Z"),
-        ] {
-            o(&format!(
-                "ca -batch -config openssl.cnf -notext -cert ca.pem -keyfile ca.key -in sec1.csr \
-                 -startdate {start} -enddate {end} -extfile openssl.cnf -extensions server_ext \
-                 -out {out}.pem"
-            ));
-        }
+        // 2099 is beyond UTCTime, so that certificate carries
+        // GeneralizedTime.
+        pki::dated(
+            dir,
+            "sec1",
+            "ca",
+            "expired",
+            "20200101000000Z",
+            "20200102000000Z",
+        );
+        pki::dated(
+            dir,
+            "sec1",
+            "ca",
+            "future",
+            "20990101000000Z",
+            "20991231235959Z",
+        );
         o("pkcs8 -topk8 -in sec1.key -passout pass:secret -out encrypted.key");
     }
 

@@ -15,6 +15,9 @@ mod support;
 #[path = "support/sdsandbox.rs"]
 mod sdsandbox;
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -878,53 +881,10 @@ fn remove_stale_fixtures() {
     }
 }
 
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-[client_ext]
-basicConstraints = critical, CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-[ca]
-default_ca = test_ca
-[test_ca]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-";
-
 fn make_certificates(dir: &Path) {
-    fs::write(dir.join("openssl.cnf"), OPENSSL_CNF).expect("write openssl.cnf");
-    fs::write(dir.join("index.txt"), "").expect("write index.txt");
-    fs::write(dir.join("serial"), "4004\n").expect("write serial");
-    let o = |args: &str| openssl(dir, args);
-    let p256 = "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out";
-    for ca in ["ca", "other-ca"] {
-        o(&format!("{p256} {ca}.key"));
-        o(&format!(
-            "req -new -x509 -config openssl.cnf -extensions ca_ext -key {ca}.key \
-             -subj /CN={ca} -days 3650 -out {ca}.pem"
-        ));
-    }
+    pki::init(dir, &["ca", "other-ca"]);
     for key in ["a", "b", "c", "expired", "client", "rogue", "stray"] {
-        o(&format!("{p256} {key}.key"));
+        pki::p256_key(dir, key);
     }
     for (name, ext, ca, serial) in [
         ("a", "server_ext", "ca", 1001),
@@ -933,36 +893,19 @@ fn make_certificates(dir: &Path) {
         ("client", "client_ext", "ca", 5005),
         ("rogue", "client_ext", "other-ca", 6006),
     ] {
-        o(&format!(
-            "req -new -config openssl.cnf -key {name}.key -subj /CN=localhost -out {name}.csr"
-        ));
-        o(&format!(
-            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -set_serial {serial} \
-             -days 3650 -sha256 -extfile openssl.cnf -extensions {ext} -out {name}.pem"
-        ));
+        pki::leaf(dir, name, ext, ca, serial);
     }
-    // `openssl req` and `x509` of OpenSSL 3.0 cannot set past dates;
-    // `openssl ca` takes explicit ones.
-    o("req -new -config openssl.cnf -key expired.key -subj /CN=localhost -out expired.csr");
-    o(
-        "ca -batch -config openssl.cnf -notext -cert ca.pem -keyfile ca.key -in expired.csr \
-       -startdate 20200101000000Z -enddate 20200102000000Z \
-       -extfile openssl.cnf -extensions server_ext -out expired.pem",
+    pki::openssl(
+        dir,
+        "req -new -config openssl.cnf -key expired.key -subj /CN=localhost -out expired.csr",
     );
-}
-
-/// Runs `openssl` in `dir` with whitespace-separated `args`.
-fn openssl(dir: &Path, args: &str) {
-    let out = Command::new("openssl")
-        .args(args.split_whitespace())
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args} failed: {}",
-        text(&out.stderr)
+    pki::dated(
+        dir,
+        "expired",
+        "ca",
+        "expired",
+        "20200101000000Z",
+        "20200102000000Z",
     );
 }
 
