@@ -485,3 +485,50 @@ fn many_keep_alive_connections_take_turns_on_one_thread() {
         }
     }
 }
+
+#[test]
+fn small_and_large_files_and_their_ranges_arrive_byte_for_byte() {
+    // A small file (up to 16 KiB) leaves with its head in one send, from
+    // the lookup cache; a larger one goes out with sendfile. Both, whole
+    // and in ranges, on one keep-alive connection.
+    let s = Server::start(&[]);
+    let root = s.docroot().expect("the test docroot");
+    let pattern = |n: u32| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
+    let small = pattern(16 * 1024);
+    let large = pattern(100_000);
+    std::fs::write(root.join("small.bin"), &small).expect("write small.bin");
+    std::fs::write(root.join("large.bin"), &large).expect("write large.bin");
+    let mut c = Client::connect(s.addr());
+    for (name, body) in [("small.bin", &small), ("large.bin", &large)] {
+        for _ in 0..2 {
+            c.send(&get_bytes(&format!("/{name}")));
+            let r = c.expect_response("GET");
+            assert_eq!(r.status, 200, "{name}: {r:?}");
+            assert!(
+                r.body == *body,
+                "{name} arrived changed ({} bytes)",
+                r.body.len()
+            );
+        }
+        for (first, last) in [(0, 0), (2, 5), (1000, body.len() - 1)] {
+            c.send(
+                format!(
+                    "GET /{name} HTTP/1.1\r\nHost: test\r\nRange: bytes={first}-{last}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let r = c.expect_response("GET");
+            assert_eq!(r.status, 206, "{name} {first}-{last}: {r:?}");
+            assert!(
+                r.body == body[first..=last],
+                "{name} {first}-{last} arrived changed"
+            );
+        }
+    }
+    c.send(b"HEAD /small.bin HTTP/1.1\r\nHost: test\r\n\r\n");
+    let r = c.expect_response("HEAD");
+    assert_eq!(r.header("Content-Length"), Some("16384"), "{r:?}");
+    assert!(r.body.is_empty(), "{r:?}");
+    c.send(&get_bytes("/hello.txt"));
+    assert_eq!(c.expect_response("GET").text(), HELLO, "still in step");
+}
