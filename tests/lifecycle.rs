@@ -453,11 +453,10 @@ fn a_thread_stuck_in_a_slow_request_does_not_hold_up_parked_connections() {
     let _slow = in_flight(&s);
     for round in 0..3 {
         for (i, c) in parked.iter_mut().enumerate() {
-            c.send(&get_bytes("/hello.txt"));
-            let r = c
-                .response_by("GET", deadline_in(Duration::from_secs(2)))
-                .unwrap_or_else(|e| panic!("round {round}, connection {i}: {e}"));
-            assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+            c.get_hello_within(
+                Duration::from_secs(2),
+                &format!("round {round}, connection {i}"),
+            );
         }
     }
 }
@@ -474,12 +473,10 @@ fn a_new_connection_is_answered_while_any_thread_is_free() {
             held.push(in_flight_nth(&s, busy));
         }
         for round in 0..5 {
-            let mut c = Client::connect(s.addr());
-            c.send(&get_bytes("/hello.txt"));
-            let r = c
-                .response_by("GET", deadline_in(Duration::from_secs(2)))
-                .unwrap_or_else(|e| panic!("{busy} of 3 threads held, round {round}: {e}"));
-            assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+            Client::connect(s.addr()).get_hello_within(
+                Duration::from_secs(2),
+                &format!("{busy} of 3 threads held, round {round}"),
+            );
         }
     }
     for c in &mut held {
@@ -537,11 +534,7 @@ fn request_on_a_parked_connection_waits_for_a_busy_pool_not_closed_as_idle() {
     parked.send(&get_bytes("/hello.txt"));
     assert_eq!(parked.expect_response("GET").status, 200);
     let _slow = in_flight(&s);
-    parked.send(&get_bytes("/hello.txt"));
-    let r = parked
-        .response_by("GET", deadline_in(Duration::from_secs(8)))
-        .expect("answered once the thread was free");
-    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    parked.get_hello_within(Duration::from_secs(8), "answered once the thread was free");
 }
 
 #[test]

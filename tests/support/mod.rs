@@ -782,6 +782,16 @@ impl Client<UnixStream> {
 }
 
 impl<S: Stream> Client<S> {
+    /// Sends `GET /hello.txt` and checks that HELLO comes back within
+    /// `within`; `what` names the attempt in a failure.
+    pub fn get_hello_within(&mut self, within: Duration, what: &str) {
+        self.send(&get_bytes("/hello.txt"));
+        let r = self
+            .response_by("GET", deadline_in(within))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{what}: {r:?}");
+    }
+
     pub fn new(stream: S) -> Client<S> {
         Client {
             stream,
