@@ -14,7 +14,7 @@
 //! Large files are never read into memory: an answer carries [`Body::File`]
 //! and the engine sends it with `sendfile(2)`. A small file (up to
 //! [`CACHED_CONTENT_MAX`]) is read once when it is looked up and kept with
-//! its cache entry (within [`CACHED_CONTENT_BUDGET`] per process), so a hot
+//! its cache entry (within [`CACHED_CONTENT_BUDGET`] per app), so a hot
 //! small file costs no system call at all; it is answered as [`Body::Bytes`]
 //! and leaves with its head in one send. The engine also drops the body of
 //! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
@@ -36,8 +36,10 @@ pub const OPEN_FILE_CACHE_MAX: usize = 1024;
 /// Largest file whose bytes the cache keeps (read once at lookup; the same
 /// bound as the engine's one-send coalescing of head and body).
 pub const CACHED_CONTENT_MAX: u64 = 16 * 1024;
-/// Most file bytes the cache holds at once, per process (per worker in
-/// cluster mode); files looked up beyond it are sent from disk.
+/// Most file bytes one app's cache holds at once (the binary has one app
+/// per process, so per worker in cluster mode); entries past their
+/// re-check make room first, and files that still do not fit are read
+/// from disk per request.
 pub const CACHED_CONTENT_BUDGET: usize = 1024 * 1024;
 /// Longest file extension [`content_type`] looks up; longer ones are
 /// `application/octet-stream`.
@@ -396,13 +398,15 @@ impl StaticFiles {
             .open(rel)
             .map(|(file, meta, canon)| Opened::new(file, meta, canon));
         // 403 and 500 may be passing conditions: only cache answers that
-        // describe the tree.
-        if !matches!(opened, Ok(_) | Err(StaticError::NotFound)) {
+        // describe the tree. A small file that came up short when read is
+        // changing under us: look again next time.
+        let changing = matches!(&opened, Ok(o) if o.is_small_file() && o.content.is_none());
+        if changing || !matches!(opened, Ok(_) | Err(StaticError::NotFound)) {
             return opened.map(Arc::new);
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let result = opened.map(|mut o| {
-            if !cache.admit(rel, o.content.as_deref()) {
+            if !cache.admit(rel, o.content.as_deref(), now) {
                 o.content = None;
             }
             Arc::new(o)
@@ -650,7 +654,7 @@ struct Opened {
 impl Opened {
     fn new(file: File, meta: Metadata, canon: PathBuf) -> Opened {
         let last_modified = last_modified_secs(&meta);
-        let content = if meta.is_file() && meta.len() <= CACHED_CONTENT_MAX {
+        let content = if is_small_file(&meta) {
             read_whole(&file, meta.len())
         } else {
             None
@@ -664,6 +668,11 @@ impl Opened {
             meta,
             canon,
         }
+    }
+
+    /// A regular file small enough for its bytes to be cached.
+    fn is_small_file(&self) -> bool {
+        is_small_file(&self.meta)
     }
 
     /// Bytes `start..end` of the file: from memory when it is cached,
@@ -682,6 +691,10 @@ impl Opened {
             },
         }
     }
+}
+
+fn is_small_file(meta: &Metadata) -> bool {
+    meta.is_file() && meta.len() <= CACHED_CONTENT_MAX
 }
 
 /// `len` bytes of `file` from its start, or `None` when it no longer has
@@ -708,19 +721,33 @@ struct OpenCache {
 }
 
 impl OpenCache {
-    /// Whether `content` (the bytes a new lookup of `rel` read) fits the
-    /// budget once `rel`'s old entry is gone; if so they are counted.
-    fn admit(&mut self, rel: &Path, content: Option<&[u8]>) -> bool {
+    /// Whether `content` (the bytes a new lookup of `rel` read at `now`)
+    /// fits the budget once `rel`'s old entry is gone; if so they are
+    /// counted. When they do not fit, entries past their re-check (never
+    /// answered from again: the next lookup re-opens) are dropped first, so
+    /// files looked up once cannot hold the budget from hot ones.
+    fn admit(&mut self, rel: &Path, content: Option<&[u8]>, now: Instant) -> bool {
         let Some(content) = content else {
             return false;
         };
-        let replaced = self
-            .entries
-            .get(rel)
-            .map_or(0, |c| Cached::content_len(&c.result));
-        let held = self.content_bytes - replaced;
-        if held + content.len() > CACHED_CONTENT_BUDGET {
-            return false;
+        let fits = |cache: &OpenCache| {
+            let replaced = cache
+                .entries
+                .get(rel)
+                .map_or(0, |c| Cached::content_len(&c.result));
+            cache.content_bytes - replaced + content.len() <= CACHED_CONTENT_BUDGET
+        };
+        if !fits(self) {
+            self.entries
+                .retain(|_, c| now.duration_since(c.at) < OPEN_FILE_CACHE_VALID);
+            self.content_bytes = self
+                .entries
+                .values()
+                .map(|c| Cached::content_len(&c.result))
+                .sum();
+            if !fits(self) {
+                return false;
+            }
         }
         self.content_bytes += content.len();
         true
@@ -1719,9 +1746,17 @@ mod tests {
         let a = app(&t);
         let r = get(&a, "/alpha.txt");
         assert_eq!(body_bytes(&r), ALPHABET);
-        let part = call(&a, "GET", "/alpha.txt", &[("Range", "bytes=2-4")]);
-        assert_eq!(part.status, 206);
-        assert_eq!(body_bytes(&part), b"cde");
+        for (range, want) in [
+            ("bytes=2-4", &ALPHABET[2..5]),
+            ("bytes=0-0", &ALPHABET[..1]),
+            ("bytes=20-", &ALPHABET[20..]),
+            ("bytes=-3", &ALPHABET[23..]),
+            ("bytes=25-99", &ALPHABET[25..]),
+        ] {
+            let part = call(&a, "GET", "/alpha.txt", &[("Range", range)]);
+            assert_eq!(part.status, 206, "{range}");
+            assert_eq!(body_bytes(&part), want, "{range}");
+        }
         // Rewritten in place, same length: the cached bytes answer until the
         // entry is re-checked, then the new ones (with a new ETag).
         fs::write(t.root.join("alpha.txt"), ALPHABET.to_ascii_uppercase()).expect("rewrite");
@@ -1757,14 +1792,28 @@ mod tests {
             in_memory += usize::from(matches!(r.body, Body::Bytes(_)));
         }
         assert_eq!(in_memory, fit, "the budget holds {fit} such files");
-        let cache = a.cache.lock().unwrap();
-        assert_eq!(cache.content_bytes, fit * size);
-        let counted: usize = cache
-            .entries
-            .values()
-            .map(|c| Cached::content_len(&c.result))
-            .sum();
-        assert_eq!(counted, cache.content_bytes);
+        let counted = |a: &StaticFiles| {
+            let cache = a.cache.lock().unwrap();
+            let sum: usize = cache
+                .entries
+                .values()
+                .map(|c| Cached::content_len(&c.result))
+                .sum();
+            assert_eq!(
+                sum, cache.content_bytes,
+                "content_bytes is the entries' sum"
+            );
+            sum
+        };
+        assert_eq!(counted(&a), fit * size);
+        // Entries past their re-check give their room to a file that did
+        // not fit.
+        for entry in a.cache.lock().unwrap().entries.values_mut() {
+            entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
+        }
+        let late = get(&a, &format!("/f{}.bin", fit + 2));
+        assert!(matches!(late.body, Body::Bytes(_)), "room made for it");
+        assert_eq!(counted(&a), size);
     }
 
     #[test]
