@@ -59,15 +59,19 @@ fn in_flight_nth(s: &Server, n: usize) -> Client<TcpStream> {
 
 /// Sends TERM and waits until the server says the graceful stop began.
 fn begin_graceful_stop(s: &Server) {
-    s.signal("TERM");
-    assert!(
-        s.wait_for_line(
-            "- Gracefully stopping, waiting for requests to finish",
-            deadline_in(Duration::from_secs(5))
-        ),
-        "{}",
-        s.stdout()
+    signal_and_wait(
+        s,
+        "TERM",
+        "- Gracefully stopping, waiting for requests to finish",
+        5,
     );
+}
+
+/// Sends `sig` and waits up to `secs` for a stdout line containing `line`.
+fn signal_and_wait(s: &Server, sig: &str, line: &str, secs: u64) {
+    s.signal(sig);
+    let seen = s.wait_for_line(line, deadline_in(Duration::from_secs(secs)));
+    assert!(seen, "no `{line}` after {sig}:\n{}", s.stdout());
 }
 
 // ---------------------------------------------------------------------
@@ -615,15 +619,7 @@ fn process_title_names_the_version_listeners_and_tag() {
         format!("catamount 0.1.0 (tcp://{}) [shop]", s.addr())
     );
     // The original arguments were saved first: a hot restart still works.
-    s.signal("USR2");
-    assert!(
-        s.wait_for_line(
-            "* Inherited tcp://127.0.0.1:0",
-            deadline_in(Duration::from_secs(10))
-        ),
-        "{}",
-        s.stdout()
-    );
+    signal_and_wait(&s, "USR2", "* Inherited tcp://127.0.0.1:0", 10);
     assert_serves(s.addr());
     assert!(s.stop().success());
 }
