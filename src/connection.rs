@@ -29,6 +29,9 @@ const STREAM_CHUNK: usize = 16 * 1024;
 /// Largest body (`Body::Bytes`, or a `Body::File` read with pread) copied
 /// into the head's buffer so head and body leave in one send.
 const COALESCE_LIMIT: usize = 16 * 1024;
+/// Bytes reserved for a response head (the static app's heads are about
+/// 300 bytes; a longer one grows the buffer).
+const HEAD_RESERVE: usize = 512;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
@@ -603,7 +606,13 @@ fn write_response(
     if length.is_none() && !chunked {
         keep_alive = false; // HTTP/1.0: the end of the body is the close
     }
-    let mut out = Vec::with_capacity(256);
+    // Room for the head and a body small enough to join it, so the buffer
+    // is allocated once per response, not grown.
+    let joined = match (bodyless, length) {
+        (false, Some(n)) if n <= COALESCE_LIMIT as u64 => n as usize,
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(HEAD_RESERVE + joined);
     write_head(
         &mut out,
         status,

@@ -184,12 +184,9 @@ fn worker_loop(shared: &Arc<Shared>) {
     // neither kind starves the other when the pool is saturated.
     let mut parked_first = false;
     loop {
-        if std::mem::take(&mut parked_first) {
-            if let Some(token) = ready_now(engine, &mut events) {
-                idle_since = Instant::now();
-                on_event(shared, token, stats.waiting.load(Ordering::Acquire));
-                continue;
-            }
+        if std::mem::take(&mut parked_first) && serve_ready_now(shared, &mut events) {
+            idle_since = Instant::now();
+            continue;
         }
         if let Ok(conn) = engine.jobs.try_recv() {
             idle_since = Instant::now();
@@ -205,9 +202,8 @@ fn worker_loop(shared: &Arc<Shared>) {
             // Enough threads wait in the pool's epoll. Take an event that
             // is ready without waiting for it (never sleep while work is
             // pending)...
-            if let Some(token) = ready_now(engine, &mut events) {
+            if serve_ready_now(shared, &mut events) {
                 idle_since = Instant::now();
-                on_event(shared, token, stats.waiting.load(Ordering::Acquire));
                 continue;
             }
             // ...else wait for a queued connection here, and look again
@@ -276,10 +272,22 @@ fn serve_queued(engine: &Engine, conn: Conn) {
     connection::serve(engine, conn);
 }
 
-/// An event the pool's epoll has ready now, without waiting.
-fn ready_now(engine: &Engine, events: &mut Events) -> Option<u64> {
-    engine.pool_epoll.wait(events, Some(Duration::ZERO)).ok()?;
-    events.tokens().next()
+/// Handles an event the pool's epoll has ready now, without waiting;
+/// false when none is.
+fn serve_ready_now(shared: &Arc<Shared>, events: &mut Events) -> bool {
+    let engine = &shared.engine;
+    if engine
+        .pool_epoll
+        .wait(events, Some(Duration::ZERO))
+        .is_err()
+    {
+        return false;
+    }
+    let Some(token) = events.tokens().next() else {
+        return false;
+    };
+    on_event(shared, token, engine.stats.waiting.load(Ordering::Acquire));
+    true
 }
 
 /// One event from the pool's epoll: the doorbell (the queue is looked at

@@ -400,7 +400,7 @@ impl StaticFiles {
         // 403 and 500 may be passing conditions: only cache answers that
         // describe the tree. A small file that came up short when read is
         // changing under us: look again next time.
-        let changing = matches!(&opened, Ok(o) if o.is_small_file() && o.content.is_none());
+        let changing = matches!(&opened, Ok(o) if is_small_file(&o.meta) && o.content.is_none());
         if changing || !matches!(opened, Ok(_) | Err(StaticError::NotFound)) {
             return opened.map(Arc::new);
         }
@@ -670,11 +670,6 @@ impl Opened {
         }
     }
 
-    /// A regular file small enough for its bytes to be cached.
-    fn is_small_file(&self) -> bool {
-        is_small_file(&self.meta)
-    }
-
     /// Bytes `start..end` of the file: from memory when it is cached,
     /// else the open file for the engine to send.
     fn body(&self, start: u64, end: u64) -> Body {
@@ -693,6 +688,7 @@ impl Opened {
     }
 }
 
+/// A regular file small enough for its bytes to be cached.
 fn is_small_file(meta: &Metadata) -> bool {
     meta.is_file() && meta.len() <= CACHED_CONTENT_MAX
 }

@@ -57,6 +57,19 @@ fn in_flight_nth(s: &Server, n: usize) -> Client<TcpStream> {
     c
 }
 
+/// After the last answer of a graceful stop: the connection is closed
+/// (EOF, not reset) and the server exits 0.
+fn closed_then_clean_exit(c: &mut Client<TcpStream>, s: &mut Server) {
+    assert_eq!(
+        c.wait_closed(deadline_in(Duration::from_secs(3))),
+        Ok(Closed::Eof)
+    );
+    let status = s
+        .wait_exit(support::EXIT_DEADLINE)
+        .expect("exit after the last request");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+}
+
 /// Sends TERM and waits until the server says the graceful stop began.
 fn begin_graceful_stop(s: &Server) {
     signal_and_wait(
@@ -406,15 +419,7 @@ fn in_flight_request_completes_during_graceful_stop() {
     let r = c.expect_response("GET");
     assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
     assert!(r.connection_has("close"), "{r:?}");
-    assert_eq!(
-        c.wait_closed(deadline_in(Duration::from_secs(3))),
-        Ok(Closed::Eof)
-    );
-
-    let status = s
-        .wait_exit(support::EXIT_DEADLINE)
-        .expect("exit after the last request");
-    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    closed_then_clean_exit(&mut c, &mut s);
     assert!(s.stdout().contains("- Goodbye!"), "{}", s.stdout());
 }
 
@@ -433,14 +438,7 @@ fn request_started_on_a_keep_alive_connection_is_answered_during_graceful_stop()
     assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
     // Then closed (the log line may precede the stop flag by a moment,
     // so the answer itself may or may not say Connection: close).
-    assert_eq!(
-        c.wait_closed(deadline_in(Duration::from_secs(3))),
-        Ok(Closed::Eof)
-    );
-    let status = s
-        .wait_exit(support::EXIT_DEADLINE)
-        .expect("exit after the last request");
-    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    closed_then_clean_exit(&mut c, &mut s);
 }
 
 #[test]
