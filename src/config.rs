@@ -83,6 +83,12 @@ pub const DEFAULT_DIR: &str = ".";
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 /// Seconds a new connection has to send a complete request head.
 pub const DEFAULT_FIRST_DATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds a request body has to arrive in full, counted from the end of
+/// its head (an absolute deadline, so a trickle cannot stretch it).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Seconds a client may take none of a response before it is closed
+/// (nginx's send_timeout).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Seconds an idle keep-alive connection is kept.
 pub const DEFAULT_PERSISTENT_TIMEOUT: Duration = Duration::from_secs(65);
 /// Seconds a graceful stop waits for in-flight requests.
@@ -155,6 +161,10 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// See [`DEFAULT_FIRST_DATA_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
     pub first_data_timeout: Duration,
+    /// See [`DEFAULT_BODY_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
+    pub body_timeout: Duration,
+    /// See [`DEFAULT_WRITE_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
+    pub write_timeout: Duration,
     /// See [`DEFAULT_PERSISTENT_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
     pub persistent_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`]; above zero, at most [`MAX_TIMEOUT`].
@@ -234,6 +244,8 @@ impl Default for Config {
             tag: None,
             pidfile: None,
             first_data_timeout: DEFAULT_FIRST_DATA_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             persistent_timeout: DEFAULT_PERSISTENT_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_keep_alive: DEFAULT_MAX_KEEP_ALIVE,
@@ -278,6 +290,8 @@ pub struct Overrides {
     tag: Option<String>,
     pidfile: Option<PathBuf>,
     first_data_timeout: Option<Duration>,
+    body_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     persistent_timeout: Option<Duration>,
     shutdown_timeout: Option<Duration>,
     max_keep_alive: Option<u32>,
@@ -385,6 +399,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
         parse_optional_name(s).map(str::to_string).ok_or(INVALID)
     })?;
     cli.first_data_timeout = last(&mut args, "--first-data-timeout", |s| {
+        parse_secs(s).ok_or(INVALID)
+    })?;
+    cli.body_timeout = last(&mut args, "--body-timeout", |s| {
+        parse_secs(s).ok_or(INVALID)
+    })?;
+    cli.write_timeout = last(&mut args, "--write-timeout", |s| {
         parse_secs(s).ok_or(INVALID)
     })?;
     cli.persistent_timeout = last(&mut args, "--persistent-timeout", |s| {
@@ -540,6 +560,15 @@ OPTIONS
         Seconds a new connection has to send its request head.
                                                          [default: 30]
 
+    --body-timeout SECS
+        Seconds a request body has to arrive in full once its head has
+        (a deadline, not a pause between reads): 408 after it.
+                                                         [default: 60]
+
+    --write-timeout SECS
+        Seconds a client may take none of a response before it is
+        closed (nginx's send_timeout).                   [default: 30]
+
     --persistent-timeout SECS
         Seconds an idle keep-alive connection is kept open.
                                                          [default: 65]
@@ -669,6 +698,8 @@ CONFIG FILE
         tag "app"
         pidfile "/run/app.pid"
         first_data_timeout 30
+        body_timeout 60
+        write_timeout 30
         persistent_timeout 65
         shutdown_timeout 30
         max_keep_alive 999
@@ -789,6 +820,8 @@ impl Overrides {
             }
         };
         set(&mut config.first_data_timeout, self.first_data_timeout);
+        set(&mut config.body_timeout, self.body_timeout);
+        set(&mut config.write_timeout, self.write_timeout);
         set(&mut config.persistent_timeout, self.persistent_timeout);
         set(&mut config.shutdown_timeout, self.shutdown_timeout);
         if let Some(n) = self.max_keep_alive {
@@ -995,6 +1028,8 @@ const OPTIONS: &[CliOption] = &[
     ),
     value_option("--pidfile", "", "a file path, as in --pidfile /run/app.pid"),
     value_option("--first-data-timeout", "", SECS_EXPECT),
+    value_option("--body-timeout", "", SECS_EXPECT),
+    value_option("--write-timeout", "", SECS_EXPECT),
     value_option("--persistent-timeout", "", SECS_EXPECT),
     value_option("--shutdown-timeout", "", SECS_EXPECT),
     value_option(
@@ -1315,6 +1350,8 @@ const DIRECTIVES: &[&str] = &[
     "tag",
     "pidfile",
     "first_data_timeout",
+    "body_timeout",
+    "write_timeout",
     "persistent_timeout",
     "shutdown_timeout",
     "max_keep_alive",
@@ -1631,6 +1668,8 @@ impl<'a> Directive<'a> {
                 layer.pidfile = Some(PathBuf::from(path));
             }
             "first_data_timeout"
+            | "body_timeout"
+            | "write_timeout"
             | "persistent_timeout"
             | "shutdown_timeout"
             | "worker_timeout"
@@ -1642,6 +1681,8 @@ impl<'a> Directive<'a> {
                     .ok_or_else(|| bad(&format!("{SECS_EXPECT}, as in {name} 30")))?;
                 match name {
                     "first_data_timeout" => layer.first_data_timeout = Some(secs),
+                    "body_timeout" => layer.body_timeout = Some(secs),
+                    "write_timeout" => layer.write_timeout = Some(secs),
                     "persistent_timeout" => layer.persistent_timeout = Some(secs),
                     "worker_timeout" => layer.worker_timeout = Some(secs),
                     "worker_boot_timeout" => layer.worker_boot_timeout = Some(secs),
@@ -2812,7 +2853,7 @@ cache_control "public, max-age=60"
             file_error("# comment\n\ntreads 0, 16\n"),
             "app.rb:3: unknown directive \"treads\" (did you mean threads?); expected one of \
              bind, port, threads, directory, environment, tag, pidfile, first_data_timeout, \
-             persistent_timeout, shutdown_timeout, max_keep_alive, max_body, log_requests, \
+             body_timeout, write_timeout, persistent_timeout, shutdown_timeout, max_keep_alive, max_body, log_requests, \
              quiet, dir_listing, serve_dotfiles, cache_control, bind_to_activated_sockets, \
              fd_store, workers, preload_app!, worker_timeout, worker_boot_timeout, \
              worker_shutdown_timeout, max_requests, worker_max_rss, activate_control_app, \
@@ -3105,6 +3146,8 @@ cache_control "public, max-age=60"
             format!("[default: {DEFAULT_MIN_THREADS}:{DEFAULT_MAX_THREADS}]"),
             format!("[default: {DEFAULT_ENVIRONMENT}]"),
             format!("[default: {}]", DEFAULT_FIRST_DATA_TIMEOUT.as_secs()),
+            format!("[default: {}]", DEFAULT_BODY_TIMEOUT.as_secs()),
+            format!("[default: {}]", DEFAULT_WRITE_TIMEOUT.as_secs()),
             format!("[default: {}]", DEFAULT_PERSISTENT_TIMEOUT.as_secs()),
             format!("[default: {}]", DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
             format!("[default: {DEFAULT_MAX_KEEP_ALIVE}]"),

@@ -3,6 +3,15 @@
 //! write the response (sendfile for large files), then serve the next pipelined
 //! request inline or park the connection in the pool's epoll until its
 //! next request (see `parking`).
+//!
+//! No client behaviour keeps a pool thread beyond the handler's own work
+//! (issue 11): a connection reaches a thread only once its head and a body
+//! of up to [`BUFFERED_BODY_MAX`] are buffered ([`Conn::request_ready`]);
+//! a larger body is read by the handler under the absolute `body_timeout`;
+//! a response the client does not take at once is finished from the
+//! pool's epoll ([`Outgoing`]), under `write_timeout`. The one exception
+//! is a `Body::Stream` a handler chose to stream: each wait for the client
+//! is bounded by `write_timeout`.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -12,16 +21,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError};
+use crate::http::{self, ChunkedDecoder, Framing, Head, HeadScan, HttpError};
 use crate::parking::{Arrived, Parked, Parking};
 use crate::pool::Stats;
-use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT};
+use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::TlsConn;
 use crate::{Body, Config, Handler, Request, Response};
 
-/// A send that makes no progress for this long fails and closes the
-/// connection (a client that stopped reading).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body read before the request reaches a pool thread
+/// (Puma's reactor does the same): a client trickling a body this size
+/// holds a few KiB of memory, never a thread. A larger body is read by the
+/// handler, under the absolute `body_timeout`.
+pub const BUFFERED_BODY_MAX: usize = 64 * 1024;
 /// Bytes read from a socket per call.
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Bytes of a response body read from a `Body::Stream` per chunk.
@@ -29,6 +40,8 @@ const STREAM_CHUNK: usize = 16 * 1024;
 /// Largest body (`Body::Bytes`, or a `Body::File` read with pread) copied
 /// into the head's buffer so head and body leave in one send.
 const COALESCE_LIMIT: usize = 16 * 1024;
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Bytes reserved for a response head (the static app's heads are about
 /// 300 bytes; a longer one grows the buffer).
 const HEAD_RESERVE: usize = 512;
@@ -54,6 +67,43 @@ pub struct Conn {
     /// a stale event for a closed connection cannot take a new one that
     /// got the same fd number.
     pub token: u64,
+    /// How far the request at the front of `buf` has arrived.
+    incoming: Incoming,
+}
+
+/// How far the request at the front of a connection's buffer has come, so
+/// that each read looks only at the new bytes.
+#[derive(Default)]
+struct Incoming {
+    /// Where the search for the end of the head stopped.
+    scan: HeadScan,
+    /// The request line was checked on its own (a line such as `GET /x`
+    /// with no version is refused at once, not at first_data_timeout).
+    line_checked: bool,
+    /// The parsed head and its length, or the error to answer (boxed:
+    /// a `Conn` moves through the pool's queue by value).
+    head: Option<Box<Result<(Head, usize), HttpError>>>,
+    /// A chunked body being buffered: its decoder, and the index in `buf`
+    /// it has consumed up to.
+    chunked: Option<Box<(ChunkedDecoder, usize)>>,
+    /// The body deadline has been set (see `Conn::start_body_wait`).
+    body_wait: bool,
+    /// `100 Continue` has been sent for this request.
+    continue_sent: bool,
+}
+
+/// What [`Conn::request_ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for the rest of the head.
+    Head,
+    /// The head is complete; waiting for a body of up to
+    /// [`BUFFERED_BODY_MAX`].
+    Body,
+    /// A pool thread can serve it without waiting for the client: the
+    /// head and any body up to [`BUFFERED_BODY_MAX`] are buffered, or the
+    /// body is larger (the handler reads it), or the request is refused.
+    Ready,
 }
 
 impl Conn {
@@ -65,7 +115,98 @@ impl Conn {
             tls,
             pooled: false,
             token: 0,
+            incoming: Incoming::default(),
         }
+    }
+
+    /// Whether the request at the front of `buf` can be served without
+    /// waiting for the client. Looks only at bytes it has not seen
+    /// (`HeadScan`), parses the head once, and sends `100 Continue` itself
+    /// when a small body is awaited (RFC 9110 §10.1.1).
+    pub fn request_ready(&mut self, max_body: u64) -> Progress {
+        let inc = &mut self.incoming;
+        if inc.head.is_none() {
+            if inc.scan.find(&self.buf).is_none() {
+                if self.buf.len() >= http::MAX_HEAD {
+                    // Too large whatever follows: the pool answers 431 (or
+                    // 414 for a request line over its limit).
+                    inc.head = Some(Box::new(Err(parse_error(&self.buf))));
+                    return Progress::Ready;
+                }
+                if !inc.line_checked && inc.scan.line_complete() {
+                    // Checked once, when its line ending arrives: a line
+                    // without a version (HTTP/0.9) or a bad method or
+                    // target can be answered now.
+                    inc.line_checked = true;
+                    if let Err(e) = http::parse_head(&self.buf) {
+                        inc.head = Some(Box::new(Err(e)));
+                        return Progress::Ready;
+                    }
+                }
+                return Progress::Head;
+            }
+            inc.head = Some(Box::new(match http::parse_head(&self.buf) {
+                Ok(Some(parsed)) => Ok(parsed),
+                Ok(None) => Err(HttpError::BadRequest("malformed request head")),
+                Err(e) => Err(e),
+            }));
+        }
+        let Some(Ok((head, n))) = inc.head.as_deref() else {
+            return Progress::Ready;
+        };
+        let n = *n;
+        let body = self.buf.len() - n;
+        let complete = match head.framing {
+            Framing::None => true,
+            Framing::Length(len) if len > max_body || len > BUFFERED_BODY_MAX as u64 => true,
+            Framing::Length(len) => body as u64 >= len,
+            Framing::Chunked => {
+                let (decoder, at) = &mut **inc
+                    .chunked
+                    .get_or_insert_with(|| Box::new((ChunkedDecoder::new(), n)));
+                let mut sink = [0u8; 4096];
+                let mut failed = false;
+                while *at < self.buf.len() && !decoder.is_done() {
+                    match decoder.decode(&self.buf[*at..], &mut sink) {
+                        Ok((used, _)) => *at += used,
+                        Err(_) => {
+                            failed = true; // the pool decodes it again and answers
+                            break;
+                        }
+                    }
+                }
+                failed || decoder.is_done() || *at - n > BUFFERED_BODY_MAX
+            }
+        };
+        if complete {
+            return Progress::Ready;
+        }
+        if head.expect_continue && body == 0 && !inc.continue_sent {
+            inc.continue_sent = true;
+            self.send_now(CONTINUE);
+        }
+        Progress::Body
+    }
+
+    /// True the first time it is called for a request whose body is
+    /// awaited: the caller then sets the body deadline.
+    pub fn start_body_wait(&mut self) -> bool {
+        !std::mem::replace(&mut self.incoming.body_wait, true)
+    }
+
+    /// Takes the head [`request_ready`](Self::request_ready) parsed (or
+    /// parses it now): `Ok(None)` while incomplete.
+    fn take_head(&mut self) -> Result<Option<(Head, usize)>, HttpError> {
+        match self.incoming.head.take() {
+            Some(parsed) => (*parsed).map(Some),
+            None => http::parse_head(&self.buf),
+        }
+    }
+
+    /// Forgets what was learnt about the front of `buf`, after bytes were
+    /// taken off it.
+    fn reset_incoming(&mut self) {
+        self.incoming = Incoming::default();
     }
 
     /// One non-blocking read appended to `buf` (plaintext for TLS):
@@ -101,38 +242,62 @@ impl Conn {
         }
     }
 
-    /// Sends all of `data`, waiting (bounded by [`SEND_TIMEOUT`] per
-    /// wait) while the socket buffer is full. `more`: more data follows
-    /// at once (MSG_MORE; plain TCP only).
-    pub fn send(&mut self, data: &[u8], more: bool) -> io::Result<()> {
+    /// Sends all of `data`, waiting (each wait bounded by `timeout`, the
+    /// write_timeout) while the socket buffer is full: only for a
+    /// `Body::Stream` a handler chose, and `100 Continue` before a large
+    /// body. `more`: more data follows at once (MSG_MORE; plain TCP only).
+    pub fn send(&mut self, data: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
         match &mut self.tls {
-            Some(tls) => tls.write_plain(fd, data, SEND_TIMEOUT),
-            None => send_all(fd, data, more),
+            Some(tls) => tls.write_plain(fd, data, timeout),
+            None => send_all(fd, data, more, timeout),
         }
     }
 
-    /// `len` bytes of `file` from `offset`: sendfile(2) on plain
-    /// sockets, read and encrypt in chunks under TLS.
-    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    /// Sends what the socket takes of `data` now; `WouldBlock` when it
+    /// takes nothing.
+    fn send_some(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
         let fd = self.fd.as_raw_fd();
+        match &mut self.tls {
+            Some(tls) => tls.write_some(fd, data),
+            None => sys::send(fd, data, more),
+        }
+    }
+
+    /// Sends what the socket takes now of `part` (sendfile(2) on plain
+    /// sockets, read and encrypted under TLS) and advances it.
+    fn send_file_some(&mut self, part: &mut FilePart) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let want = (part.end - part.offset).min(1 << 30) as usize;
         let Some(tls) = &mut self.tls else {
-            return send_file(fd, file, offset, len);
+            return match sys::sendfile(fd, &part.file, &mut part.offset, want)? {
+                // The file shrank under us: the promised length cannot be met.
+                0 => Err(io::ErrorKind::UnexpectedEof.into()),
+                _ => Ok(()),
+            };
         };
         use std::os::unix::fs::FileExt;
-        let mut chunk = vec![0u8; STREAM_CHUNK];
-        let (mut at, end) = (offset, offset + len);
-        while at < end {
-            let want = (end - at).min(chunk.len() as u64) as usize;
-            let n = file.read_at(&mut chunk[..want], at)?;
+        SCRATCH.with(|cell| {
+            let mut chunk = cell.borrow_mut();
+            let want = want.min(chunk.len());
+            let n = part.file.read_at(&mut chunk[..want], part.offset)?;
             if n == 0 {
-                // The file shrank under us: the promised length cannot be met.
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            tls.write_plain(fd, &chunk[..n], SEND_TIMEOUT)?;
-            at += n as u64;
+            // rustls may take less than was read: the rest is read again.
+            let took = tls.write_some(fd, &chunk[..n])?;
+            part.offset += took as u64;
+            Ok(())
+        })
+    }
+
+    /// Every byte handed to TLS has left (always true on plain TCP).
+    fn flushed(&mut self) -> io::Result<bool> {
+        let fd = self.fd.as_raw_fd();
+        match &mut self.tls {
+            Some(tls) => tls.flush_now(fd),
+            None => Ok(true),
         }
-        Ok(())
     }
 
     /// One attempt to send `data` without waiting (an answer from the
@@ -197,9 +362,13 @@ pub struct Engine {
 /// The per-request limits, copied from the config.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// first_data_timeout: for a request's head and body to arrive.
+    /// For a request's head to arrive, from its first byte.
+    pub first_data_timeout: Duration,
+    /// For a request's body to arrive in full, from the end of its head.
     pub body_timeout: Duration,
-    /// persistent_timeout: for an idle keep-alive connection.
+    /// For a client to take some of a response.
+    pub write_timeout: Duration,
+    /// For an idle keep-alive connection.
     pub persistent_timeout: Duration,
     pub max_keep_alive: u32,
     pub max_body: u64,
@@ -209,7 +378,9 @@ pub struct Limits {
 impl Limits {
     pub fn from_config(c: &Config) -> Limits {
         Limits {
-            body_timeout: c.first_data_timeout,
+            first_data_timeout: c.first_data_timeout,
+            body_timeout: c.body_timeout,
+            write_timeout: c.write_timeout,
             persistent_timeout: c.persistent_timeout,
             max_keep_alive: c.max_keep_alive,
             max_body: c.max_body,
@@ -222,6 +393,9 @@ impl Limits {
 enum Next {
     /// Wait for its next request in the pool's epoll.
     Park,
+    /// Wait in the pool's epoll until the client takes the rest of a
+    /// response.
+    Send(Box<Outgoing>),
     /// A complete request is buffered but others are queued: queue it
     /// behind them.
     Requeue,
@@ -260,25 +434,31 @@ impl Engine {
 
     /// Parks a connection that has just been served until its next
     /// request (or the rest of a pipelined one).
-    fn park_keep_alive(&self, conn: Conn) {
+    fn park_keep_alive(&self, mut conn: Conn) {
         let partial = !conn.buf.is_empty();
-        let deadline = Instant::now()
-            + if partial {
-                self.limits.body_timeout
-            } else {
-                self.limits.persistent_timeout
-            };
-        self.park(Parked {
-            conn,
-            deadline,
-            partial,
-        });
+        let now = Instant::now();
+        let deadline = match conn.request_ready(self.limits.max_body) {
+            Progress::Body if conn.start_body_wait() => now + self.limits.body_timeout,
+            _ if partial => now + self.limits.first_data_timeout,
+            _ => now + self.limits.persistent_timeout,
+        };
+        self.park(Parked::waiting(conn, deadline, partial));
+    }
+
+    /// Parks a connection until the client takes more of `out`, under
+    /// the write deadline.
+    fn park_writer(&self, conn: Conn, out: Box<Outgoing>) {
+        let mut p = Parked::waiting(conn, Instant::now() + self.limits.write_timeout, false);
+        p.outgoing = Some(out);
+        self.park(p);
     }
 
     /// Puts `p` in the parking, then arms its one-shot registration in
-    /// the pool's epoll (moving it out of the reactor's the first time).
+    /// the pool's epoll (moving it out of the reactor's the first time):
+    /// for reading, or for writing when it has a response to finish.
     fn park(&self, mut p: Parked) {
-        if self.stats.stopping.load(Ordering::Acquire) {
+        let writer = p.outgoing.is_some();
+        if !writer && self.stats.stopping.load(Ordering::Acquire) {
             return; // dropped: closed (the reactor closed the idle ones)
         }
         let fd = p.conn.fd.as_raw_fd();
@@ -292,15 +472,20 @@ impl Engine {
             p.conn.token = (u64::from(generation) << 32) | fd as u64;
         }
         let token = p.conn.token;
+        let interest = if writer {
+            EPOLL_WRITE_ONESHOT
+        } else {
+            EPOLL_READ_ONESHOT
+        };
         self.parking.put(p);
         let armed = if first {
-            self.pool_epoll.add(fd, EPOLL_READ_ONESHOT, token)
+            self.pool_epoll.add(fd, interest, token)
         } else {
-            self.pool_epoll.modify(fd, EPOLL_READ_ONESHOT, token)
+            self.pool_epoll.modify(fd, interest, token)
         };
         if armed.is_err() {
             drop(self.parking.take(fd, token)); // closed: nothing would wake it
-        } else if self.stats.stopping.load(Ordering::Acquire) {
+        } else if !writer && self.stats.stopping.load(Ordering::Acquire) {
             // The stop began meanwhile and may have taken the parked
             // connections back already: close this one too.
             drop(self.parking.take(fd, token));
@@ -317,23 +502,37 @@ impl Engine {
     }
 }
 
-/// A parked connection's registration fired: read what came, serve it
-/// when a request head is complete, park it again otherwise.
+/// A parked connection's registration fired: send more of its response,
+/// or read what came and serve it when a request is ready (park it again
+/// otherwise).
 pub fn on_parked_ready(engine: &Engine, token: u64) {
     let fd = (token & u64::from(u32::MAX)) as RawFd;
-    let Some(p) = engine.parking.take(fd, token) else {
+    let Some(mut p) = engine.parking.take(fd, token) else {
         return; // expired by the reactor since, or a stale event
     };
     engine.reading.fetch_add(1, Ordering::AcqRel);
-    read_parked(engine, p);
+    match p.outgoing.take() {
+        Some(out) => continue_sending(engine, p.conn, out),
+        None => read_parked(engine, p),
+    }
     engine.reading.fetch_sub(1, Ordering::AcqRel);
 }
 
 fn read_parked(engine: &Engine, mut p: Parked) {
-    match p.read_available(engine.limits.body_timeout) {
+    match p.read_available(&engine.limits) {
         Arrived::Request => serve(engine, p.conn),
         Arrived::Waiting => engine.park(p),
         Arrived::Gone => {} // dropped: closed
+    }
+}
+
+/// The client can take more of a response: send what it takes, then
+/// serve its next request (or park it, or close it).
+fn continue_sending(engine: &Engine, mut conn: Conn, out: Box<Outgoing>) {
+    match deliver(&mut conn, out) {
+        Answered::Open if !engine.stats.stopping.load(Ordering::Acquire) => serve(engine, conn),
+        Answered::Open | Answered::Closed => {} // dropped: closed
+        Answered::Sending(out) => engine.park_writer(conn, out),
     }
 }
 
@@ -346,6 +545,7 @@ pub fn serve(engine: &Engine, mut conn: Conn) {
         engine.stats.busy.fetch_sub(1, Ordering::AcqRel);
         match next {
             Next::Park => return engine.park_keep_alive(conn),
+            Next::Send(out) => return engine.park_writer(conn, out),
             Next::Close => return,
             Next::Requeue => match engine.enqueue(conn) {
                 Ok(()) => return,
@@ -356,40 +556,42 @@ pub fn serve(engine: &Engine, mut conn: Conn) {
 }
 
 fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
+    let max_body = engine.limits.max_body;
     loop {
-        let (head, n) = match http::parse_head(&conn.buf) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Next::Park, // wait for the rest of the head
-            Err(e) => {
-                respond_error(engine, conn, e, None);
-                return Next::Close;
+        if conn.served > 0 {
+            if let Some(next) = tls_read_ahead(conn) {
+                return next;
             }
+        }
+        if conn.request_ready(max_body) != Progress::Ready {
+            return Next::Park; // wait for the rest of the request
+        }
+        let (head, n) = match conn.take_head() {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Next::Park,
+            Err(e) => return respond_error(engine, conn, e, None).into(),
         };
+        let continue_sent = conn.incoming.continue_sent;
         conn.buf.drain(..n);
+        conn.reset_incoming();
         conn.served += 1;
-        if !serve_one(engine, conn, &head) {
-            return Next::Close;
+        match serve_one(engine, conn, &head, continue_sent) {
+            Answered::Open => {}
+            answered => return answered.into(),
         }
         if engine.stats.stopping.load(Ordering::Acquire) {
             // Stopping: answer what is already here (with Connection:
             // close), wait for nothing more.
-            if http::head_end(&conn.buf).is_some() {
+            if conn.request_ready(max_body) == Progress::Ready {
                 continue;
             }
             return Next::Close;
         }
-        if conn.buf.is_empty() && conn.tls.is_some() {
-            // rustls may hold decrypted bytes of the next request that no
-            // socket event will announce.
-            match conn.read_some() {
-                Ok(0) => return Next::Close,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
-                Err(_) => return Next::Close,
-            }
+        if let Some(next) = tls_read_ahead(conn) {
+            return next;
         }
         // A pipelined request is served inline unless others are waiting.
-        if http::head_end(&conn.buf).is_none() {
+        if conn.request_ready(max_body) != Progress::Ready {
             return Next::Park;
         }
         if !engine.jobs.is_empty() {
@@ -398,25 +600,51 @@ fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
     }
 }
 
-/// Answers one request; returns whether the connection stays open.
-fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head) -> bool {
+/// After a request on a TLS connection with nothing buffered: rustls may
+/// hold decrypted bytes of the next request that no socket event will
+/// announce, so read once. `Some`: what to do instead of going on.
+fn tls_read_ahead(conn: &mut Conn) -> Option<Next> {
+    if !conn.buf.is_empty() || conn.tls.is_none() {
+        return None;
+    }
+    match conn.read_some() {
+        Ok(0) => Some(Next::Close),
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Next::Park),
+        Err(_) => Some(Next::Close),
+    }
+}
+
+/// How far answering a request got.
+enum Answered {
+    /// Sent in full; the connection may carry another request.
+    Open,
+    /// Sent (or failed); the connection is closed when dropped.
+    Closed,
+    /// The client has not taken all of it yet.
+    Sending(Box<Outgoing>),
+}
+
+impl From<Answered> for Next {
+    fn from(a: Answered) -> Next {
+        match a {
+            Answered::Open => Next::Park,
+            Answered::Closed => Next::Close,
+            Answered::Sending(out) => Next::Send(out),
+        }
+    }
+}
+
+/// Answers one request.
+fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool) -> Answered {
     let started = Instant::now();
     let limits = &engine.limits;
     if let Framing::Length(n) = head.framing {
         if n > limits.max_body {
-            respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
-            return false;
+            return respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
         }
     }
-    if head.expect_continue && head.framing != Framing::None && conn.buf.is_empty() {
-        // Ask for the body at once, as Puma does: the client may then send
-        // it and the connection stays usable whether or not the handler
-        // reads it (RFC 9110 §10.1.1).
-        if conn.send(b"HTTP/1.1 100 Continue\r\n\r\n", false).is_err() {
-            return false;
-        }
-    }
-    let mut body = BodyReader::new(conn, head, limits);
+    let mut body = BodyReader::new(conn, head, limits, continue_sent);
     let response = {
         let mut req = Request::new(head, &mut body);
         catch_unwind(AssertUnwindSafe(|| engine.handler.handle(&mut req)))
@@ -428,28 +656,118 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head) -> bool {
         );
         Response::text(500, "500 Internal Server Error\n")
     });
-    // Consume what the handler left unread so the next request starts at
-    // the right byte; a body error replaces the handler's answer.
-    let body_ok = match body.finish() {
-        Ok(clean) => clean,
-        Err(Some(e)) => {
-            respond_error(engine, conn, e, Some(head));
-            return false;
-        }
-        Err(None) => return false, // the client went away
+    // Consume what the handler left unread of what has arrived, so the
+    // next request starts at the right byte; a body error replaces the
+    // handler's answer. A body still on its way is not waited for: the
+    // connection closes after this answer (a 405 or 413 does not drain a
+    // large body).
+    let body_done = match body.finish() {
+        Ok(done) => done,
+        Err(Some(e)) => return respond_error(engine, conn, e, Some(head)),
+        Err(None) => return Answered::Closed, // the client went away
     };
-    let keep_alive = body_ok
+    conn.reset_incoming();
+    let keep_alive = body_done
         && head.keep_alive
         && conn.served < limits.max_keep_alive
         && !engine.stats.stopping.load(Ordering::Acquire);
     let status = response.status;
-    let result = write_response(conn, head, response, keep_alive);
+    let (answered, sent) = match write_response(conn, head, response, keep_alive, limits) {
+        Ok((mut out, sent)) => {
+            // Unread body bytes may follow: end our side first, so the
+            // kernel does not reset the answer away.
+            out.linger = !body_done && conn.tls.is_none();
+            (deliver(conn, out), sent)
+        }
+        Err(_) => (Answered::Closed, 0),
+    };
     engine.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let (kept, sent) = result.unwrap_or_default();
     if limits.log_requests {
         log_request(conn, head, status, sent, started);
     }
-    kept
+    answered
+}
+
+/// The unsent rest of a response: bytes (head, and a body held in
+/// memory), then part of a file. Written without ever waiting: by the pool
+/// thread that made it, then, if the client does not take it all at once,
+/// by whichever pool thread the connection's EPOLLOUT wakes.
+pub struct Outgoing {
+    bytes: Vec<u8>,
+    /// Of `bytes`, how many have been sent.
+    at: usize,
+    file: Option<FilePart>,
+    /// After the last byte, the connection waits for its next request.
+    keep_alive: bool,
+    /// After the last byte, end our side and discard what the client has
+    /// sent before closing (see [`linger`]).
+    linger: bool,
+}
+
+/// The bytes `offset..end` of a file still to send.
+struct FilePart {
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Outgoing {
+    fn new(bytes: Vec<u8>, keep_alive: bool) -> Box<Outgoing> {
+        Box::new(Outgoing {
+            bytes,
+            at: 0,
+            file: None,
+            keep_alive,
+            linger: false,
+        })
+    }
+
+    /// Sends what the socket takes now; `Ok(true)` once all has left.
+    fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
+        loop {
+            let sent = if self.at < self.bytes.len() {
+                let more = self.file.is_some();
+                conn.send_some(&self.bytes[self.at..], more)
+                    .map(|n| self.at += n)
+            } else if let Some(part) = self.file.as_mut().filter(|p| p.offset < p.end) {
+                conn.send_file_some(part)
+            } else {
+                return conn.flushed();
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Sends what the client takes of `out` now and says what comes next.
+fn deliver(conn: &mut Conn, mut out: Box<Outgoing>) -> Answered {
+    match out.write(conn) {
+        Ok(true) if out.keep_alive => Answered::Open,
+        Ok(true) => {
+            if out.linger {
+                linger(conn);
+            }
+            Answered::Closed
+        }
+        Ok(false) => Answered::Sending(out),
+        Err(_) => Answered::Closed,
+    }
+}
+
+/// Before closing a plain connection whose client may still be sending:
+/// closing with unread bytes queued makes the kernel send a reset, which
+/// can destroy the answer in flight. End our side, then discard what has
+/// already arrived (without waiting for more).
+fn linger(conn: &mut Conn) {
+    let _ = sys::shutdown_write(conn.fd.as_raw_fd());
+    conn.buf.clear();
+    while matches!(conn.read_some(), Ok(n) if n > 0) {
+        conn.buf.clear();
+    }
 }
 
 /// Reads a request body from the buffered bytes, then the socket.
@@ -462,13 +780,25 @@ struct BodyReader<'a> {
     /// De-chunked bytes so far (checked against max_body).
     received: u64,
     max_body: u64,
-    timeout: Duration,
+    /// When the body must have arrived in full (body_timeout after the
+    /// head: a trickle cannot stretch it).
+    deadline: Instant,
+    write_timeout: Duration,
+    /// `100 Continue` is still owed before the first wait for body bytes.
+    owe_continue: bool,
+    /// Read only what has arrived: never wait (while finishing).
+    no_wait: bool,
     error: Option<HttpError>,
     gone: bool,
 }
 
 impl<'a> BodyReader<'a> {
-    fn new(conn: &'a mut Conn, head: &Head, limits: &Limits) -> BodyReader<'a> {
+    fn new(
+        conn: &'a mut Conn,
+        head: &Head,
+        limits: &Limits,
+        continue_sent: bool,
+    ) -> BodyReader<'a> {
         let remaining = match head.framing {
             Framing::Length(n) => n,
             _ => 0,
@@ -480,7 +810,10 @@ impl<'a> BodyReader<'a> {
             decoder: ChunkedDecoder::new(),
             received: 0,
             max_body: limits.max_body,
-            timeout: limits.body_timeout,
+            deadline: Instant::now() + limits.body_timeout,
+            write_timeout: limits.write_timeout,
+            owe_continue: head.expect_continue && head.framing != Framing::None && !continue_sent,
+            no_wait: false,
             error: None,
             gone: false,
         }
@@ -495,7 +828,31 @@ impl<'a> BodyReader<'a> {
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        match self.conn.read_wait(self.timeout) {
+        if self.no_wait {
+            return match self.conn.read_some() {
+                Ok(0) => {
+                    self.gone = true;
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e), // WouldBlock: all that has arrived is read
+            };
+        }
+        if std::mem::take(&mut self.owe_continue) {
+            // Asked for only now that the handler reads the body: a
+            // handler that answers without it is not sent the body.
+            if let Err(e) = self.conn.send(CONTINUE, false, self.write_timeout) {
+                self.gone = true;
+                return Err(e);
+            }
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let waited = if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            self.conn.read_wait(left)
+        };
+        match waited {
             Ok(_) => Ok(()),
             Err(e) => {
                 match e.kind() {
@@ -515,10 +872,13 @@ impl<'a> BodyReader<'a> {
         )
     }
 
-    /// Discards the unread rest of the body. `Ok(true)`: the connection
-    /// may carry another request; `Ok(false)`: it must close;
+    /// Discards the unread rest of the body as far as it has arrived,
+    /// without waiting for more. `Ok(true)`: the body is consumed and the
+    /// connection may carry another request; `Ok(false)`: part of it is
+    /// still on its way, so the connection closes after the answer;
     /// `Err(Some(e))`: answer `e`; `Err(None)`: the client is gone.
     fn finish(mut self) -> Result<bool, Option<HttpError>> {
+        self.no_wait = true;
         let mut sink = [0u8; READ_CHUNK];
         while !self.is_complete() && self.error.is_none() && !self.gone {
             if self.read(&mut sink).is_err() || self.framing == Framing::None {
@@ -528,7 +888,7 @@ impl<'a> BodyReader<'a> {
         match (self.error, self.gone) {
             (Some(e), _) => Err(Some(e)),
             (None, true) => Err(None),
-            (None, false) => Ok(true),
+            (None, false) => Ok(self.is_complete()),
         }
     }
 }
@@ -586,13 +946,15 @@ impl Read for BodyReader<'_> {
     }
 }
 
-/// Writes the response; returns (connection stays open, body bytes sent).
+/// Builds the response as an [`Outgoing`] to deliver, with its body bytes
+/// (a `Body::Stream` is sent here, waiting for the client as it streams).
 fn write_response(
     conn: &mut Conn,
     head: &Head,
     resp: Response,
     mut keep_alive: bool,
-) -> io::Result<(bool, u64)> {
+    limits: &Limits,
+) -> io::Result<(Box<Outgoing>, u64)> {
     let status = resp.status;
     let bodyless =
         head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
@@ -631,45 +993,55 @@ fn write_response(
         },
     );
     if bodyless {
-        conn.send(&out, false)?;
-        return Ok((keep_alive, 0));
+        return Ok((Outgoing::new(out, keep_alive), 0));
     }
+    let mut file = None;
     let sent = match resp.body {
-        Body::Empty => {
-            conn.send(&out, false)?;
-            0
-        }
+        Body::Empty => 0,
         Body::Bytes(b) => {
-            if b.len() <= COALESCE_LIMIT {
-                out.extend_from_slice(&b);
-                conn.send(&out, false)?;
-            } else {
-                conn.send(&out, true)?;
-                conn.send(&b, false)?;
-            }
+            // One buffer, so one send when the client takes it all (a
+            // large body is copied once; it is in memory already).
+            out.extend_from_slice(&b);
             b.len() as u64
         }
-        Body::File { file, offset, len } if len <= COALESCE_LIMIT as u64 => {
+        Body::File {
+            file: f,
+            offset,
+            len,
+        } if len <= COALESCE_LIMIT as u64 => {
             // A small file costs less read into the head's buffer and sent
             // once than sent as a corked head plus sendfile (one pread and
             // one send against a send and a sendfile: 10.5 -> 9.2 us per
             // request in the cluster benchmark). Under TLS the file is
             // read and encrypted anyway, and leaves as one record.
-            append_file(&mut out, &file, offset, len)?;
-            conn.send(&out, false)?;
+            append_file(&mut out, &f, offset, len)?;
             len
         }
-        Body::File { file, offset, len } => {
-            conn.send(&out, len > 0)?;
-            conn.send_file(&file, offset, len)?;
+        Body::File {
+            file: f,
+            offset,
+            len,
+        } => {
+            file = Some(FilePart {
+                file: f,
+                offset,
+                end: offset + len,
+            });
             len
         }
         Body::Stream(mut reader) => {
-            conn.send(&out, true)?;
-            send_stream(conn, &mut *reader, chunked)?
+            // The one response that holds its thread while the client is
+            // slow: the handler chose to stream (each wait is bounded by
+            // write_timeout).
+            let wait = limits.write_timeout;
+            conn.send(&out, true, wait)?;
+            out.clear();
+            send_stream(conn, &mut *reader, chunked, wait)?
         }
     };
-    Ok((keep_alive, sent))
+    let mut outgoing = Outgoing::new(out, keep_alive);
+    outgoing.file = file;
+    Ok((outgoing, sent))
 }
 
 /// Appends `len` bytes of `file` from `offset` to `out`.
@@ -749,25 +1121,18 @@ pub fn error_response(e: HttpError) -> Vec<u8> {
     out
 }
 
-/// Answers a refused request and counts and logs it.
-fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&Head>) {
-    let mut out = error_response(e);
+/// Answers a refused request and counts and logs it; the connection
+/// closes after the answer.
+fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&Head>) -> Answered {
+    let mut bytes = error_response(e);
     if head.is_some_and(|h| h.method == "HEAD") {
-        if let Some(end) = http::head_end(&out) {
-            out.truncate(end);
+        if let Some(end) = http::head_end(&bytes) {
+            bytes.truncate(end);
         }
     }
-    let fd = conn.fd.as_raw_fd();
-    if conn.send(&out, false).is_ok() && conn.tls.is_none() {
-        // Closing with unread bytes queued makes the kernel send a reset,
-        // which can destroy the answer in flight: end our side, then
-        // discard what has already arrived (without waiting for more).
-        let _ = sys::shutdown_write(fd);
-        conn.buf.clear();
-        while matches!(conn.read_some(), Ok(n) if n > 0) {
-            conn.buf.clear();
-        }
-    }
+    let mut out = Outgoing::new(bytes, false);
+    out.linger = conn.tls.is_none();
+    let answered = deliver(conn, out);
     engine.stats.requests.fetch_add(1, Ordering::Relaxed);
     if engine.limits.log_requests {
         let placeholder = Head {
@@ -787,45 +1152,33 @@ fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&H
             Instant::now(),
         );
     }
+    answered
 }
 
-/// Sends all of `data`, waiting (bounded by [`SEND_TIMEOUT`]) while the
-/// socket buffer is full. `more`: more data follows at once (MSG_MORE).
-fn send_all(fd: RawFd, mut data: &[u8], more: bool) -> io::Result<()> {
+/// Sends all of `data`, waiting (each wait bounded by `timeout`) while
+/// the socket buffer is full. `more`: more data follows at once
+/// (MSG_MORE).
+fn send_all(fd: RawFd, mut data: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
     while !data.is_empty() {
         match sys::send(fd, data, more) {
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd)?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !sys::wait_fd(fd, Interest::Write, timeout)? {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-fn wait_writable(fd: RawFd) -> io::Result<()> {
-    if sys::wait_fd(fd, Interest::Write, SEND_TIMEOUT)? {
-        Ok(())
-    } else {
-        Err(io::ErrorKind::TimedOut.into())
-    }
-}
-
-fn send_file(fd: RawFd, file: &std::fs::File, mut offset: u64, len: u64) -> io::Result<()> {
-    let end = offset + len;
-    while offset < end {
-        let want = (end - offset).min(1 << 30) as usize;
-        match sys::sendfile(fd, file, &mut offset, want) {
-            // The file shrank under us: the promised length cannot be met.
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(fd)?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn send_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Result<u64> {
+fn send_stream(
+    conn: &mut Conn,
+    reader: &mut dyn Read,
+    chunked: bool,
+    wait: Duration,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; STREAM_CHUNK];
     let mut total = 0u64;
     loop {
@@ -837,7 +1190,7 @@ fn send_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Res
         };
         if n == 0 {
             if chunked {
-                conn.send(b"0\r\n\r\n", false)?;
+                conn.send(b"0\r\n\r\n", false, wait)?;
             }
             return Ok(total);
         }
@@ -846,10 +1199,19 @@ fn send_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Res
             let mut frame = format!("{n:x}\r\n").into_bytes();
             frame.extend_from_slice(&buf[..n]);
             frame.extend_from_slice(b"\r\n");
-            conn.send(&frame, true)?;
+            conn.send(&frame, true, wait)?;
         } else {
-            conn.send(&buf[..n], true)?;
+            conn.send(&buf[..n], true, wait)?;
         }
+    }
+}
+
+/// The error a head that reached `MAX_HEAD` without ending is refused
+/// with (431, or 414 for an overlong request line).
+fn parse_error(buf: &[u8]) -> HttpError {
+    match http::parse_head(buf) {
+        Err(e) => e,
+        Ok(_) => HttpError::HeadersTooLarge,
     }
 }
 

@@ -212,6 +212,73 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// An incremental [`head_end`]: remembers where the search stopped, so
+/// that a head arriving a byte at a time costs a scan linear in its
+/// length, not one rescan of everything buffered per read (issue 11: 100
+/// connections trickling 60 KB heads cost 15x nginx's CPU with rescans).
+///
+/// Call [`HeadScan::find`] with the same buffer, only ever appended to;
+/// start a new `HeadScan` when bytes are taken off its front.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadScan {
+    /// Where the request line starts (past leading empty lines), once a
+    /// byte other than CR or LF has arrived.
+    start: Option<usize>,
+    /// Bytes before this index hold no end of the head; the search resumes
+    /// here.
+    at: usize,
+    /// Where the request line's LF is, once it has arrived.
+    line_end: Option<usize>,
+}
+
+impl HeadScan {
+    /// Where the head in `buf` ends, as [`head_end`] says, looking only at
+    /// bytes not looked at before (and at most two before them).
+    pub fn find(&mut self, buf: &[u8]) -> Option<usize> {
+        let start = match self.start {
+            Some(s) => s,
+            None => {
+                let s = self.at + skip_empty_lines(&buf[self.at.min(buf.len())..]);
+                if s >= buf.len() {
+                    self.at = buf.len();
+                    return None;
+                }
+                self.start = Some(s);
+                self.at = s;
+                s
+            }
+        };
+        let mut at = self.at.max(start);
+        loop {
+            let Some(i) = find_byte(b'\n', &buf[at..]) else {
+                self.at = buf.len();
+                return None;
+            };
+            let lf = at + i;
+            self.line_end.get_or_insert(lf);
+            let end = match (buf.get(lf + 1), buf.get(lf + 2)) {
+                (Some(b'\n'), _) => Some(lf + 2),
+                (Some(b'\r'), Some(b'\n')) => Some(lf + 3),
+                // Not enough bytes after this LF yet: resume at it.
+                (None, _) | (Some(b'\r'), None) => {
+                    self.at = lf;
+                    return None;
+                }
+                _ => None,
+            };
+            if end.is_some() {
+                return end;
+            }
+            at = lf + 1;
+        }
+    }
+
+    /// The request line has arrived in full (its LF was seen).
+    pub fn line_complete(&self) -> bool {
+        self.line_end.is_some()
+    }
+}
+
 /// Decodes a chunked body incrementally, with no I/O.
 ///
 /// RFC 9112 §7.1: `chunk-size [chunk-ext] CRLF chunk-data CRLF`, repeated,
@@ -783,6 +850,41 @@ mod tests {
     }
 
     // ---- HttpError and reason ----
+
+    #[test]
+    fn head_scan_agrees_with_head_end_for_every_split() {
+        let heads: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest",
+            b"\r\n\r\nGET / HTTP/1.1\nHost: x\n\nrest",
+            b"GET / HTTP/1.1\r\nA: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\nC: d\r\n",
+            b"\r\n\r\n\r\n",
+        ];
+        for head in heads {
+            // Fed one byte at a time, and in two pieces split anywhere.
+            let mut scan = HeadScan::default();
+            let mut found = None;
+            for n in 1..=head.len() {
+                found = found.or(scan.find(&head[..n]));
+            }
+            assert_eq!(found, head_end(head), "{:?}", String::from_utf8_lossy(head));
+            for split in 0..=head.len() {
+                let mut scan = HeadScan::default();
+                let first = scan.find(&head[..split]);
+                let end = first.or_else(|| scan.find(head));
+                assert_eq!(end, head_end(head), "split at {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn head_scan_notes_the_request_line() {
+        let mut scan = HeadScan::default();
+        assert_eq!(scan.find(b"\r\nGET /x"), None);
+        assert!(!scan.line_complete());
+        assert_eq!(scan.find(b"\r\nGET /x\r\nHo"), None);
+        assert!(scan.line_complete());
+    }
 
     #[test]
     fn every_error_has_its_status_and_a_message() {

@@ -7,16 +7,20 @@
 //! keep-alive connection (the hand-off to and from the reactor cost two
 //! wake-ups per request). The reactor enforces the deadlines: it scans the
 //! parked connections when the earliest deadline can have passed.
+//!
+//! A response the client does not take at once waits here too, with its
+//! unsent rest (`Parked::outgoing`) and an EPOLLOUT registration: the
+//! next pool thread its event wakes sends more, without waiting, so a
+//! client that reads slowly holds no thread (issue 11).
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::connection::Conn;
-use crate::http;
+use crate::connection::{Conn, Limits, Outgoing, Progress};
 
 /// Independent locks, so pool threads parking and taking different
 /// connections rarely wait for each other.
@@ -26,14 +30,19 @@ const SHARDS: usize = 16;
 pub struct Parked {
     pub conn: Conn,
     pub deadline: Instant,
-    /// Part of a request has arrived (the first-data deadline applies).
+    /// Part of a request has arrived (the first-data or body deadline
+    /// applies).
     pub partial: bool,
+    /// The unsent rest of a response: the connection waits to be
+    /// writable, under the write deadline.
+    pub outgoing: Option<Box<Outgoing>>,
 }
 
 /// What [`Parked::read_available`] found.
 pub enum Arrived {
-    /// A complete request head is buffered (or one already over
-    /// `http::MAX_HEAD`, to be answered with its error).
+    /// A request the pool can serve without waiting for the client is
+    /// buffered: its head and a body of up to
+    /// `connection::BUFFERED_BODY_MAX` (or a head to refuse).
     Request,
     /// Wait for more bytes.
     Waiting,
@@ -42,17 +51,31 @@ pub enum Arrived {
 }
 
 impl Parked {
-    /// Reads what the socket has, until a request head is complete or
-    /// nothing more is there. A head that starts on a kept-alive
-    /// connection gets `first_data` from now to arrive in full (a new
-    /// connection keeps the deadline set at accept).
-    pub fn read_available(&mut self, first_data: Duration) -> Arrived {
+    /// A connection waiting for its next request (`partial`: part of one
+    /// is buffered already).
+    pub fn waiting(conn: Conn, deadline: Instant, partial: bool) -> Parked {
+        Parked {
+            conn,
+            deadline,
+            partial,
+            outgoing: None,
+        }
+    }
+
+    /// Reads what the socket has, until a request is ready (see
+    /// [`Arrived::Request`]) or nothing more is there. A head that starts
+    /// on a kept-alive connection gets `first_data_timeout` from now to
+    /// arrive in full (a new connection keeps the deadline set at
+    /// accept); a body buffered before dispatch gets `body_timeout` from
+    /// the end of its head.
+    pub fn read_available(&mut self, limits: &Limits) -> Arrived {
+        let mut progress = Progress::Head;
         loop {
             match self.conn.read_some() {
                 Ok(0) => return Arrived::Gone,
                 Ok(_) => {
-                    let buf = &self.conn.buf;
-                    if buf.len() >= http::MAX_HEAD || http::head_end(buf).is_some() {
+                    progress = self.conn.request_ready(limits.max_body);
+                    if progress == Progress::Ready {
                         return Arrived::Request;
                     }
                 }
@@ -60,10 +83,13 @@ impl Parked {
                 Err(_) => return Arrived::Gone,
             }
         }
-        if !self.partial && !self.conn.buf.is_empty() {
+        if progress == Progress::Body && self.conn.start_body_wait() {
+            self.partial = true;
+            self.deadline = Instant::now() + limits.body_timeout;
+        } else if !self.partial && !self.conn.buf.is_empty() {
             self.partial = true;
             if self.conn.served > 0 {
-                self.deadline = Instant::now() + first_data;
+                self.deadline = Instant::now() + limits.first_data_timeout;
             }
         }
         Arrived::Waiting
@@ -74,6 +100,8 @@ impl Parked {
 pub struct Parking {
     shards: Vec<Mutex<HashMap<RawFd, Parked>>>,
     count: AtomicUsize,
+    /// Of `count`, the connections with a response to finish.
+    writers: AtomicUsize,
     /// The earliest deadline parked since the last scan, in nanoseconds
     /// after `base` (u64::MAX: none): a connection re-parked with an old
     /// deadline while a scan was under way is not overlooked.
@@ -86,6 +114,7 @@ impl Default for Parking {
         Parking {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             count: AtomicUsize::new(0),
+            writers: AtomicUsize::new(0),
             hint: AtomicU64::new(u64::MAX),
             base: Instant::now(),
         }
@@ -106,9 +135,14 @@ impl Parking {
     pub fn put(&self, p: Parked) {
         let fd = p.conn.fd.as_raw_fd();
         let at = p.deadline.saturating_duration_since(self.base).as_nanos();
-        if self.shard(fd).insert(fd, p).is_none() {
-            self.count.fetch_add(1, Ordering::AcqRel);
+        if p.outgoing.is_some() {
+            self.writers.fetch_add(1, Ordering::AcqRel);
         }
+        // An fd is parked once: it is taken out before it is parked again.
+        if let Some(old) = self.shard(fd).insert(fd, p) {
+            self.forget(&old);
+        }
+        self.count.fetch_add(1, Ordering::AcqRel);
         let at = u64::try_from(at).unwrap_or(u64::MAX - 1);
         // Usually later than the hint: read, do not write, the shared line.
         if at < self.hint.load(Ordering::Acquire) {
@@ -125,9 +159,23 @@ impl Parking {
         if map.get(&fd)?.conn.token != token {
             return None;
         }
-        let p = map.remove(&fd);
+        let p = map.remove(&fd)?;
+        self.forget(&p);
+        Some(p)
+    }
+
+    /// Counts `p` out, as it leaves the map.
+    fn forget(&self, p: &Parked) {
         self.count.fetch_sub(1, Ordering::AcqRel);
-        p
+        if p.outgoing.is_some() {
+            self.writers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Connections parked with a response to finish (a graceful stop
+    /// waits for them, bounded by shutdown_timeout).
+    pub fn writers(&self) -> usize {
+        self.writers.load(Ordering::Acquire)
     }
 
     /// The earliest deadline parked since the last [`Parking::expire`].
@@ -158,7 +206,7 @@ impl Parking {
                 .collect();
             for fd in due {
                 if let Some(p) = map.remove(&fd) {
-                    self.count.fetch_sub(1, Ordering::AcqRel);
+                    self.forget(&p);
                     out.push(p);
                 }
             }
@@ -169,13 +217,23 @@ impl Parking {
         earliest
     }
 
-    /// Removes every parked connection (at a stop).
+    /// Removes every parked connection that waits for a request (at a
+    /// stop); those finishing a response stay, for the pool to finish.
     pub fn take_all(&self) -> Vec<Parked> {
         let mut all = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            self.count.fetch_sub(map.len(), Ordering::AcqRel);
-            all.extend(map.drain().map(|(_, p)| p));
+            let fds: Vec<RawFd> = map
+                .iter()
+                .filter(|(_, p)| p.outgoing.is_none())
+                .map(|(&fd, _)| fd)
+                .collect();
+            for fd in fds {
+                if let Some(p) = map.remove(&fd) {
+                    self.forget(&p);
+                    all.push(p);
+                }
+            }
         }
         all
     }

@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::{self, Conn, Engine};
-use crate::http::{self, HttpError};
+use crate::connection::{self, Conn, Engine, Progress};
+use crate::http::HttpError;
 use crate::listeners::Listener;
 use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
@@ -290,14 +290,8 @@ impl Reactor {
             return; // dropping the connection closes it
         }
         self.deadlines.insert((deadline, fd));
-        self.conns.insert(
-            fd,
-            Parked {
-                conn,
-                deadline,
-                partial,
-            },
-        );
+        self.conns
+            .insert(fd, Parked::waiting(conn, deadline, partial));
     }
 
     fn on_ready(&mut self, fd: RawFd) {
@@ -324,7 +318,7 @@ impl Reactor {
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
         }
-        match p.read_available(self.timeouts.first_data) {
+        match p.read_available(&self.engine.limits) {
             // Complete, or too large: the pool answers either way.
             Arrived::Request => return self.dispatch(p.conn),
             Arrived::Gone => return, // dropped: closed
@@ -388,6 +382,11 @@ impl Reactor {
             self.next_parking_scan = earliest.map_or(soonest, |e| e.min(soonest));
         }
         for mut p in expired {
+            if p.outgoing.is_some() {
+                // The client took none of its response for write_timeout:
+                // dropping closes it.
+                continue;
+            }
             if p.conn.pooled && !p.partial {
                 // Idle by its deadline, unless a request came that no pool
                 // thread has read yet (all busy): then it is not idle.
@@ -415,7 +414,7 @@ impl Reactor {
         }
         let _ = self.engine.pool_epoll.delete(conn.fd.as_raw_fd());
         conn.pooled = false;
-        if http::head_end(&conn.buf).is_some() {
+        if conn.request_ready(self.engine.limits.max_body) == Progress::Ready {
             self.dispatch(conn);
         } else {
             self.park(conn);

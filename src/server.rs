@@ -603,8 +603,11 @@ pub(crate) fn wait_in_flight(
     let stats = &d.engine.stats;
     let mut next_extend = Instant::now();
     let mut last_done = u64::MAX;
+    // Responses the pool finishes from its epoll (clients reading
+    // slowly) are in flight too.
     while stats.busy.load(Ordering::Acquire) > 0
         || d.engine.reading.load(Ordering::Acquire) > 0
+        || d.engine.parking.writers() > 0
         || d.pool.queued() > 0
     {
         // While requests keep completing, ask systemd for more time, so a

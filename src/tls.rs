@@ -606,7 +606,7 @@ impl TlsConn {
 
     /// Encrypts and sends all of `data`, waiting for writability while the
     /// socket buffer is full; `timeout` bounds each wait (an inactivity
-    /// limit, like `connection::SEND_TIMEOUT`), after which `TimedOut`.
+    /// limit, like the `write_timeout` setting), after which `TimedOut`.
     /// Only after the handshake is `Done`.
     pub fn write_plain(&mut self, fd: RawFd, data: &[u8], timeout: Duration) -> io::Result<()> {
         if self.conn.is_handshaking() {
@@ -628,6 +628,37 @@ impl TlsConn {
             self.flush(fd, timeout)?;
         }
         Ok(())
+    }
+
+    /// Encrypts what rustls takes of `data` and sends what the socket
+    /// takes, never waiting: `WouldBlock` while earlier records are still
+    /// unsent. Returns the plaintext bytes taken (a response the client is
+    /// slow to read continues from there on its next EPOLLOUT).
+    pub fn write_some(&mut self, fd: RawFd, data: &[u8]) -> io::Result<usize> {
+        if self.conn.is_handshaking() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write_some called before the TLS handshake finished",
+            ));
+        }
+        self.try_flush(fd)?;
+        if self.conn.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // rustls takes at most its buffer limit (64 KiB); it was just
+        // emptied, so 0 would mean no progress is possible.
+        let n = self.conn.writer().write(data)?;
+        if n == 0 && !data.is_empty() {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.try_flush(fd)?;
+        Ok(n)
+    }
+
+    /// Sends pending TLS records without waiting; true once none is left.
+    pub fn flush_now(&mut self, fd: RawFd) -> io::Result<bool> {
+        self.try_flush(fd)?;
+        Ok(!self.conn.wants_write())
     }
 
     /// Sends every pending TLS record, waiting (each wait bounded by

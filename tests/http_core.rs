@@ -325,7 +325,7 @@ fn expect_100_continue_with_the_body_already_sent_stays_in_step() {
 
 #[test]
 fn body_that_stops_arriving_gets_408() {
-    let s = Server::start(&["--first-data-timeout", "1"]);
+    let s = Server::start(&["--body-timeout", "1"]);
     let mut c = Client::connect(s.addr());
     let t0 = Instant::now();
     c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc");
@@ -337,7 +337,7 @@ fn body_that_stops_arriving_gets_408() {
     assert!(r.connection_has("close"), "{r:?}");
     assert!(
         waited >= Duration::from_millis(800),
-        "408 after only {waited:?}; first_data_timeout is 1 s"
+        "408 after only {waited:?}; body_timeout is 1 s"
     );
     assert_eq!(
         c.wait_closed(deadline_in(Duration::from_secs(2))),

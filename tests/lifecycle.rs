@@ -36,10 +36,22 @@ fn wait_refused(addr: std::net::SocketAddr, timeout: Duration) -> bool {
     }
 }
 
-/// Opens a connection with a request in flight: its head is complete and
-/// its body has 2 of 5 bytes, so a pool thread is waiting for the rest.
+/// Size of the body [`in_flight`] announces: one byte over the engine's
+/// `BUFFERED_BODY_MAX` (64 KiB), so the request reaches the handler
+/// before its body has arrived, and the handler reads it as it comes.
+const IN_FLIGHT_BODY: usize = 64 * 1024 + 1;
+
+/// Starts the `upload` example (a handler that reads bodies, in front of
+/// the static files) with `args`; `None` when it was not built.
+fn start_upload(args: &[&str]) -> Option<Server> {
+    Server::start_example("upload", args)
+}
+
+/// Opens a connection with a request in flight: a handler of the
+/// `upload` example is reading a large body of which 2 bytes have come.
 /// Returns once /proc shows that thread blocked (the event), so a signal
-/// sent next cannot overtake the request.
+/// sent next cannot overtake the request. [`finish_in_flight`] sends the
+/// rest.
 fn in_flight(s: &Server) -> Client<TcpStream> {
     in_flight_nth(s, 1)
 }
@@ -48,13 +60,30 @@ fn in_flight(s: &Server) -> Client<TcpStream> {
 /// `n` pool threads are waiting for their bodies.
 fn in_flight_nth(s: &Server, n: usize) -> Client<TcpStream> {
     let mut c = Client::connect(s.addr());
-    c.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhe");
+    c.send(
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: {IN_FLIGHT_BODY}\r\n\r\nhe"
+        )
+        .as_bytes(),
+    );
     assert!(
         support::wait_pool_serving_at_least(s.pid(), n, deadline_in(Duration::from_secs(5))),
         "no pool thread took request {n} (threads: {})",
         support::pool_threads(s.pid())
     );
     c
+}
+
+/// Sends the rest of an [`in_flight`] body; asserts the handler's answer.
+fn finish_in_flight(c: &mut Client<TcpStream>) -> support::Response {
+    c.send(&vec![b'x'; IN_FLIGHT_BODY - 2]);
+    let r = c.expect_response("POST");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, format!("received {IN_FLIGHT_BODY} bytes\n")),
+        "{r:?}"
+    );
+    r
 }
 
 /// After the last answer of a graceful stop: the connection is closed
@@ -393,7 +422,9 @@ fn sigint_stops_gracefully_too() {
 
 #[test]
 fn in_flight_request_completes_during_graceful_stop() {
-    let mut s = Server::start(&[]);
+    let Some(mut s) = start_upload(&[]) else {
+        return;
+    };
     let addr = s.addr();
     // An idle keep-alive connection: closed by the stop, not waited for.
     let mut idle = Client::connect(addr);
@@ -415,9 +446,7 @@ fn in_flight_request_completes_during_graceful_stop() {
         s.exit_status_now().is_none(),
         "exited with a request in flight"
     );
-    c.send(b"llo");
-    let r = c.expect_response("GET");
-    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+    let r = finish_in_flight(&mut c);
     assert!(r.connection_has("close"), "{r:?}");
     closed_then_clean_exit(&mut c, &mut s);
     assert!(s.stdout().contains("- Goodbye!"), "{}", s.stdout());
@@ -446,7 +475,9 @@ fn a_thread_stuck_in_a_slow_request_does_not_hold_up_parked_connections() {
     // -t 2:2: one thread waits for a body that does not come; the other
     // serves every keep-alive connection meanwhile, whichever thread was
     // waiting for their events when the slow one arrived.
-    let s = Server::start(&["-t", "2:2"]);
+    let Some(s) = start_upload(&["-t", "2:2"]) else {
+        return;
+    };
     let mut parked: Vec<_> = (0..5).map(|_| Client::connect(s.addr())).collect();
     for c in &mut parked {
         c.send(&get_bytes("/hello.txt"));
@@ -468,7 +499,9 @@ fn a_new_connection_is_answered_while_any_thread_is_free() {
     // Some idle threads wait in the pool's epoll, the others on the queue;
     // whichever are held by slow requests, a new connection must wake a
     // free one (not wait for a held one, or for the 30 s idle timeout).
-    let s = Server::start(&["-t", "3:3"]);
+    let Some(s) = start_upload(&["-t", "3:3"]) else {
+        return;
+    };
     let mut held = Vec::new();
     for busy in 0..3 {
         if busy > 0 {
@@ -482,8 +515,7 @@ fn a_new_connection_is_answered_while_any_thread_is_free() {
         }
     }
     for c in &mut held {
-        c.send(b"llo");
-        assert_eq!(c.expect_response("GET").status, 200);
+        finish_in_flight(c);
     }
 }
 
@@ -493,7 +525,9 @@ fn threads_started_under_load_are_trimmed_back_to_min_when_idle() {
     // they are answered and the server is idle, the two extra threads
     // leave after the pool's IDLE_THREAD_TIMEOUT (30 s).
     const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(30);
-    let s = Server::start(&["-t", "1:3"]);
+    let Some(s) = start_upload(&["-t", "1:3"]) else {
+        return;
+    };
     let pid = s.pid();
     let started = support::wait_pool_threads(pid, 1, deadline_in(Duration::from_secs(5)));
     assert!(
@@ -504,8 +538,7 @@ fn threads_started_under_load_are_trimmed_back_to_min_when_idle() {
     let mut held: Vec<_> = (1..=3).map(|n| in_flight_nth(&s, n)).collect();
     assert_eq!(support::pool_threads(pid), 3, "grown to max under load");
     for c in &mut held {
-        c.send(b"llo");
-        assert_eq!(c.expect_response("GET").status, 200);
+        finish_in_flight(c);
     }
     drop(held);
     let patience = IDLE_THREAD_TIMEOUT + Duration::from_secs(15);
@@ -520,18 +553,20 @@ fn threads_started_under_load_are_trimmed_back_to_min_when_idle() {
 
 #[test]
 fn request_on_a_parked_connection_waits_for_a_busy_pool_not_closed_as_idle() {
-    // -t 1:1: the only thread waits for a body that does not come (until
-    // first_data_timeout, 3 s) while a parked connection's request
+    // -t 1:1: the only thread's handler waits for a body that does not
+    // come (until body_timeout, 3 s) while a parked connection's request
     // arrives and its persistent deadline (2 s) passes. It is not idle:
     // it is answered once the thread is free, not closed unread.
-    let s = Server::start(&[
+    let Some(s) = start_upload(&[
         "-t",
         "1:1",
         "--persistent-timeout",
         "2",
-        "--first-data-timeout",
+        "--body-timeout",
         "3",
-    ]);
+    ]) else {
+        return;
+    };
     let mut parked = Client::connect(s.addr());
     parked.send(&get_bytes("/hello.txt"));
     assert_eq!(parked.expect_response("GET").status, 200);
@@ -541,7 +576,9 @@ fn request_on_a_parked_connection_waits_for_a_busy_pool_not_closed_as_idle() {
 
 #[test]
 fn second_signal_during_the_stop_exits_at_once() {
-    let mut s = Server::start(&["--shutdown-timeout", "30"]);
+    let Some(mut s) = start_upload(&["--shutdown-timeout", "30"]) else {
+        return;
+    };
     let _c = in_flight(&s);
     s.signal("TERM");
     assert!(s.wait_for_line("- Gracefully stopping", deadline_in(Duration::from_secs(5))));
@@ -555,7 +592,9 @@ fn second_signal_during_the_stop_exits_at_once() {
 
 #[test]
 fn shutdown_timeout_bounds_the_wait() {
-    let mut s = Server::start(&["--shutdown-timeout", "1"]);
+    let Some(mut s) = start_upload(&["--shutdown-timeout", "1"]) else {
+        return;
+    };
     let _c = in_flight(&s);
     let t0 = std::time::Instant::now();
     s.signal("TERM");
@@ -582,11 +621,18 @@ fn download_in_progress_completes_during_graceful_stop() {
     let addr = s.addr();
     let mut c = Client::connect(addr);
     c.send(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n");
-    // The event: the server is blocked sending (the client reads nothing).
-    assert!(
-        support::wait_pool_serving(s.pid(), deadline_in(Duration::from_secs(5))),
-        "no pool thread is sending"
-    );
+    // The event: the response has begun (and cannot finish: the client
+    // reads nothing, and the file is larger than the socket buffers). No
+    // pool thread waits for this client: the rest is sent from the pool's
+    // epoll as the client takes it, and the stop waits for it.
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    let mut first = [0u8; 1];
+    assert_eq!(c.stream().peek(&mut first).expect("the response begins"), 1);
+    c.stream()
+        .set_read_timeout(None)
+        .expect("clear the read timeout");
     s.signal("TERM");
     assert!(s.wait_for_line("- Gracefully stopping", deadline_in(Duration::from_secs(5))));
     assert!(

@@ -43,6 +43,8 @@ const TAKES_VALUE: &[&str] = &[
     "--tag",
     "--pidfile",
     "--first-data-timeout",
+    "--body-timeout",
+    "--write-timeout",
     "--persistent-timeout",
     "--shutdown-timeout",
     "--max-keep-alive",
@@ -325,6 +327,19 @@ impl Server {
         let mut server = Server::spawn_command(cmd, docroot);
         server.wait_ready();
         server
+    }
+
+    /// Like [`Server::start`] with the example app `name` (built by
+    /// `cargo test`) instead of the catamount binary; `None` (and a
+    /// "skipped:" line) when it was not built.
+    pub fn start_example(name: &str, args: &[&str]) -> Option<Server> {
+        let bin = example(name)?;
+        let (full, docroot) = with_defaults(args);
+        let mut cmd = Command::new(bin);
+        cmd.args(&full);
+        let mut server = Server::spawn_command(cmd, docroot);
+        server.wait_ready();
+        Some(server)
     }
 
     /// Starts `cmd` (e.g. `systemd-socket-activate ... catamount ...`)
