@@ -528,11 +528,13 @@ fn read_parked(engine: &Engine, mut p: Parked) {
 
 /// The client can take more of a response: send what it takes, then
 /// serve its next request (or park it, or close it).
-fn continue_sending(engine: &Engine, mut conn: Conn, out: Box<Outgoing>) {
-    match deliver(&mut conn, out) {
-        Answered::Open if !engine.stats.stopping.load(Ordering::Acquire) => serve(engine, conn),
-        Answered::Open | Answered::Closed => {} // dropped: closed
-        Answered::Sending(out) => engine.park_writer(conn, out),
+fn continue_sending(engine: &Engine, mut conn: Conn, mut out: Box<Outgoing>) {
+    match send_out(&mut conn, &mut out) {
+        None => engine.park_writer(conn, out),
+        Some(Answered::Open) if !engine.stats.stopping.load(Ordering::Acquire) => {
+            serve(engine, conn)
+        }
+        Some(_) => {} // dropped: closed
     }
 }
 
@@ -712,14 +714,14 @@ struct FilePart {
 }
 
 impl Outgoing {
-    fn new(bytes: Vec<u8>, keep_alive: bool) -> Box<Outgoing> {
-        Box::new(Outgoing {
+    fn new(bytes: Vec<u8>, keep_alive: bool) -> Outgoing {
+        Outgoing {
             bytes,
             at: 0,
             file: None,
             keep_alive,
             linger: false,
-        })
+        }
     }
 
     /// Sends what the socket takes now; `Ok(true)` once all has left.
@@ -743,18 +745,24 @@ impl Outgoing {
     }
 }
 
-/// Sends what the client takes of `out` now and says what comes next.
-fn deliver(conn: &mut Conn, mut out: Box<Outgoing>) -> Answered {
+/// Sends what the client takes of `out` now and says what comes next
+/// (boxed only when it must wait: most responses leave at once).
+fn deliver(conn: &mut Conn, mut out: Outgoing) -> Answered {
+    send_out(conn, &mut out).unwrap_or_else(|| Answered::Sending(Box::new(out)))
+}
+
+/// Sends what the client takes of `out` now; `None` while some is left.
+fn send_out(conn: &mut Conn, out: &mut Outgoing) -> Option<Answered> {
     match out.write(conn) {
-        Ok(true) if out.keep_alive => Answered::Open,
+        Ok(true) if out.keep_alive => Some(Answered::Open),
         Ok(true) => {
             if out.linger {
                 linger(conn);
             }
-            Answered::Closed
+            Some(Answered::Closed)
         }
-        Ok(false) => Answered::Sending(out),
-        Err(_) => Answered::Closed,
+        Ok(false) => None,
+        Err(_) => Some(Answered::Closed),
     }
 }
 
@@ -954,7 +962,7 @@ fn write_response(
     resp: Response,
     mut keep_alive: bool,
     limits: &Limits,
-) -> io::Result<(Box<Outgoing>, u64)> {
+) -> io::Result<(Outgoing, u64)> {
     let status = resp.status;
     let bodyless =
         head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);

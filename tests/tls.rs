@@ -166,6 +166,74 @@ fn small_ranges_and_large_files_over_tls() {
     assert_eq!(text(&out.stdout), &HELLO[2..6]);
 }
 
+#[test]
+fn clients_that_do_not_read_hold_no_thread_over_tls() {
+    // Issue 11: a TLS client that stops reading a large file used to hold
+    // a pool thread for up to 30 s per stall. With -t 2:2, three of them
+    // must not delay anyone: the rest of each response waits in the
+    // pool's epoll for the client to take it.
+    let Some(pki) = pki() else { return };
+    let server = Server::start(&["-t", "2:2", "-b", &pki.bind("a", "")]);
+    let port = ssl_port(&server);
+    let root = server.docroot().expect("the test docroot");
+    fs::write(root.join("big.bin"), vec![7u8; 32 << 20]).expect("write big.bin");
+    let (began, began_rx) = mpsc::channel();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-CAfile",
+                &pki.path("ca.pem"),
+                "-connect",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_client");
+        child
+            .stdin
+            .as_mut()
+            .expect("stdin is piped")
+            .write_all(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("send the request");
+        // Read the status line, then nothing more: s_client blocks on its
+        // full stdout pipe and stops reading the socket.
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let began = began.clone();
+        std::thread::spawn(move || {
+            let mut status = [0u8; 12];
+            let _ = began.send(stdout.read_exact(&mut status).map(|()| status));
+            // Keep the pipe open, unread, until the test ends.
+            std::thread::park();
+        });
+        stalled.push(child);
+    }
+    for _ in 0..3 {
+        let status = began_rx
+            .recv_timeout(EVENT_DEADLINE)
+            .expect("a stalled download began")
+            .expect("read the status line");
+        assert_eq!(&status, b"HTTP/1.1 200");
+    }
+    for round in 0..3 {
+        let out = pki.curl_get(port, "/hello.txt", &["--max-time", "3"]);
+        assert!(
+            out.status.success(),
+            "round {round}: curl while 3 TLS clients stall: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), HELLO);
+    }
+    for mut child in stalled {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------
 // 3. Client certificates
 // ---------------------------------------------------------------------
