@@ -811,6 +811,7 @@ impl<'a> BodyReader<'a> {
             Framing::Length(n) => n,
             _ => 0,
         };
+        let nothing_yet = conn.buf.is_empty();
         BodyReader {
             conn,
             framing: head.framing,
@@ -820,7 +821,12 @@ impl<'a> BodyReader<'a> {
             max_body: limits.max_body,
             deadline: Instant::now() + limits.body_timeout,
             write_timeout: limits.write_timeout,
-            owe_continue: head.expect_continue && head.framing != Framing::None && !continue_sent,
+            // Not owed when part of the body came with the head (RFC 9110
+            // §10.1.1: the client is sending already).
+            owe_continue: head.expect_continue
+                && head.framing != Framing::None
+                && !continue_sent
+                && nothing_yet,
             no_wait: false,
             error: None,
             gone: false,

@@ -60,6 +60,58 @@ fn stalled_small_bodies_hold_no_thread() {
 }
 
 #[test]
+fn stalled_chunked_bodies_hold_no_thread() {
+    let s = Server::start(&["-t", THREADS]);
+    let mut slow: Vec<_> = (0..SLOW_CLIENTS * 3)
+        .map(|_| {
+            let mut c = Client::connect(s.addr());
+            c.send(b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+            c
+        })
+        .collect();
+    for round in 0..3 {
+        Client::connect(s.addr())
+            .get_hello_within(PROMPT, &format!("round {round}, chunked bodies waiting"));
+    }
+    for c in &mut slow {
+        c.send(b"lo\r\n0\r\n\r\n");
+        assert_eq!(c.expect_response("POST").status, 405);
+    }
+}
+
+#[test]
+fn a_trickled_large_body_cannot_stretch_body_timeout() {
+    // A body over 64 KiB reaches the handler (the upload example reads
+    // it) before it has arrived; a byte every 100 ms is progress, but the
+    // deadline is absolute: 408 after body_timeout all the same.
+    let Some(s) = Server::start_example("upload", &["--body-timeout", "1"]) else {
+        return;
+    };
+    let mut c = Client::connect(s.addr());
+    let t0 = Instant::now();
+    c.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nAB");
+    let mut trickle = c.stream().try_clone().expect("clone the stream");
+    std::thread::spawn(move || {
+        // Until the server closes (the write then fails) or 10 s pass.
+        for _ in 0..100 {
+            if std::io::Write::write_all(&mut trickle, b"C").is_err() {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    });
+    let r = c
+        .response_by("POST", t0 + Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no 408 while the body trickles: {e}"));
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "408 after only {:?}; body_timeout is 1 s",
+        t0.elapsed()
+    );
+}
+
+#[test]
 fn expect_continue_gets_100_before_a_small_body_is_buffered() {
     let s = Server::start(&[]);
     let mut c = Client::connect(s.addr());
