@@ -627,9 +627,11 @@ pub(crate) fn wait_in_flight(
         }
         if Instant::now() >= d.deadline {
             eprintln!(
-                "! Shutdown timeout ({}s) reached with {} request(s) in flight; going on without them",
+                "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \
+                 still being sent; going on without them",
                 config.shutdown_timeout.as_secs_f64(),
-                stats.busy.load(Ordering::Acquire)
+                stats.busy.load(Ordering::Acquire),
+                d.engine.parking.writers()
             );
             break;
         }

@@ -163,6 +163,8 @@ fn clients_that_do_not_read_hold_no_thread() {
         .response_by("GET", deadline_in(Duration::from_secs(20)))
         .expect("the download completes");
     assert_eq!((r.status, r.body.len()), (200, BIG));
+    // The connection then carries its next request as usual.
+    c.get_hello_within(PROMPT, "after the stalled download");
 }
 
 #[test]
