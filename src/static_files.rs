@@ -2,8 +2,12 @@
 //!
 //! What this file owns:
 //! - turning a request path into a file under the root without ever leaving
-//!   it (strict percent-decoding, no `..`, no encoded `/` or `\`, symlinks
-//!   resolved with `canonicalize` and checked against the canonical root);
+//!   it (strict percent-decoding, no `..`, no encoded `/` or `\`); every
+//!   lookup, including index files, `.br`/`.gz` siblings and the entries of
+//!   a listing, is opened relative to a descriptor of the root opened once,
+//!   with openat2(`RESOLVE_BENEATH`), so the kernel checks and opens in one
+//!   step and a rename racing the lookup cannot lead outside (issue 11);
+//!   kernels without openat2 get `walk_beneath`, one name at a time;
 //! - directory handling (redirect to the slash form, `index.html`, optional
 //!   HTML listing);
 //! - the representation headers (`Content-Type` from the extension table in
@@ -19,11 +23,15 @@
 //! and leaves with its head in one send. The engine also drops the body of
 //! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +53,18 @@ pub const CACHED_CONTENT_BUDGET: usize = 1024 * 1024;
 /// `application/octet-stream`.
 const MAX_EXTENSION_LEN: usize = 16;
 
+use crate::sys::{self, EntryKind, Symlinks};
 use crate::{date, Body, Config, Handler, Request, Response};
+
+/// Most symlinks one lookup follows when paths are resolved one component
+/// at a time, on kernels without openat2 (the kernel's own bound, which
+/// openat2 applies, is `MAXSYMLINKS`, also 40); one more is `ELOOP`, a 404.
+pub const MAX_SYMLINKS: usize = 40;
+/// Tries one lookup gets when resolution answers `EAGAIN`: openat2 with
+/// `RESOLVE_BENEATH` gives up on a `..` while any rename runs on the
+/// system, and the component walk when a name changes under it. After the
+/// last try the request gets 500.
+pub const RESOLVE_ATTEMPTS: usize = 4;
 
 /// Most entries shown in one directory listing; a larger directory is
 /// listed partially with a note, so a huge directory cannot make one request
@@ -58,10 +77,15 @@ const ALLOWED_METHODS: &str = "GET, HEAD";
 /// Serves the files under one directory.
 pub struct StaticFiles {
     /// The canonical root (or the path as given when it could not be
-    /// canonicalized; then every request answers 404).
+    /// canonicalized), for telling where a file reached through a symlink
+    /// lies under it (the dotfile rule).
     root: PathBuf,
-    /// The root, open, for one-syscall lookups of symlink-free paths.
+    /// The root, opened once here: every lookup resolves beneath this
+    /// descriptor, never by path name. `None` when it could not be opened;
+    /// then every request answers 404.
     root_dir: Option<File>,
+    /// How lookups resolve beneath `root_dir`.
+    resolver: Resolver,
     /// Recent lookups (found or not), re-checked after
     /// [`OPEN_FILE_CACHE_VALID`], as nginx's `open_file_cache`.
     cache: Mutex<OpenCache>,
@@ -84,10 +108,10 @@ impl StaticFiles {
     /// Serves `root` with explicit options (what [`StaticFiles::new`] reads
     /// from the config).
     ///
-    /// The root is canonicalized once here. If that fails (it does not exist
-    /// yet, or is unreadable) the path is kept as given; requests then answer
-    /// 404, because no canonical file path can lie under a non-canonical
-    /// root.
+    /// The root is canonicalized and opened once here, and whether the
+    /// kernel has openat2(2) is found out (see `Resolver`). If the root
+    /// cannot be opened (it does not exist yet, or is unreadable) every
+    /// request answers 404.
     pub fn with_options(
         root: PathBuf,
         dir_listing: bool,
@@ -96,9 +120,14 @@ impl StaticFiles {
     ) -> Self {
         let root = fs::canonicalize(&root).unwrap_or(root);
         let root_dir = File::open(&root).ok();
+        let resolver = match &root_dir {
+            Some(dir) => Resolver::probe(dir),
+            None => Resolver::Openat2,
+        };
         StaticFiles {
             root,
             root_dir,
+            resolver,
             cache: Mutex::new(OpenCache::default()),
             dir_listing,
             serve_dotfiles,
@@ -260,7 +289,8 @@ impl StaticError {
     }
 
     /// Maps a filesystem error. `ENOTDIR` (`/file.txt/x`), `ELOOP` (a
-    /// symlink cycle) and `ENAMETOOLONG` name no servable file, so they are
+    /// symlink cycle, or too many links), `ENAMETOOLONG` and `EXDEV` (a
+    /// path that would leave the root) name no servable file, so they are
     /// 404 rather than 500. (Only errno constants are used here; no libc
     /// call.)
     fn from_io(e: &io::Error) -> StaticError {
@@ -268,7 +298,9 @@ impl StaticError {
             io::ErrorKind::NotFound => StaticError::NotFound,
             io::ErrorKind::PermissionDenied => StaticError::Forbidden,
             _ => match e.raw_os_error() {
-                Some(libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => StaticError::NotFound,
+                Some(libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG | libc::EXDEV) => {
+                    StaticError::NotFound
+                }
                 _ => StaticError::Internal,
             },
         }
@@ -372,7 +404,7 @@ impl StaticFiles {
                 }
                 return Ok(Response::text(301, "Moved Permanently\n").header("Location", location));
             }
-            return self.directory(req, &decoded, &found.canon);
+            return self.directory(req, &decoded, &found);
         }
         // A file named like a directory (`/a.txt/`) is not that file.
         if decoded.trailing_slash {
@@ -394,9 +426,7 @@ impl StaticFiles {
                 }
             }
         }
-        let opened = self
-            .open(rel)
-            .map(|(file, meta, canon)| Opened::new(file, meta, canon));
+        let opened = self.open(rel).map(|(file, meta)| Opened::new(file, meta));
         // 403 and 500 may be passing conditions: only cache answers that
         // describe the tree. A small file that came up short when read is
         // changing under us: look again next time.
@@ -415,53 +445,81 @@ impl StaticFiles {
         result
     }
 
-    /// Opens `rel` under the root: in one system call when no component
-    /// is a symlink (the kernel then guarantees nothing escapes the root),
-    /// else through [`StaticFiles::resolve`].
-    fn open(&self, rel: &Path) -> Result<(File, Metadata, PathBuf), StaticError> {
-        if let Some(dir) = &self.root_dir {
-            let target = if rel.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                rel
-            };
-            match crate::sys::open_beneath(dir, target) {
-                Ok(file) => {
-                    let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
-                    if !meta.is_file() && !meta.is_dir() {
-                        return Err(StaticError::NotFound);
-                    }
-                    // No symlink on the way: the joined path is canonical.
-                    return Ok((file, meta, self.root.join(rel)));
+    /// Opens `rel` beneath the root and returns it with its metadata (taken
+    /// from the open descriptor, so length and validators describe what is
+    /// sent). Anything that is neither a regular file nor a directory is
+    /// 404. The check that nothing leaves the root and the open are one
+    /// kernel operation ([`Resolver::Openat2`]) or a walk that never
+    /// resolves a name outside it ([`Resolver::Walk`]), so a rename racing
+    /// the lookup cannot make it reach a file outside the root (issue 11).
+    fn open(&self, rel: &Path) -> Result<(File, Metadata), StaticError> {
+        let root = self.root_dir.as_ref().ok_or(StaticError::NotFound)?;
+        let mut attempts = 1;
+        let file = loop {
+            match self.open_beneath(root, rel) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts < RESOLVE_ATTEMPTS => {
+                    attempts += 1;
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StaticError::NotFound),
-                // A symlink (ELOOP), an escape (EXDEV), an old kernel
-                // (ENOSYS) or anything else: resolve the slow, checked way.
-                Err(_) => {}
+                other => break other.map_err(|e| StaticError::from_io(&e))?,
             }
-        }
-        let canon = self.resolve(rel)?;
-        let (file, meta) = open_checked(&canon)?;
-        Ok((file, meta, canon))
-    }
-
-    /// Maps a relative path to its canonical form, refusing anything whose
-    /// symlinks lead outside the root, or (without `serve_dotfiles`) through
-    /// a dot-named entry of the root (a symlink `a -> .git` is refused like
-    /// `.git` itself).
-    fn resolve(&self, rel: &Path) -> Result<PathBuf, StaticError> {
-        let canon = fs::canonicalize(self.root.join(rel)).map_err(|e| StaticError::from_io(&e))?;
-        let inside = canon
-            .strip_prefix(&self.root)
-            .map_err(|_| StaticError::NotFound)?;
-        if !self.serve_dotfiles
-            && inside.components().any(
-                |c| matches!(c, Component::Normal(name) if name.as_encoded_bytes().starts_with(b".")),
-            )
-        {
+        };
+        let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
+        if !meta.is_file() && !meta.is_dir() {
             return Err(StaticError::NotFound);
         }
-        Ok(canon)
+        Ok((file, meta))
+    }
+
+    /// One attempt of [`StaticFiles::open`], before the type check. The
+    /// dotfile rule also holds for where symlinks lead: without
+    /// `serve_dotfiles`, a symlink `a -> .git` is refused like `.git`.
+    fn open_beneath(&self, root: &File, rel: &Path) -> io::Result<File> {
+        let refused = || io::Error::from(io::ErrorKind::NotFound);
+        match self.resolver {
+            Resolver::Openat2 => {
+                let target = if rel.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    rel
+                };
+                // The common case: no symlink on the way, so the request's
+                // own segments (already checked for dot-names) are the
+                // whole path.
+                match sys::open_beneath(root, target, Symlinks::Refuse) {
+                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {}
+                    other => return other,
+                }
+                let file = sys::open_beneath(root, target, Symlinks::FollowBeneath)?;
+                if !self.serve_dotfiles && !self.reached_without_dot_names(&file) {
+                    return Err(refused());
+                }
+                Ok(file)
+            }
+            Resolver::Walk => {
+                let (file, names) = walk_beneath(root, rel)?;
+                if !self.serve_dotfiles && names.iter().any(|n| is_dot_name(n)) {
+                    return Err(refused());
+                }
+                Ok(file)
+            }
+        }
+    }
+
+    /// Whether `file`, opened through a symlink, lies where no component
+    /// below the root is dot-named, by the path the kernel gives for its
+    /// descriptor (`/proc/self/fd/N`, the file's place now). False when
+    /// that cannot be told (no `/proc`; the root itself moved): the file
+    /// is then refused, not served.
+    fn reached_without_dot_names(&self, file: &File) -> bool {
+        let Ok(path) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+            return false;
+        };
+        let Ok(inside) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        !inside
+            .components()
+            .any(|c| matches!(c, Component::Normal(name) if is_dot_name(name)))
     }
 
     /// `/dir/`: its `index.html`, else a listing when enabled, else 404.
@@ -469,7 +527,7 @@ impl StaticFiles {
         &self,
         req: &Request<'_>,
         decoded: &DecodedPath,
-        canon: &Path,
+        dir: &Opened,
     ) -> Result<Response, StaticError> {
         let index_rel = decoded.rel().join("index.html");
         match self.open_cached(&index_rel) {
@@ -481,37 +539,47 @@ impl StaticFiles {
         if !self.dir_listing {
             return Err(StaticError::NotFound);
         }
-        let html = self.listing(decoded, canon)?;
+        let html = self.listing(decoded, &dir.file)?;
         Ok(Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
             .body(Body::Bytes(html.into_bytes())))
     }
 
-    /// An HTML page listing `canon`, sorted by name, directories with a
-    /// trailing `/`. Names no request could reach (non-UTF-8, holding `\`,
-    /// dot-names without `serve_dotfiles`) are left out.
-    fn listing(&self, decoded: &DecodedPath, canon: &Path) -> Result<String, StaticError> {
+    /// An HTML page listing the open directory `dir` (what `decoded` was
+    /// resolved to), sorted by name, directories with a trailing `/`. Names
+    /// no request could reach (non-UTF-8, holding `\`, dot-names without
+    /// `serve_dotfiles`) are left out, and so are entries a request would
+    /// get 404 for: symlinks that leave the root, dangle or lead to a
+    /// dot-name, FIFOs, sockets and devices.
+    fn listing(&self, decoded: &DecodedPath, dir: &File) -> Result<String, StaticError> {
+        let rel = decoded.rel();
         let mut entries: Vec<(String, bool)> = Vec::new();
         let mut truncated = false;
-        for entry in fs::read_dir(canon).map_err(|e| StaticError::from_io(&e))? {
-            let entry = entry.map_err(|e| StaticError::from_io(&e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
+        sys::for_each_entry(dir, |name, kind| {
+            let Some(name) = name.to_str() else {
+                return ControlFlow::Continue(());
             };
             if name.contains('\\') || (!self.serve_dotfiles && name.starts_with('.')) {
-                continue;
+                return ControlFlow::Continue(());
             }
-            // Follow symlinks so a link to a directory is shown as one; a
-            // dangling link is left out.
-            let Ok(meta) = fs::metadata(entry.path()) else {
-                continue;
+            let is_dir = match kind {
+                EntryKind::File => false,
+                EntryKind::Dir => true,
+                EntryKind::Other => return ControlFlow::Continue(()),
+                // Shown as what a request for it gets, by the same lookup.
+                EntryKind::Symlink | EntryKind::Unknown => match self.open(&rel.join(name)) {
+                    Ok((_, meta)) => meta.is_dir(),
+                    Err(_) => return ControlFlow::Continue(()),
+                },
             };
             if entries.len() == MAX_LISTING_ENTRIES {
                 truncated = true;
-                break;
+                return ControlFlow::Break(());
             }
-            entries.push((name, meta.is_dir()));
-        }
+            entries.push((name.to_string(), is_dir));
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| StaticError::from_io(&e))?;
         entries.sort();
 
         let title = html_escape(&display_path(decoded));
@@ -634,13 +702,128 @@ impl StaticFiles {
     }
 }
 
+/// How lookups resolve a path beneath the root's descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolver {
+    /// openat2(2) with `RESOLVE_BENEATH` (Linux 5.6+): the kernel resolves
+    /// and checks in one call. Relative symlinks that stay beneath the root
+    /// are followed; absolute symlinks are refused (`EXDEV`), even ones
+    /// that name a place inside the root.
+    Openat2,
+    /// [`walk_beneath`], one openat(2) per component, where openat2 is
+    /// missing: `ENOSYS` before Linux 5.6, `EPERM` under container seccomp
+    /// profiles older than it. Same answers, more system calls.
+    Walk,
+}
+
+impl Resolver {
+    /// Openat2 if the kernel (and any seccomp filter) lets it open the
+    /// root itself, else Walk.
+    fn probe(root: &File) -> Resolver {
+        match sys::open_beneath(root, Path::new("."), Symlinks::Refuse) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                Resolver::Walk
+            }
+            _ => Resolver::Openat2,
+        }
+    }
+}
+
+/// Resolves `rel` beneath `root` one name at a time, for kernels without
+/// openat2 ([`Resolver::Walk`]), with the answers of `RESOLVE_BENEATH`.
+/// Each step opens one name relative to the directory reached so far with
+/// `O_PATH | O_NOFOLLOW`, so the kernel never follows a symlink for us:
+/// a symlink's target is read from the handle just opened (not by name
+/// again) and walked the same way from the directory holding it. An
+/// absolute target or a `..` above the root is `EXDEV`; `..` goes back to
+/// the handle of the directory we came through, never to whatever the
+/// parent is by then; more than [`MAX_SYMLINKS`] links is `ELOOP`.
+/// Returns the file opened for reading and the names under the root it
+/// was found at (for the dotfile rule).
+fn walk_beneath(root: &File, rel: &Path) -> io::Result<(File, Vec<OsString>)> {
+    let os_err = io::Error::from_raw_os_error;
+    let mut pending = VecDeque::new();
+    prepend_names(&mut pending, rel.as_os_str());
+    // The directories below the root we are in, with their names.
+    let mut dirs: Vec<(File, OsString)> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        match name.as_bytes() {
+            b"." => continue,
+            b".." => {
+                dirs.pop().ok_or_else(|| os_err(libc::EXDEV))?;
+                continue;
+            }
+            _ => {}
+        }
+        let here = dirs.last().map_or(root, |(dir, _)| dir);
+        let entry = sys::open_entry(here, &name)?;
+        let meta = entry.metadata()?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(os_err(libc::ELOOP));
+            }
+            let target = sys::read_link(&entry)?;
+            if target.as_bytes().starts_with(b"/") {
+                return Err(os_err(libc::EXDEV));
+            }
+            prepend_names(&mut pending, &target);
+            continue;
+        }
+        if !pending.is_empty() {
+            if !meta.is_dir() {
+                return Err(os_err(libc::ENOTDIR));
+            }
+            dirs.push((entry, name));
+            continue;
+        }
+        // The last name. Only files and directories are opened for
+        // reading (opening a device can have effects), by name again but
+        // without following, and only if it is still the entry we saw.
+        if !meta.is_file() && !meta.is_dir() {
+            return Err(os_err(libc::ENOENT));
+        }
+        let file = match sys::open_read_nofollow(here, &name) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(os_err(libc::EAGAIN)),
+            other => other?,
+        };
+        let now = file.metadata()?;
+        if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+            return Err(os_err(libc::EAGAIN));
+        }
+        let mut names: Vec<OsString> = dirs.into_iter().map(|(_, n)| n).collect();
+        names.push(name);
+        return Ok((file, names));
+    }
+    // Every name was a directory, `.` or `..`: the answer is the directory
+    // reached (the root itself for an empty path).
+    let here = dirs.last().map_or(root, |(dir, _)| dir);
+    let file = sys::open_read_nofollow(here, OsStr::new("."))?;
+    Ok((file, dirs.into_iter().map(|(_, n)| n).collect()))
+}
+
+/// Puts the `/`-separated names of `path` in front of `pending`, in order
+/// (empty names, from `//` or a trailing `/`, are dropped).
+fn prepend_names(pending: &mut VecDeque<OsString>, path: &OsStr) {
+    for name in path.as_bytes().rsplit(|&b| b == b'/') {
+        if !name.is_empty() {
+            pending.push_front(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+}
+
+/// A name the dotfile rule hides: it starts with `.`.
+fn is_dot_name(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".")
+}
+
 /// A file found under the root (shared by cache entries and answers), with
 /// what every answer for it needs computed once at lookup.
 #[derive(Debug)]
 struct Opened {
     file: Arc<File>,
     meta: Metadata,
-    canon: PathBuf,
     /// The identity representation's entity-tag.
     etag: String,
     /// The mtime in seconds (never later than the lookup), and as sent.
@@ -652,7 +835,7 @@ struct Opened {
 }
 
 impl Opened {
-    fn new(file: File, meta: Metadata, canon: PathBuf) -> Opened {
+    fn new(file: File, meta: Metadata) -> Opened {
         let last_modified = last_modified_secs(&meta);
         let content = if is_small_file(&meta) {
             read_whole(&file, meta.len())
@@ -666,7 +849,6 @@ impl Opened {
             content,
             file: Arc::new(file),
             meta,
-            canon,
         }
     }
 
@@ -772,24 +954,6 @@ impl Cached {
             .and_then(|o| o.content.as_ref())
             .map_or(0, |c| c.len())
     }
-}
-
-/// Opens a file or directory read-only and returns it with its metadata
-/// (taken from the open descriptor, so length and validators describe what
-/// is sent). `O_NONBLOCK` keeps a FIFO planted in the root from blocking the
-/// open; it changes nothing for regular files. Anything that is neither a
-/// regular file nor a directory is 404.
-fn open_checked(path: &Path) -> Result<(File, Metadata), StaticError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| StaticError::from_io(&e))?;
-    let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
-    if !meta.is_file() && !meta.is_dir() {
-        return Err(StaticError::NotFound);
-    }
-    Ok((file, meta))
 }
 
 /// Strictly decodes an origin-form path (without its query).
@@ -1597,6 +1761,160 @@ mod tests {
         let html = bytes(&get(&a, "/"));
         assert!(html.contains("<a href=\".hidden\">.hidden</a>"), "{html}");
         assert!(html.contains("<a href=\".git/\">.git/</a>"), "{html}");
+    }
+
+    /// `a` resolving paths with `resolver` (the walk is what kernels
+    /// without openat2 get; here it is chosen by hand).
+    fn with_resolver(mut a: StaticFiles, resolver: Resolver) -> StaticFiles {
+        a.resolver = resolver;
+        a
+    }
+
+    #[test]
+    fn the_walk_answers_like_openat2() {
+        let t = tree();
+        fs::create_dir(t.root.join("trap")).expect("mkdir trap");
+        symlink("../../secret.txt", t.root.join("trap/index.html")).expect("symlink index");
+        symlink("../alpha.txt", t.root.join("sub/up.txt")).expect("symlink up");
+        symlink("nested/../a.txt", t.root.join("sub/round.txt")).expect("symlink round");
+        symlink("loop2", t.root.join("loop1")).expect("symlink loop1");
+        symlink("loop1", t.root.join("loop2")).expect("symlink loop2");
+        symlink(t.root.join("alpha.txt"), t.root.join("abs-inside")).expect("symlink abs");
+        symlink("sub/../.hidden", t.root.join("sneaky")).expect("symlink sneaky");
+        let targets = [
+            "/",
+            "/alpha.txt",
+            "/link.txt",
+            "/linkdir",
+            "/linkdir/",
+            "/linkdir/a.txt",
+            "/linkdir/nested/",
+            "/sub/up.txt",
+            "/sub/round.txt",
+            "/etc/passwd",
+            "/etc/",
+            "/outside.txt",
+            "/shown.txt",
+            "/sneaky",
+            "/.hidden",
+            "/.git/config",
+            "/trap/",
+            "/loop1",
+            "/abs-inside",
+            "/alpha.txt/x",
+            "/nope",
+            "/list/",
+            "/site/",
+        ];
+        for (listing, dotfiles) in [(false, false), (true, false), (true, true)] {
+            let opts = |r| {
+                with_resolver(
+                    StaticFiles::with_options(t.root.clone(), listing, dotfiles, None),
+                    r,
+                )
+            };
+            let (kernel, walk) = (opts(Resolver::Openat2), opts(Resolver::Walk));
+            for target in targets {
+                let (k, w) = (get(&kernel, target), get(&walk, target));
+                let what = format!("{target} listing={listing} dotfiles={dotfiles}");
+                assert_eq!(k.status, w.status, "{what}");
+                assert_eq!(k.headers, w.headers, "{what}");
+                let body = |r: &Response| match &r.body {
+                    Body::Bytes(b) => b.clone(),
+                    Body::File { .. } => {
+                        let (offset, len, _) = file_span(r);
+                        format!("file {offset}+{len}").into_bytes()
+                    }
+                    _ => Vec::new(),
+                };
+                assert_eq!(body(&k), body(&w), "{what}");
+            }
+        }
+        // The answers the two agree on are the right ones.
+        let walk = with_resolver(app(&t), Resolver::Walk);
+        assert_eq!(body_bytes(&get(&walk, "/sub/up.txt")), ALPHABET);
+        assert_eq!(body_bytes(&get(&walk, "/sub/round.txt")), b"a");
+        for target in [
+            "/outside.txt",
+            "/etc/passwd",
+            "/loop1",
+            "/abs-inside",
+            "/sneaky",
+        ] {
+            assert_eq!(get(&walk, target).status, 404, "{target}");
+        }
+    }
+
+    #[test]
+    fn the_walk_reports_where_it_went() {
+        let t = tree();
+        symlink("loop2", t.root.join("loop1")).expect("symlink loop1");
+        symlink("loop1", t.root.join("loop2")).expect("symlink loop2");
+        let root = File::open(&t.root).expect("open root");
+        let names = |rel: &str| {
+            walk_beneath(&root, Path::new(rel)).map(|(_, names)| {
+                names
+                    .iter()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+        };
+        assert_eq!(names("").expect("root"), "");
+        assert_eq!(names("alpha.txt").expect("file"), "alpha.txt");
+        assert_eq!(names("link.txt").expect("link"), "alpha.txt");
+        assert_eq!(names("linkdir/a.txt").expect("via dir link"), "sub/a.txt");
+        assert_eq!(names("linkdir").expect("dir link"), "sub");
+        assert_eq!(names("shown.txt").expect("dot link"), ".hidden");
+        let errno = |rel: &str| names(rel).expect_err(rel).raw_os_error();
+        assert_eq!(errno("outside.txt"), Some(libc::EXDEV));
+        assert_eq!(errno("etc/passwd"), Some(libc::EXDEV));
+        assert_eq!(errno("loop1"), Some(libc::ELOOP));
+        assert_eq!(errno("alpha.txt/x"), Some(libc::ENOTDIR));
+        assert_eq!(errno("nope"), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn the_walk_never_leaves_the_root_while_a_directory_is_swapped() {
+        // The race of issue 11, against the walk: `d` is exchanged for a
+        // symlink to outside (four renames per round) while `lnk/file` is
+        // resolved through `lnk -> d`.
+        const ROUNDS: usize = 2000;
+        let t = tree();
+        let outside = t.base.join("outside");
+        fs::create_dir(&outside).expect("mkdir outside");
+        fs::write(outside.join("file"), "OUTSIDE").expect("write outside");
+        let race = t.root.join("race");
+        fs::create_dir_all(race.join("d")).expect("mkdir d");
+        fs::write(race.join("d/file"), "inside").expect("write inside");
+        symlink(&outside, race.join("dsym")).expect("symlink dsym");
+        symlink("d", race.join("lnk")).expect("symlink lnk");
+        let swapper = {
+            let race = race.clone();
+            std::thread::spawn(move || {
+                let (d, dsym, tmp) = (race.join("d"), race.join("dsym"), race.join("tmp"));
+                for _ in 0..ROUNDS {
+                    for (from, to) in [(&d, &tmp), (&dsym, &d), (&d, &dsym), (&tmp, &d)] {
+                        fs::rename(from, to).expect("rename");
+                    }
+                }
+            })
+        };
+        let root = File::open(&t.root).expect("open root");
+        let (mut inside, mut refused) = (0, 0);
+        while !swapper.is_finished() {
+            match walk_beneath(&root, Path::new("race/lnk/file")) {
+                Ok((file, names)) => {
+                    let mut got = String::new();
+                    io::Read::read_to_string(&mut &file, &mut got).expect("read");
+                    assert_eq!(got, "inside", "reached via {names:?}");
+                    inside += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        swapper.join().expect("swapper");
+        eprintln!("walk race: {inside} inside, {refused} refused");
     }
 
     #[test]
