@@ -21,7 +21,8 @@
 //! its cache entry (within [`CACHED_CONTENT_BUDGET`] per app), so a hot
 //! small file costs no system call at all; it is answered as [`Body::Bytes`]
 //! and leaves with its head in one send. The engine also drops the body of
-//! `HEAD` and `304` answers, so `HEAD` is answered exactly like `GET`.
+//! `HEAD` and `304` answers, so `HEAD` is answered like `GET`, except that
+//! `Range` applies to `GET` only (RFC 9110 §14.2).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -632,9 +633,12 @@ impl StaticFiles {
                 .and_then(parse_http_date)
                 .is_some_and(|since| last_modified <= since),
         };
+        // RFC 9110 §14.2: Range is defined for GET only; a HEAD is answered
+        // with the head of the whole (200) answer.
         let range = match req.header("Range") {
             Some(r)
-                if !not_modified
+                if req.method() == "GET"
+                    && !not_modified
                     && if_range_allows(req.header("If-Range"), &etag, last_modified) =>
             {
                 parse_range(r, len)
@@ -2258,10 +2262,13 @@ mod tests {
             assert_eq!(hdr(&r, "Accept-Ranges"), Some("bytes"));
             assert!(hdr(&r, "ETag").is_some());
         }
-        // HEAD is answered like GET.
-        let r = call(&a, "HEAD", "/alpha.txt", &[("Range", "bytes=0-4")]);
-        assert_eq!(r.status, 206);
-        assert_eq!(file_span(&r), (0, 5, 26));
+        // Range is for GET only (RFC 9110 §14.2): HEAD gets the whole 200.
+        for h in ["bytes=0-4", "bytes=-5", "bytes=26-"] {
+            let r = call(&a, "HEAD", "/alpha.txt", &[("Range", h)]);
+            assert_eq!(r.status, 200, "{h}");
+            assert_eq!(file_span(&r), (0, 26, 26), "{h}");
+            assert_eq!(hdr(&r, "Content-Range"), None, "{h}");
+        }
     }
 
     #[test]
