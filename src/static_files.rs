@@ -12,8 +12,10 @@
 //!   HTML listing);
 //! - the representation headers (`Content-Type` from the extension table in
 //!   [`content_type`], `ETag`, `Last-Modified`, `Cache-Control`, `Vary`);
-//! - conditional requests (`If-None-Match`, `If-Modified-Since`), single byte
-//!   ranges (`Range`, `If-Range`) and precompressed `.br`/`.gz` siblings;
+//! - conditional requests (`If-Match`, `If-Unmodified-Since`,
+//!   `If-None-Match`, `If-Modified-Since`, in the order of RFC 9110
+//!   §13.2.2), single byte ranges (`Range`, `If-Range`) and precompressed
+//!   `.br`/`.gz` siblings;
 //!
 //! Large files are never read into memory: an answer carries [`Body::File`]
 //! and the engine sends it with `sendfile(2)`. A small file (up to
@@ -624,8 +626,20 @@ impl StaticFiles {
         };
         let last_modified = found.last_modified;
 
-        // RFC 9110 §13.2.2: If-None-Match wins; If-Modified-Since counts
-        // only without it.
+        // The order of RFC 9110 §13.2.2. First If-Match, else
+        // If-Unmodified-Since: a failed one is 412, whatever follows.
+        let precondition_failed = match req.header("If-Match") {
+            Some(im) => !if_match_matches(im, &etag),
+            None => req
+                .header("If-Unmodified-Since")
+                .and_then(parse_http_date)
+                .is_some_and(|since| last_modified > since),
+        };
+        if precondition_failed {
+            return Response::text(412, "Precondition Failed\n").header("Vary", "Accept-Encoding");
+        }
+        // Then If-None-Match, else If-Modified-Since (this app answers only
+        // GET and HEAD, for which a match is 304); then If-Range.
         let not_modified = match req.header("If-None-Match") {
             Some(inm) => if_none_match_matches(inm, &etag),
             None => req
@@ -1055,6 +1069,17 @@ fn last_modified_secs(meta: &Metadata) -> i64 {
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(i64::MAX);
     meta.mtime().min(now)
+}
+
+/// `If-Match` with strong comparison (RFC 9110 §13.1.1): `*` (any file;
+/// a missing one was 404 before preconditions are looked at) or a listed
+/// entity-tag equal to ours, neither of them weak. A malformed list
+/// matches nothing.
+fn if_match_matches(header: &str, etag: &str) -> bool {
+    if header.trim() == "*" {
+        return true;
+    }
+    !etag.starts_with("W/") && entity_tags(header).is_some_and(|tags| tags.contains(&etag))
 }
 
 /// `If-None-Match` with weak comparison (RFC 9110 §13.1.2): `*` or any
@@ -2194,6 +2219,112 @@ mod tests {
                 assert!(is_empty(&r));
                 assert_eq!(hdr(&r, "Last-Modified"), Some(MTIME_TEXT));
             }
+        }
+    }
+
+    #[test]
+    fn if_match_uses_strong_comparison() {
+        let t = tree();
+        let a = app(&t);
+        let etag = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let weak = format!("W/{etag}");
+        let listed = format!("\"a\", {etag}");
+        for (im, want) in [
+            (etag.as_str(), 200),
+            (listed.as_str(), 200),
+            ("*", 200),
+            (" * ", 200),
+            (weak.as_str(), 412),
+            ("\"other\"", 412),
+            ("", 412),
+            ("garbage", 412),
+        ] {
+            for m in ["GET", "HEAD"] {
+                let r = call(&a, m, "/alpha.txt", &[("If-Match", im)]);
+                assert_eq!(r.status, want, "{m} {im:?}");
+                if want == 412 {
+                    assert_eq!(bytes(&r), "Precondition Failed\n");
+                    assert_eq!(hdr(&r, "ETag"), None);
+                }
+            }
+        }
+        // The tag of the variant sent is the one compared.
+        let br = hdr(
+            &call(&a, "GET", "/app.js", &[("Accept-Encoding", "br")]),
+            "ETag",
+        )
+        .expect("br etag")
+        .to_string();
+        let with = |ae: &str| {
+            call(
+                &a,
+                "GET",
+                "/app.js",
+                &[("Accept-Encoding", ae), ("If-Match", br.as_str())],
+            )
+            .status
+        };
+        assert_eq!((with("br"), with("identity")), (200, 412));
+    }
+
+    #[test]
+    fn if_unmodified_since() {
+        let t = tree();
+        let a = app(&t);
+        let later = http_date(MTIME + 3600);
+        let earlier = http_date(MTIME - 1);
+        for (ius, want) in [
+            (MTIME_TEXT, 200),
+            (later.as_str(), 200),
+            (earlier.as_str(), 412),
+            ("garbage", 200),
+            ("", 200),
+        ] {
+            let r = call(&a, "GET", "/alpha.txt", &[("If-Unmodified-Since", ius)]);
+            assert_eq!(r.status, want, "{ius:?}");
+        }
+    }
+
+    #[test]
+    fn preconditions_are_evaluated_in_rfc_order() {
+        let t = tree();
+        let a = app(&t);
+        let etag = hdr(&get(&a, "/alpha.txt"), "ETag")
+            .expect("etag")
+            .to_string();
+        let etag = etag.as_str();
+        let earlier = http_date(MTIME - 1);
+        let earlier = earlier.as_str();
+        let cases: &[(&[(&str, &str)], u16)] = &[
+            // If-Unmodified-Since counts only without If-Match.
+            (&[("If-Match", etag), ("If-Unmodified-Since", earlier)], 200),
+            (
+                &[("If-Match", "\"x\""), ("If-Unmodified-Since", MTIME_TEXT)],
+                412,
+            ),
+            // 412 comes before 304...
+            (&[("If-Match", "\"x\""), ("If-None-Match", etag)], 412),
+            (
+                &[
+                    ("If-Unmodified-Since", earlier),
+                    ("If-Modified-Since", MTIME_TEXT),
+                ],
+                412,
+            ),
+            (&[("If-Match", etag), ("If-None-Match", etag)], 304),
+            // ...and before ranges and 416.
+            (&[("If-Match", "\"x\""), ("Range", "bytes=0-1")], 412),
+            (&[("If-Match", "\"x\""), ("Range", "bytes=99-")], 412),
+            (&[("If-Match", etag), ("Range", "bytes=0-1")], 206),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(
+                call(&a, "GET", "/alpha.txt", headers).status,
+                *want,
+                "{headers:?}"
+            );
         }
     }
 

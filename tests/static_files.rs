@@ -35,3 +35,78 @@ fn range_is_ignored_on_head() {
     );
     assert_eq!((r.status, r.text().as_str()), (206, &HELLO[..5]), "{r:?}");
 }
+
+#[test]
+fn if_match_and_if_unmodified_since_give_412_in_rfc_order() {
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    let first = request(addr, &raw("GET", "/hello.txt", &[]));
+    let etag = first.header("ETag").expect("an ETag").to_string();
+    let lm = first
+        .header("Last-Modified")
+        .expect("Last-Modified")
+        .to_string();
+    let weak = format!("W/{etag}");
+    let listed = format!("\"nope\", {etag}");
+    const LONG_AGO: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let status = |method: &str, headers: &[(&str, &str)]| {
+        let r = request(addr, &raw(method, "/hello.txt", headers));
+        if r.status == 412 {
+            assert!(
+                r.header("Content-Range").is_none() && r.header("Last-Modified").is_none(),
+                "{r:?}"
+            );
+        }
+        r.status
+    };
+    let cases: &[(&[(&str, &str)], u16)] = &[
+        // RFC 9110 §13.1.1: strong comparison; `*` matches any file.
+        (&[("If-Match", &etag)], 200),
+        (&[("If-Match", &listed)], 200),
+        (&[("If-Match", "*")], 200),
+        (&[("If-Match", "\"other\"")], 412),
+        (&[("If-Match", &weak)], 412),
+        (&[("If-Match", "garbage")], 412),
+        // §13.1.4: unmodified since then passes; an invalid date is ignored.
+        (&[("If-Unmodified-Since", &lm)], 200),
+        (&[("If-Unmodified-Since", LONG_AGO)], 412),
+        (&[("If-Unmodified-Since", "yesterday")], 200),
+        // §13.2.2: If-Match decides, If-Unmodified-Since only without it...
+        (
+            &[("If-Match", &etag), ("If-Unmodified-Since", LONG_AGO)],
+            200,
+        ),
+        (
+            &[("If-Match", "\"other\""), ("If-Unmodified-Since", &lm)],
+            412,
+        ),
+        // ...and both come before If-None-Match / If-Modified-Since.
+        (&[("If-Match", "\"other\""), ("If-None-Match", &etag)], 412),
+        (
+            &[("If-Unmodified-Since", LONG_AGO), ("If-None-Match", &etag)],
+            412,
+        ),
+        (
+            &[
+                ("If-Unmodified-Since", LONG_AGO),
+                ("If-Modified-Since", &lm),
+            ],
+            412,
+        ),
+        (&[("If-Match", &etag), ("If-None-Match", &etag)], 304),
+        (
+            &[("If-Unmodified-Since", &lm), ("If-Modified-Since", &lm)],
+            304,
+        ),
+        // ...and before Range.
+        (&[("If-Match", "\"other\""), ("Range", "bytes=0-1")], 412),
+        (&[("If-Match", &etag), ("Range", "bytes=0-1")], 206),
+    ];
+    for (headers, want) in cases {
+        assert_eq!(status("GET", headers), *want, "GET {headers:?}");
+    }
+    assert_eq!(status("HEAD", &[("If-Match", "\"other\"")]), 412);
+    // A file that does not exist is 404 whatever the preconditions.
+    let r = request(addr, &raw("GET", "/missing", &[("If-Match", "*")]));
+    assert_eq!(r.status, 404, "{r:?}");
+}
