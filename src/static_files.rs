@@ -44,6 +44,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const OPEN_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
 /// Cache entries kept before the cache is emptied and refilled.
 pub const OPEN_FILE_CACHE_MAX: usize = 1024;
+/// How often a lookup (of any path) drops every cache entry past its
+/// re-check, closing the descriptors they hold: a file deleted on disk is
+/// closed within `OPEN_FILE_CACHE_VALID + OPEN_FILE_CACHE_SWEEP` of its
+/// lookup while the server answers requests, not kept open (its blocks
+/// allocated) until its path is asked for again.
+pub const OPEN_FILE_CACHE_SWEEP: Duration = Duration::from_secs(1);
 /// Largest file whose bytes the cache keeps (read once at lookup; the same
 /// bound as the engine's one-send coalescing of head and body).
 pub const CACHED_CONTENT_MAX: u64 = 16 * 1024;
@@ -421,12 +427,14 @@ impl StaticFiles {
     /// missing files (e.g. absent `.br`/`.gz` siblings) are cached too.
     fn open_cached(&self, rel: &Path) -> Result<Arc<Opened>, StaticError> {
         let now = Instant::now();
+        // Entries the cache lets go of. Declared before the lock guards, so
+        // dropped after them: the last close of a deleted file frees its
+        // blocks, which can take a while, and no lookup waits for it.
+        let mut dropped = Vec::new();
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cache.entries.get(rel) {
-                if now.duration_since(c.at) < OPEN_FILE_CACHE_VALID {
-                    return c.result.clone();
-                }
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.lookup(rel, now, &mut dropped) {
+                return hit;
             }
         }
         let opened = self.open(rel).map(|(file, meta)| Opened::new(file, meta));
@@ -439,12 +447,12 @@ impl StaticFiles {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let result = opened.map(|mut o| {
-            if !cache.admit(rel, o.content.as_deref(), now) {
+            if !cache.admit(rel, o.content.as_deref(), now, &mut dropped) {
                 o.content = None;
             }
             Arc::new(o)
         });
-        cache.insert(rel.to_path_buf(), now, result.clone());
+        cache.insert(rel.to_path_buf(), now, result.clone(), &mut dropped);
         result
     }
 
@@ -909,20 +917,60 @@ struct Cached {
 }
 
 /// The lookup cache: entries by relative path, and the file bytes they hold.
+///
+/// An entry (and the descriptor in it) is let go of when a lookup of its
+/// path finds it past [`OPEN_FILE_CACHE_VALID`], whatever the new lookup
+/// finds, and by the sweep the first lookup of any path makes once
+/// [`OPEN_FILE_CACHE_SWEEP`] has passed since the last one: a file deleted
+/// or replaced on disk is not held open (its blocks allocated) longer than
+/// `OPEN_FILE_CACHE_VALID + OPEN_FILE_CACHE_SWEEP` after it was looked up,
+/// on a server that answers requests (an idle one lets go at its next
+/// request). Methods move what they drop into `dropped`, for the caller
+/// to close after releasing the lock.
 #[derive(Default)]
 struct OpenCache {
     entries: HashMap<PathBuf, Cached>,
     /// Bytes of `Opened::content` held by `entries`.
     content_bytes: usize,
+    /// When a lookup next sweeps out every expired entry (`None`: the
+    /// first lookup does).
+    next_sweep: Option<Instant>,
 }
 
 impl OpenCache {
+    /// The entry for `rel` if it is still within its re-check. An expired
+    /// one is dropped here, and every OPEN_FILE_CACHE_SWEEP all expired
+    /// entries are.
+    fn lookup(
+        &mut self,
+        rel: &Path,
+        now: Instant,
+        dropped: &mut Vec<Cached>,
+    ) -> Option<Result<Arc<Opened>, StaticError>> {
+        if self.next_sweep.map_or(true, |at| now >= at) {
+            self.next_sweep = Some(now + OPEN_FILE_CACHE_SWEEP);
+            self.drop_expired(now, dropped);
+        }
+        let entry = self.entries.get(rel)?;
+        if now.duration_since(entry.at) < OPEN_FILE_CACHE_VALID {
+            return Some(entry.result.clone());
+        }
+        self.remove(rel, dropped);
+        None
+    }
+
     /// Whether `content` (the bytes a new lookup of `rel` read at `now`)
     /// fits the budget once `rel`'s old entry is gone; if so they are
     /// counted. When they do not fit, entries past their re-check (never
     /// answered from again: the next lookup re-opens) are dropped first, so
     /// files looked up once cannot hold the budget from hot ones.
-    fn admit(&mut self, rel: &Path, content: Option<&[u8]>, now: Instant) -> bool {
+    fn admit(
+        &mut self,
+        rel: &Path,
+        content: Option<&[u8]>,
+        now: Instant,
+        dropped: &mut Vec<Cached>,
+    ) -> bool {
         let Some(content) = content else {
             return false;
         };
@@ -934,13 +982,7 @@ impl OpenCache {
             cache.content_bytes - replaced + content.len() <= CACHED_CONTENT_BUDGET
         };
         if !fits(self) {
-            self.entries
-                .retain(|_, c| now.duration_since(c.at) < OPEN_FILE_CACHE_VALID);
-            self.content_bytes = self
-                .entries
-                .values()
-                .map(|c| Cached::content_len(&c.result))
-                .sum();
+            self.drop_expired(now, dropped);
             if !fits(self) {
                 return false;
             }
@@ -951,16 +993,41 @@ impl OpenCache {
 
     /// Stores a lookup (its content already counted by `admit`), emptying
     /// the cache first when it is full.
-    fn insert(&mut self, rel: PathBuf, at: Instant, result: Result<Arc<Opened>, StaticError>) {
+    fn insert(
+        &mut self,
+        rel: PathBuf,
+        at: Instant,
+        result: Result<Arc<Opened>, StaticError>,
+        dropped: &mut Vec<Cached>,
+    ) {
         let new = Cached::content_len(&result);
-        if let Some(old) = self.entries.remove(&rel) {
-            self.content_bytes -= Cached::content_len(&old.result);
-        }
+        self.remove(&rel, dropped);
         if self.entries.len() >= OPEN_FILE_CACHE_MAX {
-            self.entries.clear();
+            dropped.extend(self.entries.drain().map(|(_, c)| c));
             self.content_bytes = new;
         }
         self.entries.insert(rel, Cached { at, result });
+    }
+
+    /// Drops the entry for `rel`, if any, and its content from the count.
+    fn remove(&mut self, rel: &Path, dropped: &mut Vec<Cached>) {
+        if let Some(old) = self.entries.remove(rel) {
+            self.content_bytes -= Cached::content_len(&old.result);
+            dropped.push(old);
+        }
+    }
+
+    /// Drops every entry past its re-check.
+    fn drop_expired(&mut self, now: Instant, dropped: &mut Vec<Cached>) {
+        let expired: Vec<PathBuf> = self
+            .entries
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.at) >= OPEN_FILE_CACHE_VALID)
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        for rel in expired {
+            self.remove(&rel, dropped);
+        }
     }
 }
 
@@ -2157,6 +2224,81 @@ mod tests {
         let late = get(&a, &format!("/f{}.bin", fit + 2));
         assert!(matches!(late.body, Body::Bytes(_)), "room made for it");
         assert_eq!(counted(&a), size);
+    }
+
+    /// Makes every cache entry of `a` older than its re-check.
+    fn age_cache(a: &StaticFiles) {
+        for entry in a.cache.lock().unwrap().entries.values_mut() {
+            entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
+        }
+    }
+
+    fn cached_paths(a: &StaticFiles) -> Vec<String> {
+        let mut paths: Vec<String> = a
+            .cache
+            .lock()
+            .unwrap()
+            .entries
+            .keys()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn expired_entries_are_let_go_by_a_lookup_of_any_path() {
+        let t = tree();
+        let a = app(&t);
+        get(&a, "/alpha.txt");
+        get(&a, "/nope");
+        assert_eq!(cached_paths(&a), ["alpha.txt", "nope"]);
+        // Within the sweep interval only the path looked up is re-checked.
+        age_cache(&a);
+        get(&a, "/empty.txt");
+        assert_eq!(cached_paths(&a), ["alpha.txt", "empty.txt", "nope"]);
+        // Once it has passed, any lookup drops every expired entry.
+        a.cache.lock().unwrap().next_sweep = Some(Instant::now());
+        get(&a, "/sub/a.txt");
+        assert_eq!(cached_paths(&a), ["empty.txt", "sub/a.txt"]);
+        let content: usize = a
+            .cache
+            .lock()
+            .unwrap()
+            .entries
+            .values()
+            .map(|c| Cached::content_len(&c.result))
+            .sum();
+        assert_eq!(content, a.cache.lock().unwrap().content_bytes);
+    }
+
+    #[test]
+    fn an_expired_entry_is_let_go_whatever_its_re_check_finds() {
+        let t = tree();
+        let a = app(&t);
+        let path = t.root.join("alpha.txt");
+        let weak = match &get(&a, "/alpha.txt").body {
+            Body::Bytes(_) => {
+                let cache = a.cache.lock().unwrap();
+                let opened = cache.entries[Path::new("alpha.txt")]
+                    .result
+                    .as_ref()
+                    .expect("alpha.txt found");
+                Arc::downgrade(&opened.file)
+            }
+            _ => panic!("a small file is answered from memory"),
+        };
+        // Unreadable now: the re-check answers 403, which is not cached,
+        // and the old entry's descriptor is closed all the same.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).expect("chmod");
+        if File::open(&path).is_ok() {
+            eprintln!("skipped: an_expired_entry_is_let_go...: running with CAP_DAC_OVERRIDE");
+            return;
+        }
+        age_cache(&a);
+        assert_eq!(get(&a, "/alpha.txt").status, 403);
+        assert!(cached_paths(&a).is_empty());
+        assert!(weak.upgrade().is_none(), "the old descriptor is closed");
     }
 
     #[test]

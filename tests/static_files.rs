@@ -4,7 +4,9 @@
 
 mod support;
 
-use support::{request, Server, HELLO};
+use std::time::Duration;
+
+use support::{deadline_in, get, request, wait_until, Server, HELLO};
 
 /// The raw bytes of `METHOD target` with `headers`, on a closing connection.
 fn raw(method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
@@ -109,4 +111,49 @@ fn if_match_and_if_unmodified_since_give_412_in_rfc_order() {
     // A file that does not exist is 404 whatever the preconditions.
     let r = request(addr, &raw("GET", "/missing", &[("If-Match", "*")]));
     assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[test]
+fn a_deleted_file_is_closed_after_the_cache_re_check() {
+    // Issue 11: the lookup cache kept a deleted file open (its disk space
+    // allocated) until that path was asked for again. Now any lookup past
+    // the re-check drops expired entries: within OPEN_FILE_CACHE_VALID +
+    // OPEN_FILE_CACHE_SWEEP (1 s + 1 s) of requests for other files.
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    let path = s.docroot().expect("the test docroot").join("doomed.bin");
+    // Larger than CACHED_CONTENT_MAX: answered from the descriptor.
+    std::fs::write(&path, vec![b'x'; 100_000]).expect("write doomed.bin");
+    let fd_dir = format!("/proc/{}/fd", s.pid());
+    let open_as = |link: &str| -> usize {
+        std::fs::read_dir(&fd_dir)
+            .map(|fds| {
+                fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|target| target.as_os_str() == link)
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    if std::fs::read_dir(&fd_dir).is_err() {
+        eprintln!(
+            "skipped: a_deleted_file_is_closed_after_the_cache_re_check: cannot read {fd_dir}"
+        );
+        return;
+    }
+    let name = path.to_string_lossy().into_owned();
+    let r = get(addr, "/doomed.bin");
+    assert_eq!((r.status, r.body.len()), (200, 100_000), "{:?}", r.headers);
+    assert!(open_as(&name) >= 1, "the lookup cache holds {name} open");
+    std::fs::remove_file(&path).expect("delete doomed.bin");
+    let deleted = format!("{name} (deleted)");
+    assert!(
+        open_as(&deleted) >= 1,
+        "still held within the re-check window"
+    );
+
+    let closed = wait_until(deadline_in(Duration::from_secs(10)), || {
+        assert_eq!(get(addr, "/hello.txt").text(), HELLO);
+        open_as(&deleted) == 0
+    });
+    assert!(closed, "{deleted} is still open 10 s after its lookup");
 }
