@@ -160,113 +160,150 @@ impl Handler for StaticFiles {
 }
 
 /// The `Content-Type` value for a file name, from its extension
-/// (case-insensitive). Textual types carry `; charset=utf-8`; unknown or
-/// missing extensions give `application/octet-stream`.
+/// (case-insensitive), by [`CONTENT_TYPES`]; unknown or missing extensions
+/// give `application/octet-stream`.
 pub fn content_type(path: &Path) -> &'static str {
     const OCTET_STREAM: &str = "application/octet-stream";
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return OCTET_STREAM;
     };
-    // Lower-cased on the stack: this runs on every request.
+    // Lower-cased on the stack.
     let mut lower = [0u8; MAX_EXTENSION_LEN];
     let Some(lower) = lower.get_mut(..ext.len()) else {
         return OCTET_STREAM;
     };
     lower.copy_from_slice(ext.as_bytes());
     lower.make_ascii_lowercase();
-    match std::str::from_utf8(lower).unwrap_or("") {
-        // Text and markup.
-        "html" | "htm" => "text/html; charset=utf-8",
-        "xhtml" => "application/xhtml+xml; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        // RFC 9239 made text/javascript the one correct type for scripts.
-        "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
-        "json" | "map" => "application/json; charset=utf-8",
-        "jsonld" => "application/ld+json; charset=utf-8",
-        "webmanifest" => "application/manifest+json; charset=utf-8",
-        "manifest" | "appcache" => "text/cache-manifest; charset=utf-8",
-        "xml" | "xsl" => "application/xml; charset=utf-8",
-        "rss" => "application/rss+xml; charset=utf-8",
-        "atom" => "application/atom+xml; charset=utf-8",
-        "txt" | "text" | "log" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "tsv" => "text/tab-separated-values; charset=utf-8",
-        "md" | "markdown" => "text/markdown; charset=utf-8",
-        "yaml" | "yml" => "application/yaml; charset=utf-8",
-        "toml" => "application/toml; charset=utf-8",
-        "ics" => "text/calendar; charset=utf-8",
-        "vcf" => "text/vcard; charset=utf-8",
-        "vtt" => "text/vtt; charset=utf-8",
-        "svg" => "image/svg+xml; charset=utf-8",
-        // Images.
-        "png" => "image/png",
-        "apng" => "image/apng",
-        "jpg" | "jpeg" | "jpe" | "jfif" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "jxl" => "image/jxl",
-        "heic" => "image/heic",
-        "heif" => "image/heif",
-        "ico" => "image/x-icon",
-        "bmp" => "image/bmp",
-        "tif" | "tiff" => "image/tiff",
-        // Fonts.
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "otf" => "font/otf",
-        "eot" => "application/vnd.ms-fontobject",
-        // Archives and binaries.
-        "pdf" => "application/pdf",
-        "zip" => "application/zip",
-        "gz" | "tgz" => "application/gzip",
-        "tar" => "application/x-tar",
-        "br" => "application/x-brotli",
-        "bz2" => "application/x-bzip2",
-        "xz" => "application/x-xz",
-        "zst" => "application/zstd",
-        "7z" => "application/x-7z-compressed",
-        "rar" => "application/vnd.rar",
-        "jar" => "application/java-archive",
-        "wasm" => "application/wasm",
-        // Audio.
-        "mp3" => "audio/mpeg",
-        "ogg" | "oga" | "opus" => "audio/ogg",
-        "wav" => "audio/wav",
-        "m4a" => "audio/mp4",
-        "aac" => "audio/aac",
-        "flac" => "audio/flac",
-        "weba" => "audio/webm",
-        "mid" | "midi" => "audio/midi",
-        // Video and streaming.
-        "mp4" | "m4v" => "video/mp4",
-        "webm" => "video/webm",
-        "ogv" => "video/ogg",
-        "mov" => "video/quicktime",
-        "mkv" => "video/x-matroska",
-        "avi" => "video/x-msvideo",
-        "mpeg" | "mpg" => "video/mpeg",
-        "m3u8" => "application/vnd.apple.mpegurl",
-        "mpd" => "application/dash+xml",
-        // 3D.
-        "gltf" => "model/gltf+json",
-        "glb" => "model/gltf-binary",
-        // Documents.
-        "rtf" => "application/rtf",
-        "epub" => "application/epub+zip",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xls" => "application/vnd.ms-excel",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "ppt" => "application/vnd.ms-powerpoint",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "odt" => "application/vnd.oasis.opendocument.text",
-        "ods" => "application/vnd.oasis.opendocument.spreadsheet",
-        "odp" => "application/vnd.oasis.opendocument.presentation",
-        _ => OCTET_STREAM,
-    }
+    CONTENT_TYPES
+        .iter()
+        .find(|(e, _)| e.as_bytes() == &*lower)
+        .map_or(OCTET_STREAM, |(_, t)| t)
 }
+
+/// Extension (lower case) and `Content-Type` of the web's common types.
+/// Textual types (`text/*`, JSON and XML with their `+json`/`+xml`
+/// kinds, YAML, TOML) carry `; charset=utf-8` and no other type does; a
+/// test holds every entry to that.
+pub const CONTENT_TYPES: &[(&str, &str)] = &[
+    // Text and markup.
+    ("html", "text/html; charset=utf-8"),
+    ("htm", "text/html; charset=utf-8"),
+    ("xhtml", "application/xhtml+xml; charset=utf-8"),
+    ("css", "text/css; charset=utf-8"),
+    // RFC 9239 made text/javascript the one correct type for scripts.
+    ("js", "text/javascript; charset=utf-8"),
+    ("mjs", "text/javascript; charset=utf-8"),
+    ("cjs", "text/javascript; charset=utf-8"),
+    ("json", "application/json; charset=utf-8"),
+    ("map", "application/json; charset=utf-8"),
+    ("jsonld", "application/ld+json; charset=utf-8"),
+    ("webmanifest", "application/manifest+json; charset=utf-8"),
+    ("manifest", "text/cache-manifest; charset=utf-8"),
+    ("appcache", "text/cache-manifest; charset=utf-8"),
+    ("xml", "application/xml; charset=utf-8"),
+    ("xsl", "application/xml; charset=utf-8"),
+    ("rss", "application/rss+xml; charset=utf-8"),
+    ("atom", "application/atom+xml; charset=utf-8"),
+    ("txt", "text/plain; charset=utf-8"),
+    ("text", "text/plain; charset=utf-8"),
+    ("log", "text/plain; charset=utf-8"),
+    ("csv", "text/csv; charset=utf-8"),
+    ("tsv", "text/tab-separated-values; charset=utf-8"),
+    ("md", "text/markdown; charset=utf-8"),
+    ("markdown", "text/markdown; charset=utf-8"),
+    ("yaml", "application/yaml; charset=utf-8"),
+    ("yml", "application/yaml; charset=utf-8"),
+    ("toml", "application/toml; charset=utf-8"),
+    ("ics", "text/calendar; charset=utf-8"),
+    ("vcf", "text/vcard; charset=utf-8"),
+    ("vtt", "text/vtt; charset=utf-8"),
+    ("svg", "image/svg+xml; charset=utf-8"),
+    // Images.
+    ("png", "image/png"),
+    ("apng", "image/apng"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("jpe", "image/jpeg"),
+    ("jfif", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+    ("avif", "image/avif"),
+    ("jxl", "image/jxl"),
+    ("heic", "image/heic"),
+    ("heif", "image/heif"),
+    ("ico", "image/x-icon"),
+    ("bmp", "image/bmp"),
+    ("tif", "image/tiff"),
+    ("tiff", "image/tiff"),
+    // Fonts.
+    ("woff", "font/woff"),
+    ("woff2", "font/woff2"),
+    ("ttf", "font/ttf"),
+    ("otf", "font/otf"),
+    ("eot", "application/vnd.ms-fontobject"),
+    // Archives and binaries.
+    ("pdf", "application/pdf"),
+    ("zip", "application/zip"),
+    ("gz", "application/gzip"),
+    ("tgz", "application/gzip"),
+    ("tar", "application/x-tar"),
+    ("br", "application/x-brotli"),
+    ("bz2", "application/x-bzip2"),
+    ("xz", "application/x-xz"),
+    ("zst", "application/zstd"),
+    ("7z", "application/x-7z-compressed"),
+    ("rar", "application/vnd.rar"),
+    ("jar", "application/java-archive"),
+    ("wasm", "application/wasm"),
+    // Audio.
+    ("mp3", "audio/mpeg"),
+    ("ogg", "audio/ogg"),
+    ("oga", "audio/ogg"),
+    ("opus", "audio/ogg"),
+    ("wav", "audio/wav"),
+    ("m4a", "audio/mp4"),
+    ("aac", "audio/aac"),
+    ("flac", "audio/flac"),
+    ("weba", "audio/webm"),
+    ("mid", "audio/midi"),
+    ("midi", "audio/midi"),
+    // Video and streaming.
+    ("mp4", "video/mp4"),
+    ("m4v", "video/mp4"),
+    ("webm", "video/webm"),
+    ("ogv", "video/ogg"),
+    ("mov", "video/quicktime"),
+    ("mkv", "video/x-matroska"),
+    ("avi", "video/x-msvideo"),
+    ("mpeg", "video/mpeg"),
+    ("mpg", "video/mpeg"),
+    ("m3u8", "application/vnd.apple.mpegurl"),
+    ("mpd", "application/dash+xml; charset=utf-8"),
+    // 3D.
+    ("gltf", "model/gltf+json; charset=utf-8"),
+    ("glb", "model/gltf-binary"),
+    // Documents.
+    ("rtf", "application/rtf"),
+    ("epub", "application/epub+zip"),
+    ("doc", "application/msword"),
+    (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    ("xls", "application/vnd.ms-excel"),
+    (
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    ("ppt", "application/vnd.ms-powerpoint"),
+    (
+        "pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    ("odt", "application/vnd.oasis.opendocument.text"),
+    ("ods", "application/vnd.oasis.opendocument.spreadsheet"),
+    ("odp", "application/vnd.oasis.opendocument.presentation"),
+];
 
 /// Why a request gets no file. Each maps to one status code; the body is
 /// the short text of [`fmt::Display`].
@@ -437,7 +474,9 @@ impl StaticFiles {
                 return hit;
             }
         }
-        let opened = self.open(rel).map(|(file, meta)| Opened::new(file, meta));
+        let opened = self
+            .open(rel)
+            .map(|(file, meta)| Opened::new(rel, file, meta));
         // 403 and 500 may be passing conditions: only cache answers that
         // describe the tree. A small file that came up short when read is
         // changing under us: look again next time.
@@ -622,7 +661,8 @@ impl StaticFiles {
     /// Answers for a regular file: picks the representation, then applies
     /// conditionals and ranges to it.
     fn file(&self, req: &Request<'_>, rel: &Path, found: Arc<Opened>) -> Response {
-        let ctype = content_type(rel);
+        // The type of what was asked for, also when a .br/.gz sibling is sent.
+        let ctype = found.ctype;
         let (found, coding) = self
             .pick_coding(req, rel)
             .unwrap_or((found, Coding::Identity));
@@ -850,6 +890,9 @@ fn is_dot_name(name: &OsStr) -> bool {
 struct Opened {
     file: Arc<File>,
     meta: Metadata,
+    /// [`content_type`] of the path it was looked up by (once per lookup,
+    /// not per answer).
+    ctype: &'static str,
     /// The identity representation's entity-tag.
     etag: String,
     /// The mtime in seconds (never later than the lookup), and as sent.
@@ -861,7 +904,7 @@ struct Opened {
 }
 
 impl Opened {
-    fn new(file: File, meta: Metadata) -> Opened {
+    fn new(rel: &Path, file: File, meta: Metadata) -> Opened {
         let last_modified = last_modified_secs(&meta);
         let content = if is_small_file(&meta) {
             read_whole(&file, meta.len())
@@ -869,6 +912,7 @@ impl Opened {
             None
         };
         Opened {
+            ctype: content_type(rel),
             etag: etag(&meta, Coding::Identity),
             last_modified,
             last_modified_text: http_date(last_modified),
@@ -2099,6 +2143,38 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(content_type(Path::new(name)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn textual_types_and_only_those_carry_utf8() {
+        const UTF8: &str = "; charset=utf-8";
+        let mut seen = std::collections::HashSet::new();
+        for &(ext, ctype) in CONTENT_TYPES {
+            assert!(seen.insert(ext), "{ext} listed twice");
+            assert!(
+                ext.len() <= MAX_EXTENSION_LEN && ext == ext.to_ascii_lowercase(),
+                "{ext} cannot be looked up"
+            );
+            let essence = ctype.strip_suffix(UTF8).unwrap_or(ctype);
+            let textual = essence.starts_with("text/")
+                || essence.ends_with("+json")
+                || essence.ends_with("+xml")
+                || matches!(
+                    essence,
+                    "application/json"
+                        | "application/xml"
+                        | "application/yaml"
+                        | "application/toml"
+                );
+            assert_eq!(ctype.ends_with(UTF8), textual, "{ext}: {ctype}");
+            assert!(!essence.contains(';'), "{ext}: {ctype}");
+            assert_eq!(content_type(Path::new(&format!("f.{ext}"))), ctype);
+        }
+        for ext in [
+            "json", "js", "css", "txt", "html", "svg", "xml", "gltf", "mpd",
+        ] {
+            assert!(seen.contains(ext), "{ext} is in the table");
         }
     }
 

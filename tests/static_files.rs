@@ -157,3 +157,30 @@ fn a_deleted_file_is_closed_after_the_cache_re_check() {
     });
     assert!(closed, "{deleted} is still open 10 s after its lookup");
 }
+
+#[test]
+fn textual_files_are_sent_with_charset_utf8() {
+    let s = Server::start(&[]);
+    let root = s.docroot().expect("the test docroot");
+    let cases = [
+        ("data.json", "application/json; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("notes.txt", "text/plain; charset=utf-8"),
+        ("page.html", "text/html; charset=utf-8"),
+        ("logo.svg", "image/svg+xml; charset=utf-8"),
+        ("feed.xml", "application/xml; charset=utf-8"),
+        ("scene.gltf", "model/gltf+json; charset=utf-8"),
+        ("stream.mpd", "application/dash+xml; charset=utf-8"),
+        ("photo.png", "image/png"),
+        ("blob.bin", "application/octet-stream"),
+    ];
+    for (name, _) in cases {
+        std::fs::write(root.join(name), "{}").expect("write fixture");
+    }
+    for (name, want) in cases {
+        let r = get(s.addr(), &format!("/{name}"));
+        assert_eq!(r.status, 200, "{name}: {r:?}");
+        assert_eq!(r.header("Content-Type"), Some(want), "{name}");
+    }
+}
