@@ -158,7 +158,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     let fields: &[httparse::Header<'_>] = req.headers;
 
     check_host(fields, minor)?;
-    let framing = framing(fields)?;
+    let framing = framing(fields, minor)?;
 
     let mut close = false;
     let mut keep_alive_token = false;
@@ -626,9 +626,15 @@ fn is_host_byte(b: u8) -> bool {
 }
 
 /// Body framing from Content-Length and Transfer-Encoding (RFC 9112 §6).
-fn framing(fields: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
+fn framing(fields: &[httparse::Header<'_>], minor: u8) -> Result<Framing, HttpError> {
     let has = |name: &str| fields.iter().any(|f| f.name.eq_ignore_ascii_case(name));
     match (has("transfer-encoding"), has("content-length")) {
+        // RFC 9112 §6.1: an HTTP/1.0 recipient "MUST treat the message as
+        // if the framing is faulty": HTTP/1.0 has no transfer codings, so a
+        // proxy in front may have framed this body differently.
+        (true, _) if minor == 0 => Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request (faulty framing)",
+        )),
         // RFC 9112 §6.1: "ought to be handled as an error"; a proxy that
         // believed the other header would see a different body.
         (true, true) => Err(HttpError::BadRequest(
@@ -1239,9 +1245,27 @@ mod tests {
             framing_of("Transfer-Encoding: \r\n"),
             Err(HttpError::BadRequest(_))
         ));
-        // HTTP/1.0 is treated the same way.
-        let (head, _) = parse(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(head.framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn transfer_encoding_in_http_1_0_is_400() {
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has
+        // faulty framing, whatever the coding and even with a length.
+        for extra in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        ] {
+            let buf = format!("POST / HTTP/1.0\r\n{extra}\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{extra:?}"
+            );
+        }
+        // Content-Length alone is fine in HTTP/1.0.
+        let (head, _) = parse(b"POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(head.framing, Framing::Length(5));
     }
 
     // ---- connection and expect ----

@@ -113,6 +113,17 @@ fn bad_chunk_size_is_400() {
 }
 
 #[test]
+fn transfer_encoding_in_http_1_0_is_400() {
+    // RFC 9112 §6.1: faulty framing; the keep-alive asked for is refused.
+    assert_refused(
+        &[],
+        b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
 fn transfer_encoding_gzip_is_501() {
     assert_refused(
         &[],
