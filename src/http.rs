@@ -6,7 +6,8 @@
 //! `httparse` tokenizes the head; this module adds what it leaves to the
 //! caller: the size limits (checked before tokenizing, so that a huge URI is
 //! 414 even while the head is still arriving), the 505 versus 400 choice,
-//! the Host rule, and body framing with the request-smuggling rules of
+//! the request-target forms (absolute-form reduced to origin-form), the
+//! Host rule, and body framing with the request-smuggling rules of
 //! RFC 9112 §6.
 
 use std::fmt;
@@ -42,6 +43,9 @@ pub enum Framing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: String,
+    /// Origin-form (`/path?query`) as sent; an absolute-form target is
+    /// reduced to its origin-form (its authority is then the Host field);
+    /// `*` for OPTIONS; anything for CONNECT. See `request_target`.
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
@@ -157,6 +161,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     };
     let fields: &[httparse::Header<'_>] = req.headers;
 
+    let (target, authority) = request_target(method, target)?;
     check_host(fields, minor)?;
     let framing = framing(fields, minor)?;
 
@@ -176,14 +181,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
                 && trim_ows(f.value).eq_ignore_ascii_case(b"100-continue")
         });
 
+    let mut headers: Vec<(String, Vec<u8>)> = fields
+        .iter()
+        .map(|f| (f.name.to_owned(), f.value.to_vec()))
+        .collect();
+    if let Some(authority) = authority {
+        set_host(&mut headers, authority);
+    }
     let head = Head {
         method: method.to_owned(),
-        target: target.to_owned(),
+        target,
         minor,
-        headers: fields
-            .iter()
-            .map(|f| (f.name.to_owned(), f.value.to_vec()))
-            .collect(),
+        headers,
         framing,
         keep_alive,
         expect_continue,
@@ -600,6 +609,77 @@ fn looks_like_http_version(token: &[u8]) -> bool {
         && number.iter().filter(|&&b| b == b'.').count() <= 1
 }
 
+/// The request-target as a handler sees it, and the authority of an
+/// absolute-form target (RFC 9112 §3.2).
+///
+/// Origin-form (`/path?query`) is kept as sent. Absolute-form with an
+/// `http` or `https` scheme (any case, any host and port: a client may
+/// reach us under any name) becomes the origin-form of its path and query,
+/// `/` when it has no path (§3.2.2); OPTIONS with an empty path means `*`
+/// (§3.2.4). Asterisk-form is only for OPTIONS. CONNECT's authority-form
+/// is passed on as sent: tunnels are the handler's business. Anything
+/// else is 400.
+fn request_target<'a>(
+    method: &str,
+    target: &'a str,
+) -> Result<(String, Option<&'a str>), HttpError> {
+    if target.starts_with('/') || method == "CONNECT" {
+        return Ok((target.to_owned(), None));
+    }
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok((target.to_owned(), None)),
+            _ => Err(HttpError::BadRequest(
+                "asterisk-form target is only for OPTIONS",
+            )),
+        };
+    }
+    let Some((authority, rest)) = split_absolute(target) else {
+        return Err(HttpError::BadRequest(
+            "request-target is neither origin-form nor http(s) absolute-form",
+        ));
+    };
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid; a
+    // userinfo `@` (deprecated, §4.2.4) fails the byte check.
+    let host_empty = authority.is_empty() || authority.starts_with(':');
+    if host_empty || !authority.bytes().all(is_host_byte) {
+        return Err(HttpError::BadRequest(
+            "invalid authority in absolute-form target",
+        ));
+    }
+    let origin = match rest {
+        "" if method == "OPTIONS" => "*".to_owned(),
+        "" => "/".to_owned(),
+        _ if rest.starts_with('?') => format!("/{rest}"),
+        _ => rest.to_owned(),
+    };
+    Ok((origin, Some(authority)))
+}
+
+/// Splits an `http://` or `https://` target (scheme in any case) into its
+/// authority and the rest (path and query, possibly empty).
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(rest.split_at(end))
+}
+
+/// Gives the Host field the authority of an absolute-form target, which
+/// a server must use instead of whatever Host says (RFC 9112 §3.2.2):
+/// replaced in place, or added for an HTTP/1.0 request without one.
+fn set_host(headers: &mut Vec<(String, Vec<u8>)>, authority: &str) {
+    match headers
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+    {
+        Some((_, value)) => *value = authority.as_bytes().to_vec(),
+        None => headers.push(("Host".to_owned(), authority.as_bytes().to_vec())),
+    }
+}
+
 /// RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0,
 /// and its value must look like `uri-host [":" port]`.
 fn check_host(fields: &[httparse::Header<'_>], minor: u8) -> Result<(), HttpError> {
@@ -904,6 +984,109 @@ mod tests {
         let (_, n) = parse(buf);
         assert_eq!(n, buf.len() - 4);
         assert_eq!(head_end(buf), Some(n));
+    }
+
+    /// The target and Host values that `method target version` with
+    /// `host_line` (a header line or "") is parsed into.
+    fn target_and_host(
+        method: &str,
+        target: &str,
+        version: &str,
+        host_line: &str,
+    ) -> (String, Vec<Vec<u8>>) {
+        let (head, _) = parse(format!("{method} {target} {version}\r\n{host_line}\r\n").as_bytes());
+        let hosts = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (head.target, hosts)
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        // RFC 9112 §3.2.2: the path and query are taken from the target,
+        // and its authority replaces whatever Host says.
+        let cases = [
+            ("http://x/a.txt", "/a.txt", "x"),
+            ("HTTP://x/a.txt", "/a.txt", "x"),
+            ("https://x/a.txt", "/a.txt", "x"),
+            (
+                "hTTpS://example.com:8443/a.txt?q=1&r",
+                "/a.txt?q=1&r",
+                "example.com:8443",
+            ),
+            ("http://x", "/", "x"),
+            ("http://x:80", "/", "x:80"),
+            ("http://x?q=1", "/?q=1", "x"),
+            ("http://x/", "/", "x"),
+            ("http://[::1]:8080/d/e%20f/", "/d/e%20f/", "[::1]:8080"),
+            ("http://x//y", "//y", "x"),
+        ];
+        for (target, path, host) in cases {
+            let (t, hosts) = target_and_host("GET", target, "HTTP/1.1", "Host: other\r\n");
+            assert_eq!(t, path, "{target}");
+            assert_eq!(hosts, vec![host.as_bytes().to_vec()], "{target}");
+        }
+        // HTTP/1.0 needs no Host: the target's authority becomes one.
+        let (t, hosts) = target_and_host("HEAD", "http://x/a", "HTTP/1.0", "");
+        assert_eq!((t.as_str(), hosts), ("/a", vec![b"x".to_vec()]));
+        // HTTP/1.1 still needs its Host field (RFC 9112 §3.2).
+        let no_host = b"GET http://x/a HTTP/1.1\r\n\r\n";
+        assert!(matches!(error(no_host), HttpError::BadRequest(_)));
+        // Any method but CONNECT; OPTIONS with an empty path means `*`
+        // (RFC 9112 §3.2.4).
+        assert_eq!(
+            target_and_host("POST", "http://x/p", "HTTP/1.1", "Host: x\r\n").0,
+            "/p"
+        );
+        assert_eq!(
+            target_and_host("OPTIONS", "http://x", "HTTP/1.1", "Host: x\r\n").0,
+            "*"
+        );
+        assert_eq!(
+            target_and_host("OPTIONS", "http://x/", "HTTP/1.1", "Host: x\r\n").0,
+            "/"
+        );
+    }
+
+    #[test]
+    fn other_target_forms() {
+        // Origin-form as sent; asterisk-form for OPTIONS; CONNECT's
+        // authority-form is left to the handler.
+        for (method, target) in [
+            ("GET", "/a%20b?x=1"),
+            ("GET", "//x/a"),
+            ("OPTIONS", "*"),
+            ("CONNECT", "example.com:443"),
+        ] {
+            let (t, hosts) = target_and_host(method, target, "HTTP/1.1", "Host: h\r\n");
+            assert_eq!((t.as_str(), hosts), (target, vec![b"h".to_vec()]));
+        }
+        for (method, target) in [
+            ("GET", "*"),
+            ("HEAD", "*"),
+            ("GET", "a.txt"),
+            ("GET", "example.com:443"),
+            ("OPTIONS", "*x"),
+            ("GET", "ftp://x/a.txt"),
+            ("GET", "file:///etc/passwd"),
+            ("GET", "http:/a.txt"),
+            ("GET", "http:x/a.txt"),
+            ("GET", "http:///a.txt"),
+            ("GET", "http://:80/a.txt"),
+            ("GET", "http://user@x/a.txt"),
+            ("GET", "http://x\"y/a.txt"),
+            ("GET", "http://x\\y/a.txt"),
+            ("GET", "https://"),
+        ] {
+            let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{method} {target}"
+            );
+        }
     }
 
     #[test]

@@ -91,7 +91,10 @@ impl<'a> Request<'a> {
         &self.head.method
     }
 
-    /// The request-target exactly as sent, e.g. `/a%20b?x=1`.
+    /// The request-target as sent, e.g. `/a%20b?x=1`. An absolute-form
+    /// target (`http://host:port/a?x=1`) arrives here in origin-form
+    /// (`/a?x=1`, `/` for an empty path), and its authority is then the
+    /// `Host` header (RFC 9112 §3.2.2). `*` only comes with OPTIONS.
     pub fn target(&self) -> &str {
         &self.head.target
     }

@@ -102,6 +102,39 @@ fn missing_file_is_404_with_engine_headers() {
     assert_serves(s.addr());
 }
 
+#[test]
+fn absolute_form_targets_are_served_from_their_path() {
+    // RFC 9112 §3.2.2: a server accepts absolute-form and uses its path
+    // and query; the scheme, host and port need not be ours.
+    let docroot = support::TempDir::docroot();
+    docroot.write("index.html", "<p>index</p>\n");
+    let s = Server::start(&[docroot.path().to_str().expect("UTF-8 path")]);
+    for target in [
+        "http://x/hello.txt",
+        "HTTP://example.com:8080/hello.txt?q=1",
+        "https://127.0.0.1:443/hello.txt",
+    ] {
+        let r = get(s.addr(), target);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, HELLO),
+            "{target}: {r:?}"
+        );
+    }
+    // No path means `/`.
+    let r = get(s.addr(), "http://x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "<p>index</p>\n"),
+        "{r:?}"
+    );
+    // A directory's redirect keeps the query and goes to the origin-form path.
+    std::fs::create_dir(docroot.path().join("d")).expect("mkdir d");
+    let r = get(s.addr(), "http://x/d?q=1");
+    assert_eq!(r.status, 301, "{r:?}");
+    assert_eq!(r.header("Location"), Some("/d/?q=1"), "{r:?}");
+}
+
 // ---------------------------------------------------------------------
 // Keep-alive
 // ---------------------------------------------------------------------
