@@ -102,6 +102,58 @@ fn missing_file_is_404_with_engine_headers() {
     assert_serves(s.addr());
 }
 
+/// The instant of an IMF-fixdate (`Fri, 04 Dec 2026 17:00:55 GMT`) in the
+/// two obsolete forms RFC 9110 §5.6.7 also makes recipients accept:
+/// rfc850-date (`Friday, 04-Dec-26 17:00:55 GMT`) and asctime-date
+/// (`Fri Dec  4 17:00:55 2026`).
+fn obsolete_date_forms(imf: &str) -> (String, String) {
+    let p: Vec<&str> = imf.split(' ').collect();
+    assert_eq!(p.len(), 6, "not an IMF-fixdate: {imf:?}");
+    let short = &p[0][..3];
+    let long = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+    .into_iter()
+    .find(|d| d.starts_with(short))
+    .expect("a day name");
+    let rfc850 = format!("{long}, {}-{}-{} {} GMT", p[1], p[2], &p[3][2..], p[4]);
+    let day: u32 = p[1].parse().expect("day of month");
+    let asctime = format!("{short} {} {day:>2} {} {}", p[2], p[4], p[3]);
+    (rfc850, asctime)
+}
+
+#[test]
+fn if_modified_since_takes_all_three_http_date_forms() {
+    let s = Server::start(&[]);
+    let first = get(s.addr(), "/hello.txt");
+    let modified = first.header("Last-Modified").expect("Last-Modified");
+    let (rfc850, asctime) = obsolete_date_forms(modified);
+    for since in [modified, rfc850.as_str(), asctime.as_str()] {
+        let r = support::request(
+            s.addr(),
+            format!(
+                "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+                 If-Modified-Since: {since}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 304, "If-Modified-Since: {since}: {r:?}");
+    }
+    // Long before the file: 1994, not 2094 (the two-digit-year rule).
+    let r = support::request(
+        s.addr(),
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+          If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+}
+
 #[test]
 fn absolute_form_targets_are_served_from_their_path() {
     // RFC 9112 §3.2.2: a server accepts absolute-form and uses its path
