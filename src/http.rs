@@ -47,7 +47,7 @@ pub struct Head {
     /// reduced to its origin-form (its authority is then the Host field);
     /// `*` for OPTIONS; anything for CONNECT. See `request_target`.
     pub target: String,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 (and HTTP/1.2 to 1.9, served as 1.1).
     pub minor: u8,
     /// Names as sent, values as raw bytes, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -74,7 +74,8 @@ pub enum HttpError {
     HeadersTooLarge,
     /// 501: a Transfer-Encoding other than `chunked`.
     NotImplemented,
-    /// 505: a version other than HTTP/1.0 or HTTP/1.1 (HTTP/2 preface too).
+    /// 505: a major version other than 1, such as HTTP/2.0 (its preface
+    /// too) or HTTP/0.9.
     VersionNotSupported,
 }
 
@@ -118,8 +119,8 @@ impl fmt::Display for HttpError {
                 f.write_str("unsupported Transfer-Encoding: only `chunked` alone is implemented")
             }
             HttpError::VersionNotSupported => f.write_str(
-                "HTTP version not supported: only HTTP/1.0 and HTTP/1.1 are served \
-                 (no HTTP/2 prior knowledge)",
+                "HTTP version not supported: only HTTP/1.x is served, higher minors \
+                 as HTTP/1.1 (no HTTP/2 prior knowledge)",
             ),
         }
     }
@@ -145,15 +146,33 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     // Never tokenize past the limit: a head that does not end inside the
     // window is too large whatever follows.
     let window = &buf[..buf.len().min(MAX_HEAD)];
+    let parsed = parse_window(window, buf.len());
+    if parsed == Err(HttpError::VersionNotSupported) {
+        // RFC 9110 §2.5: a higher minor of our major version is served
+        // as the highest minor we conform to, and answered with
+        // HTTP/1.1. httparse knows only 1.0 and 1.1, so it reads a copy
+        // with the minor lowered (rare, so the copy costs nothing).
+        if let Some(at) = higher_minor_at(window) {
+            let mut copy = window.to_vec();
+            copy[at] = b'1';
+            return parse_window(&copy, buf.len());
+        }
+    }
+    parsed
+}
+
+/// [`parse_head`] on `window`, the first [`MAX_HEAD`] bytes of a buffer of
+/// `buffered` bytes.
+fn parse_window(window: &[u8], buffered: usize) -> Result<Option<(Head, usize)>, HttpError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let n = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+        Ok(httparse::Status::Partial) if buffered >= MAX_HEAD => {
             return Err(HttpError::HeadersTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(tokenizer_error(e, buf)),
+        Err(e) => return Err(tokenizer_error(e, window)),
     };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         // httparse fills all three before it reports Complete.
@@ -596,6 +615,20 @@ fn version_token(buf: &[u8]) -> &[u8] {
     };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     line.split(|&b| b == b' ').nth(2).unwrap_or(b"")
+}
+
+/// Where the minor digit of a version token `HTTP/1.2` to `HTTP/1.9` is
+/// in `buf` (its request line may still be arriving).
+fn higher_minor_at(buf: &[u8]) -> Option<usize> {
+    let token = version_token(buf);
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            // `token` is a subslice of `buf`.
+            let start = token.as_ptr() as usize - buf.as_ptr() as usize;
+            Some(start + token.len() - 1)
+        }
+        _ => None,
+    }
 }
 
 /// `HTTP/` then a digit, then digits with at most one `.`: `HTTP/2.0`,
@@ -1107,6 +1140,7 @@ mod tests {
             b"GET / HTTP/2.0.1\r\nHost: h\r\n\r\n",
             b"GET / HTTP/\r\nHost: h\r\n\r\n",
             b"GET / HTTP/.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: h\r\n\r\n",
             b"GET / HTTP/1.1\rHost: h\r\n\r\n",
             b"\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
         ];
@@ -1125,11 +1159,10 @@ mod tests {
             b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/0.9\r\n\r\n",
-            b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
             b"GET / HTTP/3\r\n\r\n",
             // Known as soon as the token goes wrong, before the head ends.
             b"PRI * HTTP/2",
-            b"GET / HTTP/1.2",
+            b"GET / HTTP/1.23",
         ];
         for buf in bad {
             assert_eq!(
@@ -1139,6 +1172,37 @@ mod tests {
                 String::from_utf8_lossy(buf)
             );
         }
+    }
+
+    #[test]
+    fn higher_1x_minors_are_served_as_1_1() {
+        // RFC 9110 §2.5: a 1.x minor above ours is answered as HTTP/1.1,
+        // the highest minor this server conforms to.
+        for minor in 2..=9 {
+            let buf = format!("GET /a HTTP/1.{minor}\r\nHost: h\r\nX: y\r\n\r\nNEXT");
+            let (head, n) = parse(buf.as_bytes());
+            assert_eq!(n, buf.len() - 4);
+            assert_eq!((head.minor, head.target.as_str()), (1, "/a"));
+            assert!(head.keep_alive);
+            assert_eq!(head_end(buf.as_bytes()), Some(n));
+        }
+        // With HTTP/1.1's rules: Host is required, close is honoured.
+        assert!(matches!(
+            error(b"GET / HTTP/1.2\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        let (head, _) = parse(b"GET / HTTP/1.2\r\nHost: h\r\nConnection: close\r\n\r\n");
+        assert!(!head.keep_alive);
+        // Still arriving: wait for the rest.
+        let buf = b"GET / HTTP/1.2\r\nHost: h\r\n\r\n";
+        for end in 0..buf.len() {
+            assert_eq!(parse_head(&buf[..end]), Ok(None), "{end}");
+        }
+        // Other errors after the version are still found.
+        assert!(matches!(
+            error(b"GET / HTTP/1.2\r\nBad Name: v\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
     }
 
     // ---- limits ----

@@ -110,7 +110,8 @@ impl<'a> Request<'a> {
         self.head.target.split_once('?').map(|(_, q)| q)
     }
 
-    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1 (and for
+    /// HTTP/1.2 to 1.9, which are served as 1.1).
     pub fn http_minor(&self) -> u8 {
         self.head.minor
     }

@@ -206,6 +206,22 @@ fn http11_keeps_the_connection_alive() {
 }
 
 #[test]
+fn http_1_2_is_served_as_http_1_1() {
+    // RFC 9110 §2.5: a higher minor of our major version is answered with
+    // HTTP/1.1 and its rules (keep-alive by default).
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"GET /hello.txt HTTP/1.2\r\nHost: test\r\n\r\n");
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    assert_eq!(a.version, "HTTP/1.1");
+    assert!(!a.connection_has("close"), "{a:?}");
+    c.send(b"GET /other.txt HTTP/1.9\r\nHost: test\r\n\r\n");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
+}
+
+#[test]
 fn http10_closes_by_default() {
     let s = Server::start(&[]);
     let mut c = Client::connect(s.addr());

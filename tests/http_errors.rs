@@ -230,13 +230,11 @@ fn http2_preface_is_505() {
 }
 
 #[test]
-fn http_1_2_is_505() {
-    assert_refused(
-        &[],
-        b"GET /hello.txt HTTP/1.2\r\nHost: test\r\n\r\n",
-        505,
-        false,
-    );
+fn http_2_0_and_0_9_requests_are_505() {
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9"] {
+        let req = format!("GET /hello.txt {version}\r\nHost: test\r\n\r\n");
+        assert_refused(&[], req.as_bytes(), 505, false);
+    }
 }
 
 #[test]
