@@ -650,12 +650,18 @@ fn looks_like_http_version(token: &[u8]) -> bool {
 /// reach us under any name) becomes the origin-form of its path and query,
 /// `/` when it has no path (§3.2.2); OPTIONS with an empty path means `*`
 /// (§3.2.4). Asterisk-form is only for OPTIONS. CONNECT's authority-form
-/// is passed on as sent: tunnels are the handler's business. Anything
-/// else is 400.
+/// is passed on as sent: tunnels are the handler's business. A `#`
+/// anywhere, or any other form, is 400.
 fn request_target<'a>(
     method: &str,
     target: &'a str,
 ) -> Result<(String, Option<&'a str>), HttpError> {
+    // No form has a fragment (RFC 9112 §3.2; clients strip it): parsers
+    // in a chain that disagree on where a target ends differ in which
+    // resource they check and which they serve.
+    if target.contains('#') {
+        return Err(HttpError::BadRequest("`#` in the request-target"));
+    }
     if target.starts_with('/') || method == "CONNECT" {
         return Ok((target.to_owned(), None));
     }
@@ -1120,6 +1126,35 @@ mod tests {
                 "{method} {target}"
             );
         }
+    }
+
+    #[test]
+    fn fragment_in_target_is_400() {
+        // RFC 9112 §3.2: no request-target form has a fragment; a client
+        // strips it. A `#` sent anyway would be read differently by
+        // different parsers in a chain.
+        for (method, target) in [
+            ("GET", "/hello.txt#frag"),
+            ("GET", "/#"),
+            ("GET", "#"),
+            ("GET", "/a?x=1#y"),
+            ("GET", "/a?x=#"),
+            ("GET", "http://x/a#b"),
+            ("GET", "http://x#b"),
+            ("OPTIONS", "*#"),
+            ("CONNECT", "x:443#y"),
+        ] {
+            let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{method} {target}"
+            );
+        }
+        // Escaped, it is an ordinary byte of the path.
+        assert_eq!(
+            parse(b"GET /a%23b HTTP/1.1\r\nHost: h\r\n\r\n").0.target,
+            "/a%23b"
+        );
     }
 
     #[test]

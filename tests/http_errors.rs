@@ -68,6 +68,16 @@ fn header_without_colon_is_400() {
 }
 
 #[test]
+fn fragment_in_target_is_400() {
+    assert_refused(
+        &[],
+        b"GET /hello.txt#top HTTP/1.1\r\nHost: test\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
 fn missing_host_in_http11_is_400() {
     assert_refused(&[], b"GET /hello.txt HTTP/1.1\r\n\r\n", 400, false);
 }
