@@ -477,7 +477,7 @@ impl<'a> BodyReader<'a> {
             conn,
             framing: head.framing,
             remaining,
-            decoder: ChunkedDecoder::new(),
+            decoder: ChunkedDecoder::with_limit(limits.max_body),
             received: 0,
             max_body: limits.max_body,
             timeout: limits.body_timeout,

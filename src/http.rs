@@ -248,11 +248,19 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 /// because line-ending leniency that differs between a proxy and this
 /// server is how chunked bodies get smuggled. Each input byte is consumed
 /// as it arrives (no look-ahead), so any split of the input makes progress.
-#[derive(Debug, Default, Clone)]
+///
+/// [`with_limit`](Self::with_limit) refuses a body whose declared chunk
+/// sizes add up to more than the limit with 413 while the size is being
+/// read, before any of that chunk's data is waited for.
+#[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: ChunkState,
     /// The chunk size being read, then the data bytes left in the chunk.
     size: u64,
+    /// Sum of the sizes of the chunks before the current one.
+    declared: u64,
+    /// Most body bytes the chunk sizes may declare in all (`max_body`).
+    limit: u64,
     /// Hex digits read in the current chunk-size.
     digits: usize,
     /// Bytes of the current chunk-size or trailer line, without CRLF.
@@ -293,9 +301,33 @@ enum ChunkState {
     Done,
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ChunkedDecoder {
+    /// A decoder with no limit of its own on the body size (a caller that
+    /// counts the decoded bytes itself).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(u64::MAX)
+    }
+
+    /// A decoder that fails with [`HttpError::PayloadTooLarge`] as soon as
+    /// one chunk-size, or the sum of the chunk-sizes so far, exceeds
+    /// `limit` bytes.
+    pub fn with_limit(limit: u64) -> Self {
+        ChunkedDecoder {
+            state: ChunkState::default(),
+            size: 0,
+            declared: 0,
+            limit,
+            digits: 0,
+            line: 0,
+            trailers: 0,
+            failed: None,
+        }
     }
 
     /// Decodes from `input` into `out`; returns (bytes of input consumed,
@@ -357,6 +389,11 @@ impl ChunkedDecoder {
                     self.size = (self.size << 4) | d;
                     self.digits += 1;
                     self.size_line_byte()?;
+                    // More digits only make it larger: refuse now, before
+                    // the line ends and long before the data would.
+                    if self.size > self.limit - self.declared {
+                        return Err(HttpError::PayloadTooLarge);
+                    }
                 }
                 None if self.digits == 0 => {
                     return Err(HttpError::BadRequest("chunk size is not hexadecimal"))
@@ -394,6 +431,8 @@ impl ChunkedDecoder {
                 }
                 self.digits = 0;
                 self.line = 0;
+                // Within the limit (checked per digit), so no overflow.
+                self.declared += self.size;
                 self.state = if self.size == 0 {
                     S::TrailerStart
                 } else {
@@ -1788,6 +1827,65 @@ mod tests {
             decoder.decode(b"ffffffffffffffff\r\nab", &mut [0; 8]),
             Ok((20, 2))
         );
+    }
+
+    /// Feeds `input` whole to a decoder limited to `limit` bytes.
+    fn decode_limited(limit: u64, input: &[u8]) -> Result<(usize, usize), HttpError> {
+        ChunkedDecoder::with_limit(limit).decode(input, &mut [0; 256])
+    }
+
+    #[test]
+    fn chunk_size_over_the_limit_is_413_before_its_data() {
+        let mut at_limit = b"64\r\n".to_vec();
+        at_limit.extend_from_slice(&[b'x'; 100]);
+        at_limit.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(decode_limited(100, &at_limit), Ok((at_limit.len(), 100)));
+        // One over: refused on the size line, no data needed.
+        assert_eq!(
+            decode_limited(100, b"65\r\n"),
+            Err(HttpError::PayloadTooLarge)
+        );
+        assert_eq!(decode_limited(100, b"65"), Err(HttpError::PayloadTooLarge));
+        assert_eq!(decode_limited(0, b"1\r\n"), Err(HttpError::PayloadTooLarge));
+        assert_eq!(decode_limited(0, b"0\r\n\r\n"), Ok((5, 0)));
+        // Leading zeros are not a size.
+        assert_eq!(decode_limited(100, b"000000064\r\n"), Ok((11, 0)));
+        // Too large for the limit before it is too large for 64 bits.
+        assert_eq!(
+            decode_limited(100, b"fffffffffffffffffffff\r\n"),
+            Err(HttpError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn declared_chunk_sizes_add_up_against_the_limit() {
+        let mut body = b"32\r\n".to_vec();
+        body.extend_from_slice(&[b'x'; 50]);
+        body.extend_from_slice(b"\r\n32\r\n");
+        // 50 + 50: fine, waiting for the second chunk's data.
+        assert_eq!(decode_limited(100, &body), Ok((body.len(), 50)));
+        // 50 + 51: refused at the second size line.
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(b"33\r\n");
+        let mut decoder = ChunkedDecoder::with_limit(100);
+        assert_eq!(
+            decoder.decode(&body, &mut [0; 256]),
+            Err(HttpError::PayloadTooLarge)
+        );
+        // The error sticks.
+        assert_eq!(
+            decoder.decode(b"0\r\n\r\n", &mut [0; 8]),
+            Err(HttpError::PayloadTooLarge)
+        );
+        // Split anywhere, the same answer.
+        for cut in 0..body.len() {
+            let mut decoder = ChunkedDecoder::with_limit(100);
+            let mut out = [0; 256];
+            let result = decoder
+                .decode(&body[..cut], &mut out)
+                .and_then(|(used, _)| decoder.decode(&body[used..], &mut out));
+            assert_eq!(result, Err(HttpError::PayloadTooLarge), "{cut}");
+        }
     }
 
     #[test]

@@ -180,6 +180,24 @@ fn chunked_body_over_max_body_is_413() {
 }
 
 #[test]
+fn chunk_size_over_max_body_is_413_before_its_data() {
+    // The client sends a size line and a little data, then waits: the
+    // size alone (or the sum of the sizes so far) is enough to refuse, so
+    // the 413 comes now, not after max_body bytes or first_data_timeout.
+    let head = "GET /hello.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let one_chunk = format!("{head}65\r\n{}", "y".repeat(10));
+    let two_chunks = format!("{head}28\r\n{}\r\n3d\r\nyyy", "y".repeat(40));
+    for req in [one_chunk, two_chunks] {
+        assert_refused(
+            &["--max-body", "100", "--first-data-timeout", "60"],
+            req.as_bytes(),
+            413,
+            false,
+        );
+    }
+}
+
+#[test]
 fn uri_over_8_kib_is_414() {
     let req = format!(
         "GET /{} HTTP/1.1\r\nHost: test\r\n\r\n",
