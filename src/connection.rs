@@ -861,8 +861,8 @@ fn log_request(conn: &Conn, head: &Head, status: u16, bytes: u64, started: Insta
     let line = crate::date::with_now(|d| {
         format!(
             "{peer} - - [{d}] \"{} {} HTTP/1.{}\" {status} {bytes} {:.4}\n",
-            head.method,
-            head.target,
+            http::log_escape(&head.method),
+            http::log_escape(&head.target),
             head.minor,
             started.elapsed().as_secs_f64()
         )

@@ -10,6 +10,7 @@
 //! Host rule, and body framing with the request-smuggling rules of
 //! RFC 9112 §6.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest request-target accepted; longer gets 414.
@@ -513,6 +514,31 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// Escapes text the client chose (method, target) for an access-log line
+/// the way nginx's `log_format` does: `"` as `\x22`, `\` as `\x5C`, and
+/// every byte below 0x20 or from 0x7f (DEL, and each byte of a non-ASCII
+/// character) as `\xHH`. A request then cannot close the quoted field or
+/// start a new line, so it cannot forge fields or whole lines. Borrows
+/// when nothing needs escaping (the common case).
+pub fn log_escape(s: &str) -> Cow<'_, str> {
+    let needs = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b);
+    if !s.bytes().any(needs) {
+        return Cow::Borrowed(s);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if needs(b) {
+            out.push_str("\\x");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Decodes `%XX` escapes (`+` stays `+`); `None` when a `%` is not
@@ -1636,6 +1662,34 @@ mod tests {
         for (version, extra, want) in cases {
             let (head, _) = parse(&get(version, extra));
             assert_eq!(head.expect_continue, want, "{version} {extra:?}");
+        }
+    }
+
+    // ---- log_escape ----
+
+    #[test]
+    fn log_escape_is_nginx_s() {
+        assert!(matches!(log_escape("/a%20b?x=1&y='z'"), Cow::Borrowed(_)));
+        let cases = [
+            ("", ""),
+            ("GET", "GET"),
+            ("/a\"b", "/a\\x22b"),
+            ("/a\\b", "/a\\x5Cb"),
+            ("\\x22", "\\x5Cx22"),
+            (
+                "\0\x01\t\n\r\x1b\x1f",
+                "\\x00\\x01\\x09\\x0A\\x0D\\x1B\\x1F",
+            ),
+            (" !~\x7f", " !~\\x7F"),
+            ("/\u{e9}", "/\\xC3\\xA9"),
+            ("/\u{1F600}", "/\\xF0\\x9F\\x98\\x80"),
+            (
+                "/\" 200 0 0.0001\n1.2.3.4 - - [x] \"GET /",
+                "/\\x22 200 0 0.0001\\x0A1.2.3.4 - - [x] \\x22GET /",
+            ),
+        ];
+        for (raw, escaped) in cases {
+            assert_eq!(log_escape(raw), escaped, "{raw:?}");
         }
     }
 

@@ -187,6 +187,34 @@ fn absolute_form_targets_are_served_from_their_path() {
     assert_eq!(r.header("Location"), Some("/d/?q=1"), "{r:?}");
 }
 
+#[test]
+fn log_requests_escapes_the_method_and_target() {
+    // A `"` in the target must not end the quoted request in the log line
+    // (a reader would take what follows for the status and a new field);
+    // nginx's escaping: `\x22`, `\x5C`, and `\xHH` for other bytes below
+    // 0x20 or from 0x7f.
+    let s = Server::start(&["--log-requests"]);
+    let r = support::request(
+        s.addr(),
+        "GET /x\"y\\z/\u{e9}\" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".as_bytes(),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    let want = r#""GET /x\x22y\x5Cz/\xC3\xA9\x22 HTTP/1.1" 404 "#;
+    assert!(
+        s.wait_for_line(want, deadline_in(Duration::from_secs(5))),
+        "no log line with {want:?} in:\n{}",
+        s.stdout()
+    );
+    let line = s
+        .stdout()
+        .lines()
+        .find(|l| l.contains(want))
+        .map(str::to_owned)
+        .expect("the line just seen");
+    assert_eq!(line.matches('"').count(), 2, "{line}");
+    assert!(line.is_ascii(), "{line}");
+}
+
 // ---------------------------------------------------------------------
 // Keep-alive
 // ---------------------------------------------------------------------
