@@ -163,7 +163,7 @@ impl Conn {
             Framing::Chunked => {
                 let (decoder, at) = &mut **inc
                     .chunked
-                    .get_or_insert_with(|| Box::new((ChunkedDecoder::new(), n)));
+                    .get_or_insert_with(|| Box::new((ChunkedDecoder::with_limit(max_body), n)));
                 let mut sink = [0u8; 4096];
                 let mut failed = false;
                 while *at < self.buf.len() && !decoder.is_done() {
@@ -816,7 +816,7 @@ impl<'a> BodyReader<'a> {
             conn,
             framing: head.framing,
             remaining,
-            decoder: ChunkedDecoder::new(),
+            decoder: ChunkedDecoder::with_limit(limits.max_body),
             received: 0,
             max_body: limits.max_body,
             deadline: Instant::now() + limits.body_timeout,
@@ -1237,8 +1237,8 @@ fn log_request(conn: &Conn, head: &Head, status: u16, bytes: u64, started: Insta
     let line = crate::date::with_now(|d| {
         format!(
             "{peer} - - [{d}] \"{} {} HTTP/1.{}\" {status} {bytes} {:.4}\n",
-            head.method,
-            head.target,
+            http::log_escape(&head.method),
+            http::log_escape(&head.target),
             head.minor,
             started.elapsed().as_secs_f64()
         )

@@ -6,9 +6,11 @@
 //! `httparse` tokenizes the head; this module adds what it leaves to the
 //! caller: the size limits (checked before tokenizing, so that a huge URI is
 //! 414 even while the head is still arriving), the 505 versus 400 choice,
-//! the Host rule, and body framing with the request-smuggling rules of
+//! the request-target forms (absolute-form reduced to origin-form), the
+//! Host rule, and body framing with the request-smuggling rules of
 //! RFC 9112 §6.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest request-target accepted; longer gets 414.
@@ -42,8 +44,11 @@ pub enum Framing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: String,
+    /// Origin-form (`/path?query`) as sent; an absolute-form target is
+    /// reduced to its origin-form (its authority is then the Host field);
+    /// `*` for OPTIONS; anything for CONNECT. See `request_target`.
     pub target: String,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 (and HTTP/1.2 to 1.9, served as 1.1).
     pub minor: u8,
     /// Names as sent, values as raw bytes, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -70,7 +75,8 @@ pub enum HttpError {
     HeadersTooLarge,
     /// 501: a Transfer-Encoding other than `chunked`.
     NotImplemented,
-    /// 505: a version other than HTTP/1.0 or HTTP/1.1 (HTTP/2 preface too).
+    /// 505: a major version other than 1, such as HTTP/2.0 (its preface
+    /// too) or HTTP/0.9.
     VersionNotSupported,
 }
 
@@ -114,8 +120,8 @@ impl fmt::Display for HttpError {
                 f.write_str("unsupported Transfer-Encoding: only `chunked` alone is implemented")
             }
             HttpError::VersionNotSupported => f.write_str(
-                "HTTP version not supported: only HTTP/1.0 and HTTP/1.1 are served \
-                 (no HTTP/2 prior knowledge)",
+                "HTTP version not supported: only HTTP/1.x is served, higher minors \
+                 as HTTP/1.1 (no HTTP/2 prior knowledge)",
             ),
         }
     }
@@ -141,15 +147,33 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     // Never tokenize past the limit: a head that does not end inside the
     // window is too large whatever follows.
     let window = &buf[..buf.len().min(MAX_HEAD)];
+    let parsed = parse_window(window, buf.len());
+    if parsed == Err(HttpError::VersionNotSupported) {
+        // RFC 9110 §2.5: a higher minor of our major version is served
+        // as the highest minor we conform to, and answered with
+        // HTTP/1.1. httparse knows only 1.0 and 1.1, so it reads a copy
+        // with the minor lowered (rare, so the copy costs nothing).
+        if let Some(at) = higher_minor_at(window) {
+            let mut copy = window.to_vec();
+            copy[at] = b'1';
+            return parse_window(&copy, buf.len());
+        }
+    }
+    parsed
+}
+
+/// [`parse_head`] on `window`, the first [`MAX_HEAD`] bytes of a buffer of
+/// `buffered` bytes.
+fn parse_window(window: &[u8], buffered: usize) -> Result<Option<(Head, usize)>, HttpError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let n = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+        Ok(httparse::Status::Partial) if buffered >= MAX_HEAD => {
             return Err(HttpError::HeadersTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(tokenizer_error(e, buf)),
+        Err(e) => return Err(tokenizer_error(e, window)),
     };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         // httparse fills all three before it reports Complete.
@@ -157,8 +181,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     };
     let fields: &[httparse::Header<'_>] = req.headers;
 
+    let (target, authority) = request_target(method, target)?;
     check_host(fields, minor)?;
-    let framing = framing(fields)?;
+    let framing = framing(fields, minor)?;
 
     let mut close = false;
     let mut keep_alive_token = false;
@@ -176,14 +201,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
                 && trim_ows(f.value).eq_ignore_ascii_case(b"100-continue")
         });
 
+    let mut headers: Vec<(String, Vec<u8>)> = fields
+        .iter()
+        .map(|f| (f.name.to_owned(), f.value.to_vec()))
+        .collect();
+    if let Some(authority) = authority {
+        set_host(&mut headers, authority);
+    }
     let head = Head {
         method: method.to_owned(),
-        target: target.to_owned(),
+        target,
         minor,
-        headers: fields
-            .iter()
-            .map(|f| (f.name.to_owned(), f.value.to_vec()))
-            .collect(),
+        headers,
         framing,
         keep_alive,
         expect_continue,
@@ -287,11 +316,19 @@ impl HeadScan {
 /// because line-ending leniency that differs between a proxy and this
 /// server is how chunked bodies get smuggled. Each input byte is consumed
 /// as it arrives (no look-ahead), so any split of the input makes progress.
-#[derive(Debug, Default, Clone)]
+///
+/// [`with_limit`](Self::with_limit) refuses a body whose declared chunk
+/// sizes add up to more than the limit with 413 while the size is being
+/// read, before any of that chunk's data is waited for.
+#[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: ChunkState,
     /// The chunk size being read, then the data bytes left in the chunk.
     size: u64,
+    /// Sum of the sizes of the chunks before the current one.
+    declared: u64,
+    /// Most body bytes the chunk sizes may declare in all (`max_body`).
+    limit: u64,
     /// Hex digits read in the current chunk-size.
     digits: usize,
     /// Bytes of the current chunk-size or trailer line, without CRLF.
@@ -332,9 +369,33 @@ enum ChunkState {
     Done,
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ChunkedDecoder {
+    /// A decoder with no limit of its own on the body size (a caller that
+    /// counts the decoded bytes itself).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(u64::MAX)
+    }
+
+    /// A decoder that fails with [`HttpError::PayloadTooLarge`] as soon as
+    /// one chunk-size, or the sum of the chunk-sizes so far, exceeds
+    /// `limit` bytes.
+    pub fn with_limit(limit: u64) -> Self {
+        ChunkedDecoder {
+            state: ChunkState::default(),
+            size: 0,
+            declared: 0,
+            limit,
+            digits: 0,
+            line: 0,
+            trailers: 0,
+            failed: None,
+        }
     }
 
     /// Decodes from `input` into `out`; returns (bytes of input consumed,
@@ -396,6 +457,11 @@ impl ChunkedDecoder {
                     self.size = (self.size << 4) | d;
                     self.digits += 1;
                     self.size_line_byte()?;
+                    // More digits only make it larger: refuse now, before
+                    // the line ends and long before the data would.
+                    if self.size > self.limit - self.declared {
+                        return Err(HttpError::PayloadTooLarge);
+                    }
                 }
                 None if self.digits == 0 => {
                     return Err(HttpError::BadRequest("chunk size is not hexadecimal"))
@@ -433,6 +499,8 @@ impl ChunkedDecoder {
                 }
                 self.digits = 0;
                 self.line = 0;
+                // Within the limit (checked per digit), so no overflow.
+                self.declared += self.size;
                 self.state = if self.size == 0 {
                     S::TrailerStart
                 } else {
@@ -513,6 +581,31 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// Escapes text the client chose (method, target) for an access-log line
+/// the way nginx's `log_format` does: `"` as `\x22`, `\` as `\x5C`, and
+/// every byte below 0x20 or from 0x7f (DEL, and each byte of a non-ASCII
+/// character) as `\xHH`. A request then cannot close the quoted field or
+/// start a new line, so it cannot forge fields or whole lines. Borrows
+/// when nothing needs escaping (the common case).
+pub fn log_escape(s: &str) -> Cow<'_, str> {
+    let needs = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b);
+    if !s.bytes().any(needs) {
+        return Cow::Borrowed(s);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if needs(b) {
+            out.push_str("\\x");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Decodes `%XX` escapes (`+` stays `+`); `None` when a `%` is not
@@ -656,6 +749,20 @@ fn version_token(buf: &[u8]) -> &[u8] {
     line.split(|&b| b == b' ').nth(2).unwrap_or(b"")
 }
 
+/// Where the minor digit of a version token `HTTP/1.2` to `HTTP/1.9` is
+/// in `buf` (its request line may still be arriving).
+fn higher_minor_at(buf: &[u8]) -> Option<usize> {
+    let token = version_token(buf);
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            // `token` is a subslice of `buf`.
+            let start = token.as_ptr() as usize - buf.as_ptr() as usize;
+            Some(start + token.len() - 1)
+        }
+        _ => None,
+    }
+}
+
 /// `HTTP/` then a digit, then digits with at most one `.`: `HTTP/2.0`,
 /// `HTTP/0.9`, or `HTTP/2` of a line still arriving.
 fn looks_like_http_version(token: &[u8]) -> bool {
@@ -665,6 +772,83 @@ fn looks_like_http_version(token: &[u8]) -> bool {
     number.first().is_some_and(u8::is_ascii_digit)
         && number.iter().all(|b| b.is_ascii_digit() || *b == b'.')
         && number.iter().filter(|&&b| b == b'.').count() <= 1
+}
+
+/// The request-target as a handler sees it, and the authority of an
+/// absolute-form target (RFC 9112 §3.2).
+///
+/// Origin-form (`/path?query`) is kept as sent. Absolute-form with an
+/// `http` or `https` scheme (any case, any host and port: a client may
+/// reach us under any name) becomes the origin-form of its path and query,
+/// `/` when it has no path (§3.2.2); OPTIONS with an empty path means `*`
+/// (§3.2.4). Asterisk-form is only for OPTIONS. CONNECT's authority-form
+/// is passed on as sent: tunnels are the handler's business. A `#`
+/// anywhere, or any other form, is 400.
+fn request_target<'a>(
+    method: &str,
+    target: &'a str,
+) -> Result<(String, Option<&'a str>), HttpError> {
+    // No form has a fragment (RFC 9112 §3.2; clients strip it): parsers
+    // in a chain that disagree on where a target ends differ in which
+    // resource they check and which they serve.
+    if target.contains('#') {
+        return Err(HttpError::BadRequest("`#` in the request-target"));
+    }
+    if target.starts_with('/') || method == "CONNECT" {
+        return Ok((target.to_owned(), None));
+    }
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok((target.to_owned(), None)),
+            _ => Err(HttpError::BadRequest(
+                "asterisk-form target is only for OPTIONS",
+            )),
+        };
+    }
+    let Some((authority, rest)) = split_absolute(target) else {
+        return Err(HttpError::BadRequest(
+            "request-target is neither origin-form nor http(s) absolute-form",
+        ));
+    };
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid; a
+    // userinfo `@` (deprecated, §4.2.4) fails the byte check.
+    let host_empty = authority.is_empty() || authority.starts_with(':');
+    if host_empty || !authority.bytes().all(is_host_byte) {
+        return Err(HttpError::BadRequest(
+            "invalid authority in absolute-form target",
+        ));
+    }
+    let origin = match rest {
+        "" if method == "OPTIONS" => "*".to_owned(),
+        "" => "/".to_owned(),
+        _ if rest.starts_with('?') => format!("/{rest}"),
+        _ => rest.to_owned(),
+    };
+    Ok((origin, Some(authority)))
+}
+
+/// Splits an `http://` or `https://` target (scheme in any case) into its
+/// authority and the rest (path and query, possibly empty).
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(rest.split_at(end))
+}
+
+/// Gives the Host field the authority of an absolute-form target, which
+/// a server must use instead of whatever Host says (RFC 9112 §3.2.2):
+/// replaced in place, or added for an HTTP/1.0 request without one.
+fn set_host(headers: &mut Vec<(String, Vec<u8>)>, authority: &str) {
+    match headers
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+    {
+        Some((_, value)) => *value = authority.as_bytes().to_vec(),
+        None => headers.push(("Host".to_owned(), authority.as_bytes().to_vec())),
+    }
 }
 
 /// RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0,
@@ -693,9 +877,15 @@ fn is_host_byte(b: u8) -> bool {
 }
 
 /// Body framing from Content-Length and Transfer-Encoding (RFC 9112 §6).
-fn framing(fields: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
+fn framing(fields: &[httparse::Header<'_>], minor: u8) -> Result<Framing, HttpError> {
     let has = |name: &str| fields.iter().any(|f| f.name.eq_ignore_ascii_case(name));
     match (has("transfer-encoding"), has("content-length")) {
+        // RFC 9112 §6.1: an HTTP/1.0 recipient "MUST treat the message as
+        // if the framing is faulty": HTTP/1.0 has no transfer codings, so a
+        // proxy in front may have framed this body differently.
+        (true, _) if minor == 0 => Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request (faulty framing)",
+        )),
         // RFC 9112 §6.1: "ought to be handled as an error"; a proxy that
         // believed the other header would see a different body.
         (true, true) => Err(HttpError::BadRequest(
@@ -1002,6 +1192,138 @@ mod tests {
         assert_eq!(head_end(buf), Some(n));
     }
 
+    /// The target and Host values that `method target version` with
+    /// `host_line` (a header line or "") is parsed into.
+    fn target_and_host(
+        method: &str,
+        target: &str,
+        version: &str,
+        host_line: &str,
+    ) -> (String, Vec<Vec<u8>>) {
+        let (head, _) = parse(format!("{method} {target} {version}\r\n{host_line}\r\n").as_bytes());
+        let hosts = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (head.target, hosts)
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        // RFC 9112 §3.2.2: the path and query are taken from the target,
+        // and its authority replaces whatever Host says.
+        let cases = [
+            ("http://x/a.txt", "/a.txt", "x"),
+            ("HTTP://x/a.txt", "/a.txt", "x"),
+            ("https://x/a.txt", "/a.txt", "x"),
+            (
+                "hTTpS://example.com:8443/a.txt?q=1&r",
+                "/a.txt?q=1&r",
+                "example.com:8443",
+            ),
+            ("http://x", "/", "x"),
+            ("http://x:80", "/", "x:80"),
+            ("http://x?q=1", "/?q=1", "x"),
+            ("http://x/", "/", "x"),
+            ("http://[::1]:8080/d/e%20f/", "/d/e%20f/", "[::1]:8080"),
+            ("http://x//y", "//y", "x"),
+        ];
+        for (target, path, host) in cases {
+            let (t, hosts) = target_and_host("GET", target, "HTTP/1.1", "Host: other\r\n");
+            assert_eq!(t, path, "{target}");
+            assert_eq!(hosts, vec![host.as_bytes().to_vec()], "{target}");
+        }
+        // HTTP/1.0 needs no Host: the target's authority becomes one.
+        let (t, hosts) = target_and_host("HEAD", "http://x/a", "HTTP/1.0", "");
+        assert_eq!((t.as_str(), hosts), ("/a", vec![b"x".to_vec()]));
+        // HTTP/1.1 still needs its Host field (RFC 9112 §3.2).
+        let no_host = b"GET http://x/a HTTP/1.1\r\n\r\n";
+        assert!(matches!(error(no_host), HttpError::BadRequest(_)));
+        // Any method but CONNECT; OPTIONS with an empty path means `*`
+        // (RFC 9112 §3.2.4).
+        assert_eq!(
+            target_and_host("POST", "http://x/p", "HTTP/1.1", "Host: x\r\n").0,
+            "/p"
+        );
+        assert_eq!(
+            target_and_host("OPTIONS", "http://x", "HTTP/1.1", "Host: x\r\n").0,
+            "*"
+        );
+        assert_eq!(
+            target_and_host("OPTIONS", "http://x/", "HTTP/1.1", "Host: x\r\n").0,
+            "/"
+        );
+    }
+
+    #[test]
+    fn other_target_forms() {
+        // Origin-form as sent; asterisk-form for OPTIONS; CONNECT's
+        // authority-form is left to the handler.
+        for (method, target) in [
+            ("GET", "/a%20b?x=1"),
+            ("GET", "//x/a"),
+            ("OPTIONS", "*"),
+            ("CONNECT", "example.com:443"),
+        ] {
+            let (t, hosts) = target_and_host(method, target, "HTTP/1.1", "Host: h\r\n");
+            assert_eq!((t.as_str(), hosts), (target, vec![b"h".to_vec()]));
+        }
+        for (method, target) in [
+            ("GET", "*"),
+            ("HEAD", "*"),
+            ("GET", "a.txt"),
+            ("GET", "example.com:443"),
+            ("OPTIONS", "*x"),
+            ("GET", "ftp://x/a.txt"),
+            ("GET", "file:///etc/passwd"),
+            ("GET", "http:/a.txt"),
+            ("GET", "http:x/a.txt"),
+            ("GET", "http:///a.txt"),
+            ("GET", "http://:80/a.txt"),
+            ("GET", "http://user@x/a.txt"),
+            ("GET", "http://x\"y/a.txt"),
+            ("GET", "http://x\\y/a.txt"),
+            ("GET", "https://"),
+        ] {
+            let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{method} {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn fragment_in_target_is_400() {
+        // RFC 9112 §3.2: no request-target form has a fragment; a client
+        // strips it. A `#` sent anyway would be read differently by
+        // different parsers in a chain.
+        for (method, target) in [
+            ("GET", "/hello.txt#frag"),
+            ("GET", "/#"),
+            ("GET", "#"),
+            ("GET", "/a?x=1#y"),
+            ("GET", "/a?x=#"),
+            ("GET", "http://x/a#b"),
+            ("GET", "http://x#b"),
+            ("OPTIONS", "*#"),
+            ("CONNECT", "x:443#y"),
+        ] {
+            let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{method} {target}"
+            );
+        }
+        // Escaped, it is an ordinary byte of the path.
+        assert_eq!(
+            parse(b"GET /a%23b HTTP/1.1\r\nHost: h\r\n\r\n").0.target,
+            "/a%23b"
+        );
+    }
+
     #[test]
     fn malformed_request_lines_are_400() {
         let bad: &[&[u8]] = &[
@@ -1020,6 +1342,7 @@ mod tests {
             b"GET / HTTP/2.0.1\r\nHost: h\r\n\r\n",
             b"GET / HTTP/\r\nHost: h\r\n\r\n",
             b"GET / HTTP/.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: h\r\n\r\n",
             b"GET / HTTP/1.1\rHost: h\r\n\r\n",
             b"\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
         ];
@@ -1038,11 +1361,10 @@ mod tests {
             b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/0.9\r\n\r\n",
-            b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
             b"GET / HTTP/3\r\n\r\n",
             // Known as soon as the token goes wrong, before the head ends.
             b"PRI * HTTP/2",
-            b"GET / HTTP/1.2",
+            b"GET / HTTP/1.23",
         ];
         for buf in bad {
             assert_eq!(
@@ -1052,6 +1374,37 @@ mod tests {
                 String::from_utf8_lossy(buf)
             );
         }
+    }
+
+    #[test]
+    fn higher_1x_minors_are_served_as_1_1() {
+        // RFC 9110 §2.5: a 1.x minor above ours is answered as HTTP/1.1,
+        // the highest minor this server conforms to.
+        for minor in 2..=9 {
+            let buf = format!("GET /a HTTP/1.{minor}\r\nHost: h\r\nX: y\r\n\r\nNEXT");
+            let (head, n) = parse(buf.as_bytes());
+            assert_eq!(n, buf.len() - 4);
+            assert_eq!((head.minor, head.target.as_str()), (1, "/a"));
+            assert!(head.keep_alive);
+            assert_eq!(head_end(buf.as_bytes()), Some(n));
+        }
+        // With HTTP/1.1's rules: Host is required, close is honoured.
+        assert!(matches!(
+            error(b"GET / HTTP/1.2\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        let (head, _) = parse(b"GET / HTTP/1.2\r\nHost: h\r\nConnection: close\r\n\r\n");
+        assert!(!head.keep_alive);
+        // Still arriving: wait for the rest.
+        let buf = b"GET / HTTP/1.2\r\nHost: h\r\n\r\n";
+        for end in 0..buf.len() {
+            assert_eq!(parse_head(&buf[..end]), Ok(None), "{end}");
+        }
+        // Other errors after the version are still found.
+        assert!(matches!(
+            error(b"GET / HTTP/1.2\r\nBad Name: v\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
     }
 
     // ---- limits ----
@@ -1341,9 +1694,27 @@ mod tests {
             framing_of("Transfer-Encoding: \r\n"),
             Err(HttpError::BadRequest(_))
         ));
-        // HTTP/1.0 is treated the same way.
-        let (head, _) = parse(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(head.framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn transfer_encoding_in_http_1_0_is_400() {
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has
+        // faulty framing, whatever the coding and even with a length.
+        for extra in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        ] {
+            let buf = format!("POST / HTTP/1.0\r\n{extra}\r\n");
+            assert!(
+                matches!(error(buf.as_bytes()), HttpError::BadRequest(_)),
+                "{extra:?}"
+            );
+        }
+        // Content-Length alone is fine in HTTP/1.0.
+        let (head, _) = parse(b"POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(head.framing, Framing::Length(5));
     }
 
     // ---- connection and expect ----
@@ -1393,6 +1764,34 @@ mod tests {
         for (version, extra, want) in cases {
             let (head, _) = parse(&get(version, extra));
             assert_eq!(head.expect_continue, want, "{version} {extra:?}");
+        }
+    }
+
+    // ---- log_escape ----
+
+    #[test]
+    fn log_escape_is_nginx_s() {
+        assert!(matches!(log_escape("/a%20b?x=1&y='z'"), Cow::Borrowed(_)));
+        let cases = [
+            ("", ""),
+            ("GET", "GET"),
+            ("/a\"b", "/a\\x22b"),
+            ("/a\\b", "/a\\x5Cb"),
+            ("\\x22", "\\x5Cx22"),
+            (
+                "\0\x01\t\n\r\x1b\x1f",
+                "\\x00\\x01\\x09\\x0A\\x0D\\x1B\\x1F",
+            ),
+            (" !~\x7f", " !~\\x7F"),
+            ("/\u{e9}", "/\\xC3\\xA9"),
+            ("/\u{1F600}", "/\\xF0\\x9F\\x98\\x80"),
+            (
+                "/\" 200 0 0.0001\n1.2.3.4 - - [x] \"GET /",
+                "/\\x22 200 0 0.0001\\x0A1.2.3.4 - - [x] \\x22GET /",
+            ),
+        ];
+        for (raw, escaped) in cases {
+            assert_eq!(log_escape(raw), escaped, "{raw:?}");
         }
     }
 
@@ -1584,6 +1983,65 @@ mod tests {
             decoder.decode(b"ffffffffffffffff\r\nab", &mut [0; 8]),
             Ok((20, 2))
         );
+    }
+
+    /// Feeds `input` whole to a decoder limited to `limit` bytes.
+    fn decode_limited(limit: u64, input: &[u8]) -> Result<(usize, usize), HttpError> {
+        ChunkedDecoder::with_limit(limit).decode(input, &mut [0; 256])
+    }
+
+    #[test]
+    fn chunk_size_over_the_limit_is_413_before_its_data() {
+        let mut at_limit = b"64\r\n".to_vec();
+        at_limit.extend_from_slice(&[b'x'; 100]);
+        at_limit.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(decode_limited(100, &at_limit), Ok((at_limit.len(), 100)));
+        // One over: refused on the size line, no data needed.
+        assert_eq!(
+            decode_limited(100, b"65\r\n"),
+            Err(HttpError::PayloadTooLarge)
+        );
+        assert_eq!(decode_limited(100, b"65"), Err(HttpError::PayloadTooLarge));
+        assert_eq!(decode_limited(0, b"1\r\n"), Err(HttpError::PayloadTooLarge));
+        assert_eq!(decode_limited(0, b"0\r\n\r\n"), Ok((5, 0)));
+        // Leading zeros are not a size.
+        assert_eq!(decode_limited(100, b"000000064\r\n"), Ok((11, 0)));
+        // Too large for the limit before it is too large for 64 bits.
+        assert_eq!(
+            decode_limited(100, b"fffffffffffffffffffff\r\n"),
+            Err(HttpError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn declared_chunk_sizes_add_up_against_the_limit() {
+        let mut body = b"32\r\n".to_vec();
+        body.extend_from_slice(&[b'x'; 50]);
+        body.extend_from_slice(b"\r\n32\r\n");
+        // 50 + 50: fine, waiting for the second chunk's data.
+        assert_eq!(decode_limited(100, &body), Ok((body.len(), 50)));
+        // 50 + 51: refused at the second size line.
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(b"33\r\n");
+        let mut decoder = ChunkedDecoder::with_limit(100);
+        assert_eq!(
+            decoder.decode(&body, &mut [0; 256]),
+            Err(HttpError::PayloadTooLarge)
+        );
+        // The error sticks.
+        assert_eq!(
+            decoder.decode(b"0\r\n\r\n", &mut [0; 8]),
+            Err(HttpError::PayloadTooLarge)
+        );
+        // Split anywhere, the same answer.
+        for cut in 0..body.len() {
+            let mut decoder = ChunkedDecoder::with_limit(100);
+            let mut out = [0; 256];
+            let result = decoder
+                .decode(&body[..cut], &mut out)
+                .and_then(|(used, _)| decoder.decode(&body[used..], &mut out));
+            assert_eq!(result, Err(HttpError::PayloadTooLarge), "{cut}");
+        }
     }
 
     #[test]

@@ -91,7 +91,10 @@ impl<'a> Request<'a> {
         &self.head.method
     }
 
-    /// The request-target exactly as sent, e.g. `/a%20b?x=1`.
+    /// The request-target as sent, e.g. `/a%20b?x=1`. An absolute-form
+    /// target (`http://host:port/a?x=1`) arrives here in origin-form
+    /// (`/a?x=1`, `/` for an empty path), and its authority is then the
+    /// `Host` header (RFC 9112 §3.2.2). `*` only comes with OPTIONS.
     pub fn target(&self) -> &str {
         &self.head.target
     }
@@ -107,7 +110,8 @@ impl<'a> Request<'a> {
         self.head.target.split_once('?').map(|(_, q)| q)
     }
 
-    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1 (and for
+    /// HTTP/1.2 to 1.9, which are served as 1.1).
     pub fn http_minor(&self) -> u8 {
         self.head.minor
     }

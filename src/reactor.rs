@@ -306,7 +306,14 @@ impl Reactor {
                 Ok(HandshakeState::Done) => None,
                 Ok(HandshakeState::WantRead) => Some(EPOLL_READ_ONESHOT),
                 Ok(HandshakeState::WantWrite) => Some(EPOLL_WRITE_ONESHOT),
-                Err(_) => return, // a bad handshake or plain HTTP: close
+                Err(e) => {
+                    // Plain HTTP gets a plain answer (sent without waiting),
+                    // not a TLS alert; then, like a bad handshake, the close.
+                    if crate::tls::is_plain_http(&e) {
+                        crate::tls::answer_plain_http(fd);
+                    }
+                    return;
+                }
             };
             if let Some(events) = wait {
                 if self.engine.epoll.modify(fd, events, fd as u64).is_ok() {

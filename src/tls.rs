@@ -7,12 +7,16 @@
 //! Syntax (Puma's): `ssl://HOST:PORT?cert=PATH&key=PATH[&ca=PATH]
 //! [&verify_mode=none|peer|force_peer][&min_version=TLSv1.2|TLSv1.3]`.
 //!
-//! Socket I/O goes through `crate::sys::{recv, send, wait_fd}` only; rustls
-//! (ring provider) does the cryptography. rustls does not check the validity
-//! dates of our own certificate, so [`load`] reads `notBefore`/`notAfter`
-//! from the leaf with a small bounds-checked DER walker and refuses an
-//! expired or not-yet-valid certificate at start-up instead of letting every
-//! client fail later.
+//! A client that speaks plain HTTP to the port (its first byte is a letter,
+//! not a TLS record type) is told so in plain HTTP, as nginx does, by
+//! [`answer_plain_http`] rather than with an alert it cannot read.
+//!
+//! Socket I/O goes through `crate::sys::{recv, send, shutdown_write,
+//! wait_fd}` only; rustls (ring provider) does the cryptography. rustls
+//! does not check the validity dates of our own certificate, so [`load`]
+//! reads `notBefore`/`notAfter` from the leaf with a small bounds-checked
+//! DER walker and refuses an expired or not-yet-valid certificate at
+//! start-up instead of letting every client fail later.
 //!
 //! Where decrypted bytes can hide: rustls keeps plaintext it has decrypted
 //! but not yet handed out. A TLS 1.3 client may send its `Finished` and its
@@ -51,6 +55,15 @@ pub const MAX_PLAIN_PER_READ: usize = 64 * 1024;
 const PLAIN_CHUNK: usize = 16 * 1024;
 /// The query parameters an `ssl://` bind accepts.
 const KNOWN_PARAMS: &str = "cert, key, ca, verify_mode, min_version";
+/// After answering plain HTTP on a TLS port, at most this many bytes of
+/// the client's request still queued are read and dropped before the
+/// close (unread bytes make the kernel reset the connection, which can
+/// destroy the answer in flight).
+const PLAIN_HTTP_DRAIN: usize = 64 * 1024;
+/// The body of that answer (nginx says "The plain HTTP request was sent
+/// to HTTPS port").
+const PLAIN_HTTP_BODY: &str =
+    "400 Bad Request: the plain HTTP request was sent to an HTTPS port; use https://\n";
 
 /// How client certificates are treated (`verify_mode=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -529,6 +542,8 @@ pub struct TlsConn {
     buffered: usize,
     /// The peer sent close_notify or closed TCP: no more plaintext comes.
     peer_closed: bool,
+    /// The client's first byte has been looked at (see [`PlainHttp`]).
+    sniffed: bool,
 }
 
 impl TlsConn {
@@ -539,6 +554,7 @@ impl TlsConn {
             conn,
             buffered: 0,
             peer_closed: false,
+            sniffed: false,
         })
     }
 
@@ -547,7 +563,9 @@ impl TlsConn {
     /// `WantRead`/`WantWrite` say what to wait for before calling again.
     /// After `Done`, call [`read_plain`](Self::read_plain) before waiting for
     /// readability: the first request may have arrived with the handshake.
-    /// A peer that closes mid-handshake gives `UnexpectedEof`.
+    /// A peer that closes mid-handshake gives `UnexpectedEof`; one that
+    /// speaks plain HTTP an error for which [`is_plain_http`] holds (and no
+    /// alert is sent: see [`answer_plain_http`]).
     pub fn handshake_step(&mut self, fd: RawFd) -> io::Result<HandshakeState> {
         loop {
             while self.conn.wants_write() {
@@ -563,7 +581,7 @@ impl TlsConn {
             if !self.conn.is_handshaking() {
                 return Ok(HandshakeState::Done);
             }
-            match self.conn.read_tls(&mut FdIo(fd)) {
+            match self.read_tls_sniffing(fd) {
                 Ok(0) => {
                     // The client may have sent an alert before closing: its
                     // error says more than "closed".
@@ -730,6 +748,24 @@ impl TlsConn {
         }
     }
 
+    /// `read_tls` that looks at the client's very first byte before rustls
+    /// processes it: a TLS record starts with its content type (22, a
+    /// handshake), never with a letter, so a letter means plain HTTP.
+    fn read_tls_sniffing(&mut self, fd: RawFd) -> io::Result<usize> {
+        if self.sniffed {
+            return self.conn.read_tls(&mut FdIo(fd));
+        }
+        let mut io = FirstByte { fd, first: None };
+        let read = self.conn.read_tls(&mut io);
+        if let Some(first) = io.first {
+            self.sniffed = true;
+            if looks_like_plain_http(first) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, PlainHttp));
+            }
+        }
+        read
+    }
+
     /// Processes records read by `read_tls`, then sends without waiting what
     /// that produced (handshake messages, a KeyUpdate reply, an alert).
     fn process(&mut self, fd: RawFd) -> io::Result<()> {
@@ -779,6 +815,80 @@ impl TlsConn {
             self.buffered = 0;
             return Ok(());
         }
+    }
+}
+
+/// A client spoke plain HTTP to a TLS port: the error of
+/// [`TlsConn::handshake_step`] that [`is_plain_http`] recognizes.
+#[derive(Debug)]
+struct PlainHttp;
+
+impl fmt::Display for PlainHttp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the client sent plain HTTP to a TLS (ssl://) port")
+    }
+}
+
+impl std::error::Error for PlainHttp {}
+
+/// Whether a handshake failed because the client spoke plain HTTP.
+pub fn is_plain_http(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<PlainHttp>())
+}
+
+/// Whether a connection's first byte starts plain HTTP rather than a TLS
+/// record: a method's first letter, or the empty line RFC 9112 §2.2 lets
+/// a client send before the request line. A record starts with its
+/// content type (20 to 24) and an SSLv2-style hello with a byte >= 0x80.
+fn looks_like_plain_http(first: u8) -> bool {
+    first.is_ascii_alphabetic() || first == b'\r' || first == b'\n'
+}
+
+/// Answers a client that spoke plain HTTP to a TLS port the way nginx
+/// does, in plain HTTP: `400 Bad Request` saying so, `Connection: close`.
+/// Never waits (the reactor calls it): one send, which a fresh socket's
+/// empty buffer takes whole, then the write side is shut and what the
+/// client already sent is dropped (up to [`PLAIN_HTTP_DRAIN`]) so that the
+/// close that follows is a FIN, not a reset that could destroy the answer.
+pub fn answer_plain_http(fd: RawFd) {
+    let _ = sys::send(fd, &plain_http_answer(), false);
+    let _ = sys::shutdown_write(fd);
+    let mut scratch = [0u8; PLAIN_CHUNK];
+    let mut dropped = 0;
+    while dropped < PLAIN_HTTP_DRAIN {
+        match sys::recv(fd, &mut scratch) {
+            Ok(n) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
+}
+
+/// The bytes of [`answer_plain_http`]'s response.
+fn plain_http_answer() -> Vec<u8> {
+    crate::date::with_now(|date| {
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nServer: catamount\r\nDate: {date}\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+            PLAIN_HTTP_BODY.len()
+        )
+    })
+    .into_bytes()
+}
+
+/// [`FdIo`]'s reads, remembering the first byte received.
+struct FirstByte {
+    fd: RawFd,
+    first: Option<u8>,
+}
+
+impl Read for FirstByte {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = sys::recv(self.fd, buf)?;
+        if n > 0 && self.first.is_none() {
+            self.first = Some(buf[0]);
+        }
+        Ok(n)
     }
 }
 
@@ -1461,6 +1571,66 @@ mod tests {
         );
         o.ca = Some(dir.join("missing-ca.pem"));
         assert!(load_err(&o).ends_with("; check the ssl:// option ca="));
+    }
+
+    // ---- plain HTTP on a TLS port ----
+
+    #[test]
+    fn first_bytes_of_plain_http_and_of_tls() {
+        for b in b"GET POST OPTIONS PRI\r\nget"
+            .iter()
+            .filter(|b| **b != b' ')
+        {
+            assert!(looks_like_plain_http(*b), "{b:#x}");
+        }
+        // Record content types 20-24, an SSLv2 hello, other bytes.
+        for b in [20u8, 21, 22, 23, 24, 0x80, 0x00, b' ', b'1', 0xff] {
+            assert!(!looks_like_plain_http(b), "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_told_from_a_bad_handshake_and_answered_in_plain() {
+        let Some(dir) = fixtures() else { return };
+        let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
+        let cases: [(&[u8], bool); 3] = [
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true),
+            (b"\r\nPOST / HTTP/1.0\r\n\r\n", true),
+            (b"\x00\x01 not TLS, not HTTP\r\n\r\n", false),
+        ];
+        for (sent, plain) in cases {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+            let mut client =
+                TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            client
+                .set_read_timeout(Some(TEST_DEADLINE))
+                .expect("timeout");
+            client.write_all(sent).expect("send");
+            let (sock, _) = listener.accept().expect("accept");
+            sock.set_nonblocking(true).expect("O_NONBLOCK");
+            let fd = sock.as_raw_fd();
+            let mut tls = TlsConn::new(&config).expect("session");
+            let err = drive_handshake(&mut tls, fd, Instant::now() + TEST_DEADLINE)
+                .expect_err("not a TLS client");
+            assert_eq!(is_plain_http(&err), plain, "{err}");
+            if plain {
+                answer_plain_http(fd);
+            }
+            drop((tls, sock));
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).expect("the answer, then EOF");
+            let got = String::from_utf8_lossy(&got);
+            if plain {
+                // Nothing from rustls before it: the answer alone.
+                assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got:?}");
+                assert!(got.contains("\r\nConnection: close\r\n"), "{got:?}");
+                assert!(got.ends_with(PLAIN_HTTP_BODY), "{got:?}");
+                let length = format!("\r\nContent-Length: {}\r\n", PLAIN_HTTP_BODY.len());
+                assert!(got.contains(&length), "{got:?}");
+            } else {
+                assert!(!got.contains("HTTP/1.1"), "{got:?}");
+            }
+        }
     }
 
     // ---- handshakes and round trips ----

@@ -17,6 +17,9 @@ fn hello_example_answers_and_survives_a_panicking_handler() {
     let r = get(server.addr(), "/x");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "hello from catamount: GET /x\n");
+    // An absolute-form target reaches the handler as its path.
+    let r = get(server.addr(), "http://example.com:8080/a.txt?q=1");
+    assert_eq!(r.text(), "hello from catamount: GET /a.txt\n", "{r:?}");
     // One pool thread: if the panic killed it, the next request would hang.
     assert_eq!(get(server.addr(), "/panic").status, 500);
     assert_eq!(get(server.addr(), "/after").status, 200);

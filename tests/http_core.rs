@@ -102,6 +102,119 @@ fn missing_file_is_404_with_engine_headers() {
     assert_serves(s.addr());
 }
 
+/// The instant of an IMF-fixdate (`Fri, 04 Dec 2026 17:00:55 GMT`) in the
+/// two obsolete forms RFC 9110 §5.6.7 also makes recipients accept:
+/// rfc850-date (`Friday, 04-Dec-26 17:00:55 GMT`) and asctime-date
+/// (`Fri Dec  4 17:00:55 2026`).
+fn obsolete_date_forms(imf: &str) -> (String, String) {
+    let p: Vec<&str> = imf.split(' ').collect();
+    assert_eq!(p.len(), 6, "not an IMF-fixdate: {imf:?}");
+    let short = &p[0][..3];
+    let long = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+    .into_iter()
+    .find(|d| d.starts_with(short))
+    .expect("a day name");
+    let rfc850 = format!("{long}, {}-{}-{} {} GMT", p[1], p[2], &p[3][2..], p[4]);
+    let day: u32 = p[1].parse().expect("day of month");
+    let asctime = format!("{short} {} {day:>2} {} {}", p[2], p[4], p[3]);
+    (rfc850, asctime)
+}
+
+#[test]
+fn if_modified_since_takes_all_three_http_date_forms() {
+    let s = Server::start(&[]);
+    let first = get(s.addr(), "/hello.txt");
+    let modified = first.header("Last-Modified").expect("Last-Modified");
+    let (rfc850, asctime) = obsolete_date_forms(modified);
+    for since in [modified, rfc850.as_str(), asctime.as_str()] {
+        let r = support::request(
+            s.addr(),
+            format!(
+                "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+                 If-Modified-Since: {since}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 304, "If-Modified-Since: {since}: {r:?}");
+    }
+    // Long before the file: 1994, not 2094 (the two-digit-year rule).
+    let r = support::request(
+        s.addr(),
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+          If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, HELLO), "{r:?}");
+}
+
+#[test]
+fn absolute_form_targets_are_served_from_their_path() {
+    // RFC 9112 §3.2.2: a server accepts absolute-form and uses its path
+    // and query; the scheme, host and port need not be ours.
+    let docroot = support::TempDir::docroot();
+    docroot.write("index.html", "<p>index</p>\n");
+    let s = Server::start(&[docroot.path().to_str().expect("UTF-8 path")]);
+    for target in [
+        "http://x/hello.txt",
+        "HTTP://example.com:8080/hello.txt?q=1",
+        "https://127.0.0.1:443/hello.txt",
+    ] {
+        let r = get(s.addr(), target);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, HELLO),
+            "{target}: {r:?}"
+        );
+    }
+    // No path means `/`.
+    let r = get(s.addr(), "http://x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "<p>index</p>\n"),
+        "{r:?}"
+    );
+    // A directory's redirect keeps the query and goes to the origin-form path.
+    std::fs::create_dir(docroot.path().join("d")).expect("mkdir d");
+    let r = get(s.addr(), "http://x/d?q=1");
+    assert_eq!(r.status, 301, "{r:?}");
+    assert_eq!(r.header("Location"), Some("/d/?q=1"), "{r:?}");
+}
+
+#[test]
+fn log_requests_escapes_the_method_and_target() {
+    // A `"` in the target must not end the quoted request in the log line
+    // (a reader would take what follows for the status and a new field);
+    // nginx's escaping: `\x22`, `\x5C`, and `\xHH` for other bytes below
+    // 0x20 or from 0x7f.
+    let s = Server::start(&["--log-requests"]);
+    let r = support::request(
+        s.addr(),
+        "GET /x\"y\\z/\u{e9}\" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".as_bytes(),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    let want = r#""GET /x\x22y\x5Cz/\xC3\xA9\x22 HTTP/1.1" 404 "#;
+    assert!(
+        s.wait_for_line(want, deadline_in(Duration::from_secs(5))),
+        "no log line with {want:?} in:\n{}",
+        s.stdout()
+    );
+    let line = s
+        .stdout()
+        .lines()
+        .find(|l| l.contains(want))
+        .map(str::to_owned)
+        .expect("the line just seen");
+    assert_eq!(line.matches('"').count(), 2, "{line}");
+    assert!(line.is_ascii(), "{line}");
+}
+
 // ---------------------------------------------------------------------
 // Keep-alive
 // ---------------------------------------------------------------------
@@ -118,6 +231,22 @@ fn http11_keeps_the_connection_alive() {
     let b = c.expect_response("GET");
     assert_eq!((b.status, b.text().as_str()), (200, OTHER));
     assert!(!b.connection_has("close"), "{b:?}");
+}
+
+#[test]
+fn http_1_2_is_served_as_http_1_1() {
+    // RFC 9110 §2.5: a higher minor of our major version is answered with
+    // HTTP/1.1 and its rules (keep-alive by default).
+    let s = Server::start(&[]);
+    let mut c = Client::connect(s.addr());
+    c.send(b"GET /hello.txt HTTP/1.2\r\nHost: test\r\n\r\n");
+    let a = c.expect_response("GET");
+    assert_eq!((a.status, a.text().as_str()), (200, HELLO), "{a:?}");
+    assert_eq!(a.version, "HTTP/1.1");
+    assert!(!a.connection_has("close"), "{a:?}");
+    c.send(b"GET /other.txt HTTP/1.9\r\nHost: test\r\n\r\n");
+    let b = c.expect_response("GET");
+    assert_eq!((b.status, b.text().as_str()), (200, OTHER), "{b:?}");
 }
 
 #[test]

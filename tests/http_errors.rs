@@ -68,6 +68,16 @@ fn header_without_colon_is_400() {
 }
 
 #[test]
+fn fragment_in_target_is_400() {
+    assert_refused(
+        &[],
+        b"GET /hello.txt#top HTTP/1.1\r\nHost: test\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
 fn missing_host_in_http11_is_400() {
     assert_refused(&[], b"GET /hello.txt HTTP/1.1\r\n\r\n", 400, false);
 }
@@ -107,6 +117,17 @@ fn bad_chunk_size_is_400() {
     assert_refused(
         &[],
         b"POST /hello.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn transfer_encoding_in_http_1_0_is_400() {
+    // RFC 9112 §6.1: faulty framing; the keep-alive asked for is refused.
+    assert_refused(
+        &[],
+        b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         400,
         false,
     );
@@ -156,6 +177,24 @@ fn chunked_body_over_max_body_is_413() {
     }
     req.extend_from_slice(b"0\r\n\r\n");
     assert_refused(&["--max-body", "100"], &req, 413, false);
+}
+
+#[test]
+fn chunk_size_over_max_body_is_413_before_its_data() {
+    // The client sends a size line and a little data, then waits: the
+    // size alone (or the sum of the sizes so far) is enough to refuse, so
+    // the 413 comes now, not after max_body bytes or first_data_timeout.
+    let head = "GET /hello.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let one_chunk = format!("{head}65\r\n{}", "y".repeat(10));
+    let two_chunks = format!("{head}28\r\n{}\r\n3d\r\nyyy", "y".repeat(40));
+    for req in [one_chunk, two_chunks] {
+        assert_refused(
+            &["--max-body", "100", "--first-data-timeout", "60"],
+            req.as_bytes(),
+            413,
+            false,
+        );
+    }
 }
 
 #[test]
@@ -219,13 +258,11 @@ fn http2_preface_is_505() {
 }
 
 #[test]
-fn http_1_2_is_505() {
-    assert_refused(
-        &[],
-        b"GET /hello.txt HTTP/1.2\r\nHost: test\r\n\r\n",
-        505,
-        false,
-    );
+fn http_2_0_and_0_9_requests_are_505() {
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9"] {
+        let req = format!("GET /hello.txt {version}\r\nHost: test\r\n\r\n");
+        assert_refused(&[], req.as_bytes(), 505, false);
+    }
 }
 
 #[test]

@@ -234,6 +234,38 @@ fn clients_that_do_not_read_hold_no_thread_over_tls() {
     }
 }
 
+#[test]
+fn plain_http_to_the_ssl_port_gets_a_readable_400() {
+    // As nginx does: a client that forgot https:// reads why, in plain
+    // HTTP, rather than a TLS alert it cannot parse; then the close.
+    let Some(pki) = pki() else { return };
+    let server = Server::start(&["-b", &pki.bind("a", "")]);
+    let port = ssl_port(&server);
+    let large = format!(
+        "POST /hello.txt HTTP/1.1\r\nHost: t\r\nX: {}\r\nContent-Length: 5\r\n\r\nhello",
+        "a".repeat(20_000)
+    );
+    for request in ["GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", large.as_str()] {
+        let mut c = support::Client::connect(([127, 0, 0, 1], port).into());
+        c.send(request.as_bytes());
+        let r = c.response("GET").unwrap_or_else(|e| {
+            panic!(
+                "no plain HTTP answer: {e} (got {:?}){}",
+                c.buffered(),
+                logs(&server)
+            )
+        });
+        assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 400), "{r:?}");
+        assert!(r.connection_has("close"), "{r:?}");
+        assert!(r.text().starts_with("400 "), "{:?}", r.text());
+        assert!(r.text().contains("HTTPS port"), "{:?}", r.text());
+        let closed = c.wait_closed(deadline_in(EVENT_DEADLINE));
+        assert_eq!(closed, Ok(support::Closed::Eof), "{}", logs(&server));
+    }
+    // TLS on the same port is untouched.
+    assert_https_serves(pki, port, &server);
+}
+
 // ---------------------------------------------------------------------
 // 3. Client certificates
 // ---------------------------------------------------------------------
@@ -660,15 +692,16 @@ fn only_mode_keeps_the_tls_options_of_a_matching_ssl_bind() {
     );
     assert_tls_on_activated_port(pki, port, &server);
     assert_eq!(served_serial(port), pki.serial("a"));
-    // Plain HTTP on it is not answered: TLS really is on that socket.
+    // Plain HTTP on it is not served, only told to use TLS: TLS really is
+    // on that socket.
     let plain = Command::new("curl")
         .args(["-sS", "--noproxy", "*", "--max-time", CLIENT_MAX_SECS])
         .arg(format!("http://127.0.0.1:{port}/hello.txt"))
         .output()
         .expect("run curl");
     assert!(
-        !plain.status.success() && plain.stdout.is_empty(),
-        "plain HTTP answered on the TLS socket: {plain:?}"
+        text(&plain.stdout).contains("sent to an HTTPS port"),
+        "plain HTTP served on the TLS socket: {plain:?}"
     );
     // The restarted image matches the socket to the ssl:// bind again.
     rotate_by_usr2(&mut server, &live, port, "b");
