@@ -164,6 +164,27 @@ impl Parking {
         Some(p)
     }
 
+    /// Moves the connections of one shard's `map` that `pick` chooses
+    /// into `out`.
+    fn remove_where(
+        &self,
+        map: &mut HashMap<RawFd, Parked>,
+        pick: impl Fn(&Parked) -> bool,
+        out: &mut Vec<Parked>,
+    ) {
+        let fds: Vec<RawFd> = map
+            .iter()
+            .filter(|(_, p)| pick(p))
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in fds {
+            if let Some(p) = map.remove(&fd) {
+                self.forget(&p);
+                out.push(p);
+            }
+        }
+    }
+
     /// Counts `p` out, as it leaves the map.
     fn forget(&self, p: &Parked) {
         self.count.fetch_sub(1, Ordering::AcqRel);
@@ -199,17 +220,7 @@ impl Parking {
         let mut earliest: Option<Instant> = None;
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let due: Vec<RawFd> = map
-                .iter()
-                .filter(|(_, p)| p.deadline <= now)
-                .map(|(&fd, _)| fd)
-                .collect();
-            for fd in due {
-                if let Some(p) = map.remove(&fd) {
-                    self.forget(&p);
-                    out.push(p);
-                }
-            }
+            self.remove_where(&mut map, |p| p.deadline <= now, out);
             if let Some(d) = map.values().map(|p| p.deadline).min() {
                 earliest = Some(earliest.map_or(d, |e| e.min(d)));
             }
@@ -223,17 +234,7 @@ impl Parking {
         let mut all = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let fds: Vec<RawFd> = map
-                .iter()
-                .filter(|(_, p)| p.outgoing.is_none())
-                .map(|(&fd, _)| fd)
-                .collect();
-            for fd in fds {
-                if let Some(p) = map.remove(&fd) {
-                    self.forget(&p);
-                    all.push(p);
-                }
-            }
+            self.remove_where(&mut map, |p| p.outgoing.is_none(), &mut all);
         }
         all
     }

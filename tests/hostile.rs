@@ -38,45 +38,45 @@ fn wait_response_begins(c: &Client<TcpStream>) {
     assert_eq!(c.stream().peek(&mut first).expect("the response begins"), 1);
 }
 
-#[test]
-fn stalled_small_bodies_hold_no_thread() {
+/// Opens three times as many connections as threads, each sending
+/// `first` (a request whose body stalls), checks that ordinary requests
+/// are answered meanwhile, then sends `rest` on each and expects `status`.
+fn stalled_requests_hold_no_thread(first: &[u8], rest: &[u8], status: u16) {
     let s = Server::start(&["-t", THREADS]);
     let mut slow: Vec<_> = (0..SLOW_CLIENTS * 3)
         .map(|_| {
             let mut c = Client::connect(s.addr());
-            c.send(b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nA");
+            c.send(first);
             c
         })
         .collect();
     for round in 0..3 {
         Client::connect(s.addr())
-            .get_hello_within(PROMPT, &format!("round {round}, slow bodies waiting"));
+            .get_hello_within(PROMPT, &format!("round {round}, stalled requests waiting"));
     }
     // The stalled requests are still answered once their bodies come.
     for c in &mut slow {
-        c.send(&[b'A'; 99]);
-        assert_eq!(c.expect_response("POST").status, 405);
+        c.send(rest);
+        assert_eq!(c.expect_response("POST").status, status);
     }
 }
 
 #[test]
+fn stalled_small_bodies_hold_no_thread() {
+    stalled_requests_hold_no_thread(
+        b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nA",
+        &[b'A'; 99],
+        405,
+    );
+}
+
+#[test]
 fn stalled_chunked_bodies_hold_no_thread() {
-    let s = Server::start(&["-t", THREADS]);
-    let mut slow: Vec<_> = (0..SLOW_CLIENTS * 3)
-        .map(|_| {
-            let mut c = Client::connect(s.addr());
-            c.send(b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
-            c
-        })
-        .collect();
-    for round in 0..3 {
-        Client::connect(s.addr())
-            .get_hello_within(PROMPT, &format!("round {round}, chunked bodies waiting"));
-    }
-    for c in &mut slow {
-        c.send(b"lo\r\n0\r\n\r\n");
-        assert_eq!(c.expect_response("POST").status, 405);
-    }
+    stalled_requests_hold_no_thread(
+        b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"lo\r\n0\r\n\r\n",
+        405,
+    );
 }
 
 #[test]
