@@ -43,7 +43,7 @@
 //!
 //! # Checks across settings
 //!
-//! After the layers are merged, [`load`] checks what no single value can:
+//! After the layers are merged, `load` checks what no single value can:
 //! DIR is a directory, and a control URL has a token (or the file said
 //! `no_token: true`) and is not also a bind. Each message names the
 //! `FILE:LINE` when the setting came from the file.
@@ -211,8 +211,8 @@ pub struct Config {
     /// A worker whose resident set exceeds this many MiB is replaced;
     /// 1 to [`MAX_WORKER_MAX_RSS_MIB`]. `None` (the default) sets no limit.
     pub worker_max_rss: Option<u64>,
-    /// Where the control app listens: only [`BindSpec::Unix`], or
-    /// [`BindSpec::Tcp`] on a loopback host (`127.0.0.0/8`, `::1` or
+    /// Where the control app listens: only `BindSpec::Unix`, or
+    /// `BindSpec::Tcp` on a loopback host (`127.0.0.0/8`, `::1` or
     /// `localhost`), since the control app can stop the server. Never
     /// equal to one of `binds`. `None` (the default) runs no control app.
     pub control_url: Option<BindSpec>,

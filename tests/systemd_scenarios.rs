@@ -890,7 +890,7 @@ fn watchdog_pings(sb: &Sandbox, unit: &str, pid: u32, n: usize, timeout: Duratio
     seen
 }
 
-/// REFERENCE.md section 2: ping every half period, the first with READY=1.
+/// sd_watchdog_enabled(3): ping every half period, the first with READY=1.
 /// systemd fires its watchdog timer up to 250 ms (sd-event's default
 /// accuracy) after the period ends, so a gap of a whole period is killed
 /// or not by chance; anything up to three quarters of it is safe.
