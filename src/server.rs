@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::activation;
+use crate::activation::{self, ActivationError, Inherited};
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer};
@@ -38,15 +38,29 @@ pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// A configured server, ready to serve a [`Handler`].
 pub struct Server {
     config: Config,
+    /// The sockets passed with LISTEN_FDS, adopted when the `Server` was
+    /// made (an error is reported by [`Server::serve`]).
+    inherited: Result<Vec<Inherited>, ActivationError>,
 }
 
 impl Server {
-    /// Parses the process's command line (and the config file it names).
+    /// Adopts the sockets systemd passed (LISTEN_FDS), then parses the
+    /// process's command line (and the config file it names).
     /// `--help` and `--version` print and exit 0 here. A bad configuration
     /// is also reported to systemd (STATUS/ERRNO) when run by it.
+    ///
+    /// The passed descriptors are taken first, before the config file is
+    /// read or the app opens its files: the numbers LISTEN_FDS names must
+    /// still be the ones systemd filled, so a number it left empty is
+    /// refused ("fd 3 is not open") instead of adopting whatever the
+    /// process opened there itself.
     pub fn from_args() -> Result<Server, ConfigError> {
+        let inherited = activation::take_from_env();
         match config::parse_args(std::env::args_os().skip(1).collect()) {
-            Ok(Command::Run(c)) => Ok(Server { config: *c }),
+            Ok(Command::Run(c)) => Ok(Server {
+                config: *c,
+                inherited,
+            }),
             Ok(Command::Help) => {
                 print!("{}", config::help());
                 std::process::exit(0)
@@ -62,9 +76,14 @@ impl Server {
         }
     }
 
-    /// A server for an already validated configuration.
+    /// A server for an already validated configuration. Adopts the
+    /// sockets systemd passed (LISTEN_FDS) now: make it before opening
+    /// files of your own (see [`Server::from_args`]).
     pub fn new(config: Config) -> Server {
-        Server { config }
+        Server {
+            inherited: activation::take_from_env(),
+            config,
+        }
     }
 
     /// The validated configuration.
@@ -77,7 +96,7 @@ impl Server {
     /// stop. Call it before starting threads of your own: it reads and
     /// removes systemd's variables from the environment.
     pub fn serve(self, handler: impl Handler) -> ! {
-        let code = run(&self.config, Box::new(handler));
+        let code = run(&self.config, self.inherited, Box::new(handler));
         std::process::exit(code)
     }
 }
@@ -105,7 +124,11 @@ enum Exit {
     Halt,
 }
 
-fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
+fn run(
+    config: &Config,
+    inherited: Result<Vec<Inherited>, ActivationError>,
+    handler: Box<dyn Handler>,
+) -> i32 {
     let log = Log {
         quiet: config.quiet,
     };
@@ -122,7 +145,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         notifier.failed(errno, &format!("failed to start: {msg}"));
         1
     };
-    let inherited = match activation::take_from_env() {
+    let inherited = match inherited {
         Ok(i) => i,
         Err(e) => return fail(&e.to_string(), libc::EBADF),
     };
