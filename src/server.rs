@@ -34,6 +34,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// STATUS= is sent at most this often, and only when it changed.
 pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Before a hot restart execs, the longest wait for the pool threads to
+/// exit (they do once idle, within `pool::FOLLOWER_IDLE_POLL`; a handler
+/// still running past `shutdown_timeout` may hold one longer).
+pub(crate) const RESTART_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A configured server, ready to serve a [`Handler`].
 pub struct Server {
@@ -318,7 +322,10 @@ fn run(
             log.say("- Restarting (hot: exec in place, same pid, listeners kept)...");
             let drained =
                 stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
-                    wait_in_flight(config, draining, &signals, Some(&notifier)).map(|()| listeners)
+                    let engine = Arc::clone(&draining.engine);
+                    wait_in_flight(config, draining, &signals, Some(&notifier))?;
+                    release_engine(engine, &signals)?;
+                    Ok(listeners)
                 });
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
@@ -660,6 +667,35 @@ pub(crate) fn wait_in_flight(
         }
         wait_signal(signals);
     }
+    Ok(())
+}
+
+/// Before a hot restart moves the listeners to fds 3, 4, ...: waits until
+/// the pool threads have let go of the engine, then drops it here, so the
+/// descriptors it owns (the app's docroot, its cached files, parked
+/// connections) are closed now. Dropped later by an exiting pool thread,
+/// one of them would close its number after `dup2` had given that number
+/// to a listener, and the new image would find the fd gone (seen in
+/// tests/control.rs: the docroot, opened first, holds fd 3). `Err` when a
+/// second TERM/INT asked to exit at once.
+fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
+    let deadline = Instant::now() + RESTART_RELEASE_TIMEOUT;
+    // The reactor is joined and the pool dropped: only the pool threads
+    // (through `pool::Shared`) still hold the engine besides this clone.
+    while Arc::strong_count(&engine) > 1 {
+        if second_signal(signals) {
+            return Err(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "! pool threads still running {}s after the drain; restarting anyway",
+                RESTART_RELEASE_TIMEOUT.as_secs_f64()
+            );
+            return Ok(());
+        }
+        wait_signal(signals);
+    }
+    drop(engine);
     Ok(())
 }
 
