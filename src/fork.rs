@@ -938,7 +938,7 @@ fn worker_main(
             "{pid} {} {} {} {}\n",
             st.busy.load(Ordering::Relaxed),
             config.max_threads,
-            st.queued.load(Ordering::Relaxed),
+            serving.engine.backlog(),
             st.requests.load(Ordering::Relaxed)
         );
         let _ = sys::write_fd(report, line.as_bytes());

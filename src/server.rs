@@ -275,7 +275,7 @@ fn run(
         Ok(s) => s,
         Err(e) => return fail(&e, libc::EIO),
     };
-    notifier.ready(&status_line(&serving.engine.stats, config));
+    notifier.ready(&status_line(&serving.engine, config));
 
     let exit = main_loop(
         config,
@@ -489,7 +489,7 @@ fn main_loop(
             }
         }
         if let Some(c) = control.as_deref_mut() {
-            for cmd in c.handle_ready(&|| stats_json(stats, config)) {
+            for cmd in c.handle_ready(&|| stats_json(&serving.engine, config)) {
                 match cmd {
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
@@ -518,7 +518,7 @@ fn main_loop(
             }
         }
         if notifier.enabled() && now >= next_status {
-            let s = status_line(stats, config);
+            let s = status_line(&serving.engine, config);
             if s != last_status {
                 notifier.status(&s);
                 last_status = s;
@@ -559,23 +559,25 @@ fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
 }
 
 /// The control app's `/stats` in single mode.
-fn stats_json(stats: &Stats, config: &Config) -> String {
+fn stats_json(engine: &Engine, config: &Config) -> String {
+    let stats = &engine.stats;
     format!(
         r#"{{"mode":"single","phase":0,"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
         stats.busy.load(Ordering::Relaxed),
         config.max_threads,
-        stats.queued.load(Ordering::Relaxed),
+        engine.backlog(),
         stats.requests.load(Ordering::Relaxed)
     )
 }
 
 /// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.
-fn status_line(stats: &Stats, config: &Config) -> String {
+fn status_line(engine: &Engine, config: &Config) -> String {
+    let stats = &engine.stats;
     format!(
         "catamount {VERSION}: single, {}/{} threads busy, {} queued, {} requests",
         stats.busy.load(Ordering::Relaxed),
         config.max_threads,
-        stats.queued.load(Ordering::Relaxed),
+        engine.backlog(),
         stats.requests.load(Ordering::Relaxed)
     )
 }

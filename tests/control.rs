@@ -274,6 +274,21 @@ fn single_mode_stats_hot_restart_and_stop() {
     let json = ctl_ok(&["-S", &state, "stats"]);
     assert!(has(&json, "mode", "single"), "{json}");
 
+    // Once a request is answered and its thread idle again, nothing waits
+    // for a thread: the count is read live, not as the reactor last saw it
+    // before it went to sleep.
+    support::assert_serves(s.addr());
+    let deadline = deadline_in(Duration::from_secs(10));
+    loop {
+        let json = ctl_ok(&["-S", &state, "stats"]);
+        if numbers(&json, "requests").first() >= Some(&1) && numbers(&json, "busy") == [0] {
+            assert_eq!(numbers(&json, "queued"), [0], "{json}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never got there: {json}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // No phased restart without workers: refused, nothing happens.
     let out = ctl(&["-S", &state, "phased-restart"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
