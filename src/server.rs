@@ -14,12 +14,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::activation::{self, ActivationError, Inherited};
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
-use crate::control::{self, ControlCommand, ControlServer};
+use crate::control::{self, ControlCommand, ControlServer, PoolStats};
+use crate::date;
 use crate::listeners::{self, Listener};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::parking::Parking;
@@ -133,6 +134,8 @@ fn run(
     inherited: Result<Vec<Inherited>, ActivationError>,
     handler: Box<dyn Handler>,
 ) -> i32 {
+    // `/stats` says `started_at`: when this process image started.
+    let started_at = SystemTime::now();
     let log = Log {
         quiet: config.quiet,
     };
@@ -284,6 +287,7 @@ fn run(
         &serving,
         &signals,
         control.as_mut(),
+        started_at,
     );
     // Not driven from here on. The file goes now; the socket with the
     // process (or the exec: it is close-on-exec; the new image rebinds).
@@ -433,6 +437,7 @@ fn main_loop(
     serving: &Serving,
     signals: &OwnedFd,
     mut control: Option<&mut ControlServer>,
+    started_at: SystemTime,
 ) -> Exit {
     let stats = &serving.engine.stats;
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
@@ -489,7 +494,7 @@ fn main_loop(
             }
         }
         if let Some(c) = control.as_deref_mut() {
-            for cmd in c.handle_ready(&|| stats_json(&serving.engine, config)) {
+            for cmd in c.handle_ready(&|| stats_json(&serving.engine, config, started_at)) {
                 match cmd {
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
@@ -558,15 +563,24 @@ fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
     }
 }
 
-/// The control app's `/stats` in single mode.
-fn stats_json(engine: &Engine, config: &Config) -> String {
+/// The control app's `/stats` in single mode: Puma's fields (single.rb
+/// and server.rb `stats`), then catamount's own.
+fn stats_json(engine: &Engine, config: &Config, started_at: SystemTime) -> String {
     let stats = &engine.stats;
+    let pool = PoolStats {
+        backlog: engine.backlog() as u64,
+        running: stats.threads.load(Ordering::Relaxed) as u64,
+        busy: stats.busy.load(Ordering::Relaxed) as u64,
+        max_threads: config.max_threads as u64,
+        requests: stats.requests.load(Ordering::Relaxed),
+    };
     format!(
-        r#"{{"mode":"single","phase":0,"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
-        stats.busy.load(Ordering::Relaxed),
-        config.max_threads,
-        engine.backlog(),
-        stats.requests.load(Ordering::Relaxed)
+        r#"{{"started_at":"{}",{},"mode":"single","phase":0,"busy":{},"queued":{},"requests":{}}}"#,
+        date::iso8601(started_at),
+        pool.puma_members(),
+        pool.busy,
+        pool.backlog,
+        pool.requests
     )
 }
 
