@@ -978,7 +978,7 @@ struct CtlArgs {
     command: &'static str,
 }
 
-const CTL_COMMANDS: [&str; 5] = ["stats", "restart", "phased-restart", "stop", "halt"];
+pub(crate) const CTL_COMMANDS: [&str; 5] = ["stats", "restart", "phased-restart", "stop", "halt"];
 
 /// `Ok(None)` for `--help`.
 fn parse_ctl_args(args: Vec<OsString>) -> Result<Option<CtlArgs>, String> {
