@@ -82,7 +82,9 @@ impl fmt::Display for ActivationError {
 
 /// Reads the protocol's variables once, removes them from the environment
 /// (also on error), and adopts and validates the descriptors. Call from
-/// `main` before any thread exists: it changes the environment.
+/// `main` before any thread exists (it changes the environment) and
+/// before the process opens any descriptor (one opened earlier could hold
+/// a number systemd was meant to pass; see `Server::from_args`).
 pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
     let get = |k: &str| std::env::var(k).ok();
     let (pid, fds, names) = (get("LISTEN_PID"), get("LISTEN_FDS"), get("LISTEN_FDNAMES"));
@@ -100,6 +102,26 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
         Some(c) => c,
     };
     let (n, names) = count;
+    // A number nobody passed is refused as such. It must be free when we
+    // look: that is why this runs before the process opens anything (see
+    // `Server::from_args`); otherwise a file catamount opened itself (the
+    // docroot, the notify socket) would sit there and be adopted.
+    for fd in (3..).take(n) {
+        match sys::fd_is_open(fd) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ActivationError(format!(
+                    "LISTEN_FDS={n} but fd {fd} is not open: nothing was passed there; \
+                     check the socket unit, or the wrapper script that set LISTEN_FDS"
+                )))
+            }
+            Err(e) => {
+                return Err(ActivationError(format!(
+                    "LISTEN_FDS={n} but fd {fd} cannot be inspected: {e}"
+                )))
+            }
+        }
+    }
     // Close-on-exec first, for every descriptor, before anything can fail:
     // nothing catamount spawns may inherit them (sd_listen_fds(3)).
     let fds = sys::take_listen_fds(n).map_err(|e| {

@@ -37,9 +37,10 @@
 //! options are named as `--threads "abc"; expected ...`, file errors start
 //! with `FILE:LINE:`. [`ConfigError::exit`] prints it and exits with
 //! status 2, before anything is bound. Options and directives that a
-//! later release may implement (`fork_worker`, `ssl_bind`, ...) are
-//! refused with "not supported yet", and Puma's Ruby hooks with the reason
-//! they have no equivalent: never silently ignored.
+//! later release may implement (`fork_worker`, ...) are refused with "not
+//! supported yet", and Puma's directives that catamount spells another
+//! way (`ssl_bind`) or has no equivalent for (Ruby hooks) with what to
+//! do: never silently ignored.
 //!
 //! # Checks across settings
 //!
@@ -482,6 +483,17 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
 
     let mut free = line.free.into_iter();
     cli.dir = free.next().map(PathBuf::from);
+    // `--bind-to-activated-sockets only` leaves `only` as DIR: that
+    // option takes a value only after "=" (alone it means true).
+    if let Some(word) = cli.dir.as_deref().and_then(Path::to_str) {
+        if ["only", "true", "false"].contains(&word) && !Path::new(word).is_dir() {
+            return Err(ConfigError::new(format!(
+                "DIR {word:?}: no such directory to serve; to set --bind-to-activated-sockets, \
+                 write --bind-to-activated-sockets={word} (its value follows \"=\"; \
+                 the option alone means true)"
+            )));
+        }
+    }
     if let Some(extra) = free.next() {
         return Err(ConfigError::new(format!(
             "unexpected argument {:?}; expected at most one DIR to serve \
@@ -516,6 +528,7 @@ const HELP: &str = r##"catamount - a small, auditable HTTP/1.1 server
 
 USAGE
     catamount [OPTIONS] [DIR]
+    catamount ctl [CTL OPTIONS] COMMAND
     catamount -h | --help
     catamount -V | --version
 
@@ -534,9 +547,12 @@ OPTIONS
                 HOST is an IPv4 address, [IPv6 address], localhost
                 (every loopback address) or a name from /etc/hosts.
             unix:///ABSOLUTE/PATH[?umask=0117&mode=0660&backlog=N]
-            fd://NAME or fd://N
+            ssl://HOST:PORT?cert=PATH&key=PATH[&OPTION=VALUE...]
+                HTTPS, with HOST as for tcp://; see TLS.
+            fd://NAME or fd://N[?cert=PATH&key=PATH...]
                 A socket systemd passed, by its FileDescriptorName= or
                 its descriptor number (the first is 3); see SYSTEMD.
+                With cert= and key=, HTTPS on it; see TLS.
         The listen backlog defaults to 1024.
 
     -t, --threads MIN:MAX
@@ -619,6 +635,29 @@ OPTIONS
 
     Not supported yet, and refused rather than ignored: --fork-worker.
 
+TLS
+    An ssl:// bind, or an fd:// bind with cert= and key=, serves HTTPS
+    (rustls: TLS 1.2 and 1.3, ALPN http/1.1). Its options follow "?",
+    joined by "&"; in a value, write "&" as %26, "%" as %25.
+        cert=PATH       PEM file: the server certificate, then its
+                        intermediates. Required.
+        key=PATH        PEM file: the certificate's private key (PKCS#8,
+                        PKCS#1 or SEC1), unencrypted. Required.
+        ca=PATH         PEM file: the CAs that client certificates must
+                        chain to. Needed by verify_mode=peer and
+                        force_peer.                    [default: none]
+        verify_mode=MODE
+                        none: ask for no client certificate; peer: ask
+                        for one and check it if sent; force_peer:
+                        require one.                   [default: none]
+        min_version=VERSION
+                        TLSv1.2 or TLSv1.3; older versions are never
+                        offered.                    [default: TLSv1.2]
+        backlog=N       As for tcp:// (ssl:// binds).
+    The files are read at start-up and again by every restart, which is
+    refused (the server keeps running) if they no longer load. Plain
+    HTTP sent to an HTTPS port is answered 400 in plain text.
+
 SYSTEMD
     --bind-to-activated-sockets[=true|false|only]
         Listen on the sockets systemd passes (socket activation). With
@@ -681,6 +720,25 @@ CLUSTER
         Write the server's state (pid, control URL and token) to FILE.
                                                        [default: none]
 
+CONTROL CLIENT
+    catamount ctl [--control-url URL] [--control-token TOKEN | -S FILE]
+                  COMMAND
+        Sends COMMAND to a running server's control app and prints its
+        JSON answer. -S reads the URL and token from the server's
+        --state file; --control-url and --control-token win over it.
+        COMMAND is one of:
+            stats           Puma's /stats: threads, backlog and request
+                            counts, and each worker's in cluster mode
+            restart         hot restart (as SIGUSR2)
+            phased-restart  replace the workers one at a time (as
+                            SIGUSR1; cluster mode only)
+            stop            graceful stop (as SIGTERM)
+            halt            exit at once, without waiting for requests
+                            in flight
+        It exits 0 when the command was accepted, 1 when it failed (no
+        server, a wrong token, an HTTP error) and 2 on bad usage; see
+        catamount ctl --help.
+
 CONFIG FILE
     A subset of Puma's config DSL: one directive per line, literal values
     only, "#" starts a comment. Strings are in "double" or 'single'
@@ -690,6 +748,7 @@ CONFIG FILE
     false; a boolean directive alone means true.
 
         bind "tcp://127.0.0.1:9292"     # repeatable; as --bind
+        bind "ssl://0.0.0.0:443?cert=/etc/app/cert.pem&key=/etc/app/key.pem"
         port 9292                       # bind "tcp://0.0.0.0:9292"
         port 9292, "127.0.0.1"          # bind "tcp://127.0.0.1:9292"
         threads 0, 16                   # as --threads 0:16
@@ -733,14 +792,39 @@ CONFIG FILE
     token.
 
     Not supported yet, and refused rather than ignored: fork_worker,
-    worker_check_interval, worker_culling_strategy, ssl_bind,
-    state_permission. Puma's Ruby hooks (on_worker_boot, before_fork,
-    ...) have no equivalent in catamount and are refused too.
+    worker_check_interval, worker_culling_strategy, state_permission.
+    Puma's ssl_bind is refused too: write an ssl:// bind instead, as in
+    bind "ssl://0.0.0.0:443?cert=PATH&key=PATH" (see TLS). Puma's Ruby
+    hooks (on_worker_boot, before_fork, ...) have no equivalent in
+    catamount and are refused.
+
+SIGNALS
+    TERM, INT   Graceful stop: stop accepting, let requests in flight
+                finish (up to --shutdown-timeout), exit 0. A second
+                TERM or INT exits at once, with 1.
+    USR2        Hot restart: re-read the config file and certificates,
+                let requests in flight finish, exec in place (same pid,
+                listeners kept). A configuration that would not load is
+                refused, and the server goes on with the old one.
+    HUP         Reload: a hot restart in single mode; in cluster mode a
+                phased restart with the config file re-read (a hot
+                restart with --preload).
+    USR1        Phased restart (cluster mode): replace the workers one at
+                a time, each new one booted before the next old one
+                stops. Logged and ignored in single mode.
+    TTIN, TTOU  One worker more, one fewer (cluster mode; never below
+                1). Logged and ignored in single mode.
 
 EXIT STATUS
-    0 after --help or --version. 2 when the command line or the config
-    file is invalid, before anything is bound: the one-line message names
-    the option, or FILE:LINE, what was found and what was expected.
+    0   A graceful stop (TERM, INT, ctl stop) or ctl halt; --help or
+        --version.
+    1   The server could not start after the configuration was read (a
+        bind, a socket systemd passed, a certificate, the pidfile, no
+        worker booted), a second TERM or INT cut a stop short, or a hot
+        restart could not exec. The message says which, on stderr.
+    2   The command line or the config file is invalid, found before
+        anything is bound: the one-line message names the option, or
+        FILE:LINE, what was found and what was expected.
 "##;
 
 // ---------------------------------------------------------------------
@@ -1004,7 +1088,8 @@ const OPTIONS: &[CliOption] = &[
     value_option(
         "--bind",
         "-b",
-        "a bind URI, as in --bind tcp://0.0.0.0:9292 or --bind unix:///run/app.sock",
+        "a bind URI (tcp://, unix://, ssl:// or fd://), as in --bind tcp://0.0.0.0:9292 \
+         or --bind unix:///run/app.sock",
     ),
     value_option(
         "--threads",
@@ -1216,7 +1301,7 @@ impl CommandLine {
                             ))
                         })?,
                     };
-                    check_not_an_option(&typed, &value, expect)?;
+                    check_not_an_option(&typed, &value, expect, attached.is_some())?;
                     line.options.push(spec.long.into());
                     line.options.push(value);
                 }
@@ -1225,7 +1310,7 @@ impl CommandLine {
                         || OsString::from("true"),
                         |v| OsString::from_vec(v.to_vec()),
                     );
-                    check_not_an_option(&typed, &value, expect)?;
+                    check_not_an_option(&typed, &value, expect, true)?;
                     line.options.push(spec.long.into());
                     line.options.push(value);
                 }
@@ -1241,19 +1326,50 @@ impl CommandLine {
     }
 }
 
-/// Refuses a value spelled like an option: pico-args would take it for
-/// the option it spells, and it is almost surely a forgotten value anyway.
-fn check_not_an_option(typed: &str, value: &OsStr, expect: &str) -> Result<(), ConfigError> {
-    if OPTIONS
-        .iter()
-        .any(|o| o.long.as_bytes() == value.as_bytes())
-    {
-        return Err(ConfigError::new(format!(
-            "option {typed} is followed by option {}, not by a value; expected {expect}",
-            value.to_string_lossy()
-        )));
+/// Refuses a value spelled like an option: it is almost surely a
+/// forgotten value (`--tag -b tcp://...` would tag the server "-b" and
+/// serve a directory named after the bind), and pico-args would take a
+/// long name for the option it spells. A value after the option may not
+/// start like any option (`-b`, `-btcp://...`, `--bind=...`); one
+/// attached with `=` may, unless it is a whole long name.
+fn check_not_an_option(
+    typed: &str,
+    value: &OsStr,
+    expect: &str,
+    attached: bool,
+) -> Result<(), ConfigError> {
+    let v = value.as_bytes();
+    let is_option = if attached {
+        OPTIONS.iter().any(|o| o.long.as_bytes() == v)
+    } else {
+        names_an_option(v)
+    };
+    if !is_option {
+        return Ok(());
     }
-    Ok(())
+    let hint = if attached {
+        String::new()
+    } else if typed.starts_with("--") {
+        format!(" (a value that starts with - is written {typed}=VALUE)")
+    } else {
+        format!(" (a value that starts with - is written {typed}VALUE)")
+    };
+    Err(ConfigError::new(format!(
+        "option {typed} is followed by option {}, not by a value; expected {expect}{hint}",
+        value.to_string_lossy()
+    )))
+}
+
+/// `arg` is spelled as one of [`OPTIONS`]: `--name`, `--name=VALUE`,
+/// `-x` or `-xVALUE`.
+fn names_an_option(arg: &[u8]) -> bool {
+    OPTIONS.iter().any(|o| {
+        let long = o.long.as_bytes();
+        let short = o.short.as_bytes();
+        arg == long
+            || (arg.starts_with(long) && arg.get(long.len()) == Some(&b'='))
+            || (!short.is_empty() && arg.starts_with(short))
+    })
 }
 
 fn unknown_option(arg: &OsStr) -> ConfigError {
@@ -1392,7 +1508,6 @@ const NOT_YET_DIRECTIVES: &[(&str, &str)] = &[
         "worker_culling_strategy",
         "which workers stop first is fixed",
     ),
-    ("ssl_bind", "TLS comes in a later release"),
     ("state_permission", "the state file's mode is fixed"),
 ];
 
@@ -1420,6 +1535,11 @@ const PUMA_ONLY_DIRECTIVES: &[(&str, &str)] = &[
         "catamount stays in the foreground; let systemd supervise it",
     ),
     ("plugin", "catamount has no plugins; remove the line"),
+    (
+        "ssl_bind",
+        "write an ssl:// bind instead, as in bind \"ssl://0.0.0.0:443?cert=PATH&key=PATH\" \
+         (see TLS in catamount --help)",
+    ),
     // Hooks, in Puma 6 and Puma 7 spellings.
     ("before_fork", RUBY_HOOK),
     ("on_worker_boot", RUBY_HOOK),
@@ -1858,13 +1978,13 @@ fn check_directive_name(name: &str) -> Result<(), String> {
             "directive {name:?} is Puma's, not catamount's; {what}"
         ));
     }
-    let hint = closest(name, DIRECTIVES.iter().copied())
-        .map(|d| format!(" (did you mean {d}?)"))
-        .unwrap_or_default();
-    Err(format!(
-        "unknown directive {name:?}{hint}; expected one of {}",
-        DIRECTIVES.join(", ")
-    ))
+    // One short line: it is what `systemctl status` shows.
+    Err(match closest(name, DIRECTIVES.iter().copied()) {
+        Some(d) => format!("unknown directive {name:?} (did you mean {d}?)"),
+        None => format!(
+            "unknown directive {name:?}; see CONFIG FILE in catamount --help for the directives"
+        ),
+    })
 }
 
 /// A directive's tokens, before commas are checked.
@@ -2167,6 +2287,16 @@ fn parse_token(s: &str) -> Option<&str> {
 /// or `tcp://` on a loopback host, since the control app can stop the
 /// server. The error is the message after `"URI": `.
 fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
+    // Name only the schemes a control URL takes, not every bind's.
+    match uri.split_once("://") {
+        Some(("tcp" | "unix" | "ssl" | "fd", _)) => {}
+        Some((scheme, _)) => {
+            return Err(format!(
+                "unknown scheme {scheme:?}; expected tcp:// or unix://"
+            ))
+        }
+        None => return Err("expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH".to_string()),
+    }
     let spec = BindSpec::parse(uri).map_err(|e| {
         // BindSpec's message starts `bind "URI": `; the caller names the URI.
         match e.strip_prefix(&format!("bind {uri:?}: ")) {
@@ -2620,11 +2750,39 @@ mod tests {
     fn missing_and_misplaced_values() {
         assert_eq!(
             error(&["--bind"]),
-            "option --bind is missing its value; expected a bind URI, as in \
-             --bind tcp://0.0.0.0:9292 or --bind unix:///run/app.sock"
+            "option --bind is missing its value; expected a bind URI (tcp://, unix://, \
+             ssl:// or fd://), as in --bind tcp://0.0.0.0:9292 or --bind unix:///run/app.sock"
         );
         assert!(error(&["--tag", "--quiet"])
             .starts_with("option --tag is followed by option --quiet, not by a value;"));
+        // A short option, or one with its value, is refused the same way:
+        // `--tag -b URI` would otherwise serve a DIR named after the bind.
+        assert_eq!(
+            error(&["--tag", "-b", "tcp://127.0.0.1:1"]),
+            "option --tag is followed by option -b, not by a value; expected a name without \
+             control characters, as in --tag app (a value that starts with - is written \
+             --tag=VALUE)"
+        );
+        for next in [
+            "-btcp://127.0.0.1:1",
+            "--bind=tcp://127.0.0.1:1",
+            "-q",
+            "-h",
+            "--help",
+        ] {
+            let e = error(&["--pidfile", next, "."]);
+            assert!(
+                e.starts_with(&format!("option --pidfile is followed by option {next}, ")),
+                "{e}"
+            );
+        }
+        assert!(error(&["-e", "-w", "2"])
+            .starts_with("option -e is followed by option -w, not by a value;"));
+        assert!(error(&["-e", "-w"]).ends_with("(a value that starts with - is written -eVALUE)"));
+        // Attached, such a value is the operator's choice; and a value
+        // that only starts with "-" is judged as a value.
+        assert_eq!(run(&["--tag=-b"]).tag.as_deref(), Some("-b"));
+        assert!(error(&["--max-body", "-1"]).starts_with("--max-body \"-1\"; expected"));
         assert_eq!(
             error(&["--quiet=yes"]),
             "\"--quiet=yes\": option --quiet takes no value; expected --quiet alone \
@@ -2632,6 +2790,25 @@ mod tests {
         );
         assert!(error(&["-qh"]).contains("option -q takes no value"));
         assert!(error(&["--config="]).starts_with("--config \"\"; expected"));
+    }
+
+    #[test]
+    fn bind_errors_list_every_scheme() {
+        assert_eq!(
+            error(&["-b", "0.0.0.0:9292"]),
+            "--bind \"0.0.0.0:9292\": expected tcp://HOST:PORT, unix:///ABSOLUTE/PATH, \
+             ssl://HOST:PORT?cert=PATH&key=PATH or fd://NAME"
+        );
+        assert_eq!(
+            error(&["-b", "http://0.0.0.0:9292"]),
+            "--bind \"http://0.0.0.0:9292\": unknown scheme \"http\"; expected tcp://, \
+             unix://, ssl:// or fd://"
+        );
+        assert!(file_error("bind \"https://0.0.0.0:443\"")
+            .ends_with("unknown scheme \"https\"; expected tcp://, unix://, ssl:// or fd://"));
+        // A control URL names only the schemes it takes.
+        assert!(error(&["--control-url", "http://127.0.0.1:1"])
+            .ends_with("unknown scheme \"http\"; expected tcp:// or unix://"));
     }
 
     #[test]
@@ -2851,13 +3028,13 @@ cache_control "public, max-age=60"
     fn file_errors_name_file_and_line() {
         assert_eq!(
             file_error("# comment\n\ntreads 0, 16\n"),
-            "app.rb:3: unknown directive \"treads\" (did you mean threads?); expected one of \
-             bind, port, threads, directory, environment, tag, pidfile, first_data_timeout, \
-             body_timeout, write_timeout, persistent_timeout, shutdown_timeout, max_keep_alive, max_body, log_requests, \
-             quiet, dir_listing, serve_dotfiles, cache_control, bind_to_activated_sockets, \
-             fd_store, workers, preload_app!, worker_timeout, worker_boot_timeout, \
-             worker_shutdown_timeout, max_requests, worker_max_rss, activate_control_app, \
-             control_url, control_token, state_path"
+            "app.rb:3: unknown directive \"treads\" (did you mean threads?)"
+        );
+        // Short, as `systemctl status` shows it: no list of every directive.
+        assert_eq!(
+            file_error("frobnicate 1\n"),
+            "app.rb:1: unknown directive \"frobnicate\"; see CONFIG FILE in catamount --help \
+             for the directives"
         );
         assert_eq!(
             file_error("bind \"tcp://127.0.0.1:1\"\n\n\nthreads a, 5\n"),
@@ -2878,6 +3055,12 @@ cache_control "public, max-age=60"
             file_error("\nfork_worker 1000\n"),
             "app.rb:2: directive \"fork_worker\" is not supported yet (workers are forked from \
              the main process only); expected the line removed"
+        );
+        assert_eq!(
+            file_error("ssl_bind \"0.0.0.0\", \"443\", { cert: \"c\", key: \"k\" }\n"),
+            "app.rb:1: directive \"ssl_bind\" is Puma's, not catamount's; write an ssl:// \
+             bind instead, as in bind \"ssl://0.0.0.0:443?cert=PATH&key=PATH\" (see TLS in \
+             catamount --help)"
         );
         assert_eq!(
             file_error("bind \"ssl://0.0.0.0:443\"\n"),
@@ -3141,6 +3324,49 @@ cache_control "public, max-age=60"
         for (d, _) in NOT_YET_DIRECTIVES {
             assert!(text.contains(d), "help misses {d}");
         }
+        // Everything that works is documented: TLS binds and their
+        // options, the ctl client and its commands, signals, exit codes.
+        for needle in [
+            "ssl://HOST:PORT?cert=PATH&key=PATH",
+            "fd://NAME or fd://N[?cert=PATH&key=PATH...]",
+            "\nTLS\n",
+            "cert=PATH",
+            "key=PATH",
+            "ca=PATH",
+            "verify_mode=MODE",
+            "none:",
+            "peer:",
+            "force_peer:",
+            "min_version=VERSION",
+            "TLSv1.2 or TLSv1.3",
+            "ssl_bind",
+            "\nCONTROL CLIENT\n",
+            "catamount ctl [--control-url URL] [--control-token TOKEN | -S FILE]",
+            "\nSIGNALS\n",
+            "\n    TERM, INT ",
+            "\n    USR2 ",
+            "\n    HUP ",
+            "\n    USR1 ",
+            "\n    TTIN, TTOU ",
+            "\nEXIT STATUS\n",
+            "\n    0   ",
+            "\n    1   ",
+            "\n    2   ",
+        ] {
+            assert!(text.contains(needle), "help misses {needle:?}");
+        }
+        for param in crate::tls::KNOWN_PARAMS.split(", ") {
+            assert!(
+                text.contains(&format!("\n        {param}=")),
+                "help misses ssl:// option {param}="
+            );
+        }
+        for command in crate::control::CTL_COMMANDS {
+            assert!(
+                text.contains(&format!("\n            {command} ")),
+                "help misses ctl {command}"
+            );
+        }
         for default in [
             format!("[default: {DEFAULT_BIND}]"),
             format!("[default: {DEFAULT_MIN_THREADS}:{DEFAULT_MAX_THREADS}]"),
@@ -3246,8 +3472,17 @@ cache_control "public, max-age=60"
             assert!(e.starts_with(&want), "{e}");
         }
         // The option alone never takes the next argument: here "only" is
-        // the DIR.
-        assert!(error(&["--bind-to-activated-sockets", "only"]).starts_with("DIR \"only\""));
+        // the DIR, and the error says how to give the option its value.
+        for word in ["only", "true", "false"] {
+            assert_eq!(
+                error(&["--bind-to-activated-sockets", word]),
+                format!(
+                    "DIR \"{word}\": no such directory to serve; to set \
+                     --bind-to-activated-sockets, write --bind-to-activated-sockets={word} \
+                     (its value follows \"=\"; the option alone means true)"
+                )
+            );
+        }
         let tmp = TempDir::new();
         let c = run(&["--bind-to-activated-sockets", tmp.path().to_str().unwrap()]);
         assert_eq!(

@@ -588,6 +588,45 @@ impl Reply {
     }
 }
 
+/// One serving process's pool, as `/stats` shows it in Puma's names (its
+/// `Server#stats`): at the top level in single mode, as each worker's
+/// `last_status` in cluster mode, so Puma's monitoring tools read both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PoolStats {
+    /// Connections with a request waiting for a thread (`backlog`).
+    pub(crate) backlog: u64,
+    /// Threads spawned, serving or idle (`running`).
+    pub(crate) running: u64,
+    /// Threads serving a request now.
+    pub(crate) busy: u64,
+    /// The most threads the pool may have (`max_threads`).
+    pub(crate) max_threads: u64,
+    /// Requests answered since the process started (`requests_count`).
+    pub(crate) requests: u64,
+}
+
+impl PoolStats {
+    /// Threads that could take a request now (`pool_capacity`): the idle
+    /// ones plus those the pool may still spawn, which is Puma's
+    /// `@waiting + (@max - @spawned)`, counted here as max minus busy.
+    pub(crate) fn pool_capacity(&self) -> u64 {
+        self.max_threads.saturating_sub(self.busy)
+    }
+
+    /// Puma's members, without braces:
+    /// `"backlog":0,"running":2,"pool_capacity":5,"max_threads":5,"requests_count":9`.
+    pub(crate) fn puma_members(&self) -> String {
+        format!(
+            r#""backlog":{},"running":{},"pool_capacity":{},"max_threads":{},"requests_count":{}"#,
+            self.backlog,
+            self.running,
+            self.pool_capacity(),
+            self.max_threads,
+            self.requests
+        )
+    }
+}
+
 /// `s` as a JSON string literal, quotes included (for stats bodies too).
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -939,7 +978,7 @@ struct CtlArgs {
     command: &'static str,
 }
 
-const CTL_COMMANDS: [&str; 5] = ["stats", "restart", "phased-restart", "stop", "halt"];
+pub(crate) const CTL_COMMANDS: [&str; 5] = ["stats", "restart", "phased-restart", "stop", "halt"];
 
 /// `Ok(None)` for `--help`.
 fn parse_ctl_args(args: Vec<OsString>) -> Result<Option<CtlArgs>, String> {
@@ -1676,6 +1715,24 @@ mod tests {
         assert_eq!(bearer("Bearer  x "), Some("x"));
         assert_eq!(bearer("Basic x"), None);
         assert_eq!(truncate("abcdef", 3), "abc...");
+    }
+
+    #[test]
+    fn pool_stats_in_pumas_names() {
+        let p = PoolStats {
+            backlog: 3,
+            running: 4,
+            busy: 2,
+            max_threads: 5,
+            requests: 9,
+        };
+        assert_eq!(
+            p.puma_members(),
+            r#""backlog":3,"running":4,"pool_capacity":3,"max_threads":5,"requests_count":9"#
+        );
+        // Never negative, whatever the counters say mid-update.
+        let over = PoolStats { busy: 7, ..p };
+        assert_eq!(over.pool_capacity(), 0);
     }
 
     fn ctl(args: &[&str]) -> i32 {

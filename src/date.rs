@@ -1,6 +1,7 @@
 //! HTTP dates (RFC 9110 §5.6.7): formatting as IMF-fixdate, parsing all
 //! three forms (IMF-fixdate, rfc850-date, asctime-date), and a per-thread
 //! cache of "now" so the `Date` header costs one comparison per response.
+//! Also ISO 8601 UTC, for the control app's `/stats`.
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,21 @@ pub fn format(t: SystemTime) -> String {
         d,
         MONTHS[(m - 1) as usize],
         y,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Formats `t` as ISO 8601 in UTC to the second, e.g.
+/// `2026-12-04T15:11:30Z` (Ruby's `Time#utc.iso8601`, which Puma's
+/// `/stats` uses for `started_at` and `last_checkin`).
+pub fn iso8601(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -253,6 +269,15 @@ mod tests {
         }
         assert_eq!(parse("Sun, 06 Foo 1994 08:49:37 GMT"), None);
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn iso8601_utc() {
+        let at = |secs: u64| iso8601(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(784_111_777), "1994-11-06T08:49:37Z");
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_397_090), "2026-12-04T15:11:30Z");
     }
 
     /// RFC 9110 §5.6.7's example instant, 784111777.

@@ -13,9 +13,10 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::control::{ControlCommand, ControlServer};
+use crate::control::{ControlCommand, ControlServer, PoolStats};
+use crate::date;
 use crate::listeners::{Listener, Tls};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
@@ -44,6 +45,9 @@ struct Worker {
     state: State,
     last_checkin: Instant,
     stats: WorkerStats,
+    /// Wall-clock times of `spawned` and `last_checkin`, for `/stats`.
+    spawned_at: SystemTime,
+    last_checkin_at: SystemTime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +66,20 @@ struct WorkerStats {
     max: u64,
     queued: u64,
     requests: u64,
+    /// Pool threads alive.
+    running: u64,
+}
+
+impl WorkerStats {
+    fn pool(&self) -> PoolStats {
+        PoolStats {
+            backlog: self.queued,
+            running: self.running,
+            busy: self.busy,
+            max_threads: self.max,
+            requests: self.requests,
+        }
+    }
 }
 
 /// Why the master loop ended.
@@ -100,6 +118,8 @@ pub struct Master<'a> {
     /// The worker count set with TTIN/TTOU, kept across reloads.
     resized: Option<usize>,
     started: Instant,
+    /// Wall-clock time of `started`, for `/stats`.
+    started_at: SystemTime,
     recycled: u64,
     /// The control app, driven by this loop (no thread: see control.rs).
     control: Option<ControlServer>,
@@ -137,6 +157,7 @@ impl<'a> Master<'a> {
             ready_sent: false,
             resized: None,
             started: Instant::now(),
+            started_at: SystemTime::now(),
             recycled: 0,
             control: None,
         }
@@ -364,21 +385,36 @@ impl<'a> Master<'a> {
         cmds
     }
 
-    /// The control app's `/stats`: the cluster and every worker not
-    /// being retired.
+    /// The control app's `/stats`: Puma's cluster fields (cluster.rb
+    /// `stats`), then catamount's own. Workers being retired are left
+    /// out: they no longer accept connections.
     fn stats_json(&self) -> String {
         let now = Instant::now();
-        let workers: Vec<String> = self
+        let listed: Vec<&Worker> = self
             .workers
             .iter()
             .filter(|w| !matches!(w.state, State::Retiring(_) | State::Killed))
+            .collect();
+        let status: Vec<String> = listed
+            .iter()
             .map(|w| {
+                let booted = w.state == State::Running;
+                // As Puma: `{}` until the first check-in, which for a
+                // catamount worker is the one that says it booted.
+                let last_status = if booted {
+                    format!("{{{}}}", w.stats.pool().puma_members())
+                } else {
+                    "{}".to_string()
+                };
                 format!(
-                    r#"{{"index":{},"pid":{},"phase":{},"booted":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
-                    w.index,
+                    r#"{{"started_at":"{}","pid":{},"index":{},"phase":{},"booted":{},"last_checkin":"{}","last_status":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
+                    date::iso8601(w.spawned_at),
                     w.pid,
+                    w.index,
                     w.phase,
-                    w.state == State::Running,
+                    booted,
+                    date::iso8601(w.last_checkin_at),
+                    last_status,
                     now.duration_since(w.last_checkin).as_secs(),
                     w.stats.busy,
                     w.stats.max,
@@ -387,12 +423,15 @@ impl<'a> Master<'a> {
                 )
             })
             .collect();
+        let booted = listed.iter().filter(|w| w.state == State::Running).count();
+        let old = listed.iter().filter(|w| w.phase != self.phase).count();
         let requests: u64 = self.workers.iter().map(|w| w.stats.requests).sum();
         format!(
-            r#"{{"mode":"cluster","phase":{},"workers":[{}],"requests":{}}}"#,
+            r#"{{"started_at":"{}","workers":{},"phase":{},"booted_workers":{booted},"old_workers":{old},"worker_status":[{}],"mode":"cluster","requests":{requests}}}"#,
+            date::iso8601(self.started_at),
+            listed.len(),
             self.phase,
-            workers.join(","),
-            requests
+            status.join(",")
         )
     }
 
@@ -490,6 +529,7 @@ impl<'a> Master<'a> {
             }
             Ok(Forked::Parent(pid)) => {
                 let now = Instant::now();
+                let at = SystemTime::now();
                 self.workers.push(Worker {
                     index,
                     pid,
@@ -498,6 +538,8 @@ impl<'a> Master<'a> {
                     state: State::Booting,
                     last_checkin: now,
                     stats: WorkerStats::default(),
+                    spawned_at: at,
+                    last_checkin_at: at,
                 });
                 Some(pid)
             }
@@ -606,6 +648,7 @@ impl<'a> Master<'a> {
             return;
         };
         w.last_checkin = now;
+        w.last_checkin_at = SystemTime::now();
         w.stats = r.stats;
         if w.state == State::Booting {
             w.state = State::Running;
@@ -839,7 +882,8 @@ impl<'a> Master<'a> {
 }
 
 /// A worker's line on the report pipe:
-/// `<pid> <busy> <max> <queued> <requests>\n` (under PIPE_BUF, so atomic).
+/// `<pid> <busy> <max> <queued> <requests> <running>\n` (under PIPE_BUF,
+/// so atomic).
 struct Report {
     pid: libc::pid_t,
     stats: WorkerStats,
@@ -855,6 +899,7 @@ impl Report {
             max: n()?,
             queued: n()?,
             requests: n()?,
+            running: n()?,
         };
         Some(Report { pid, stats })
     }
@@ -935,11 +980,12 @@ fn worker_main(
     let send = |serving: &server::Serving| {
         let st = &serving.engine.stats;
         let line = format!(
-            "{pid} {} {} {} {}\n",
+            "{pid} {} {} {} {} {}\n",
             st.busy.load(Ordering::Relaxed),
             config.max_threads,
-            st.queued.load(Ordering::Relaxed),
-            st.requests.load(Ordering::Relaxed)
+            serving.engine.backlog(),
+            st.requests.load(Ordering::Relaxed),
+            st.threads.load(Ordering::Relaxed)
         );
         let _ = sys::write_fd(report, line.as_bytes());
     };

@@ -50,7 +50,10 @@ impl BindSpec {
     /// Parses a bind URI; the error says what was expected.
     pub fn parse(uri: &str) -> Result<BindSpec, String> {
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
-            format!("bind {uri:?}: expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH")
+            format!(
+                "bind {uri:?}: expected tcp://HOST:PORT, unix:///ABSOLUTE/PATH, \
+                 ssl://HOST:PORT?cert=PATH&key=PATH or fd://NAME"
+            )
         })?;
         let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
         let params = parse_query(uri, query)?;
@@ -132,7 +135,7 @@ impl BindSpec {
                 })
             }
             _ => Err(format!(
-                "bind {uri:?}: unknown scheme {scheme:?}; expected tcp:// or unix://"
+                "bind {uri:?}: unknown scheme {scheme:?}; expected tcp://, unix://, ssl:// or fd://"
             )),
         }
     }

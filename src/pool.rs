@@ -64,11 +64,24 @@ pub struct Stats {
     /// Bumped by the reactor on every loop turn; the main loop pings the
     /// systemd watchdog only while it moves.
     pub heartbeat: AtomicU64,
-    /// Connections with a complete request waiting for a thread.
-    pub queued: AtomicUsize,
+    /// Connections with a complete request that the reactor holds
+    /// because the pool's queue was full (stored each reactor turn).
+    /// [`Engine::backlog`] counts every connection waiting for a thread.
+    pub held: AtomicUsize,
     /// Set at the start of a graceful stop: answer in-flight requests with
     /// `Connection: close`, hand nothing back to the reactor.
     pub stopping: AtomicBool,
+}
+
+impl Engine {
+    /// Connections with a complete request waiting for a thread (Puma's
+    /// `backlog`): those in the pool's queue now, plus those the reactor
+    /// holds while the queue is full. Read live, not stored by the
+    /// reactor: it may sleep for seconds after queueing a connection,
+    /// and a stored count would still show it after a thread took it.
+    pub fn backlog(&self) -> usize {
+        self.queue.len() + self.stats.held.load(Ordering::Relaxed)
+    }
 }
 
 /// The reactor's handle on the pool.

@@ -97,9 +97,7 @@ impl Reactor {
         while !self.engine.stats.stopping.load(Ordering::Acquire) {
             let stats = &self.engine.stats;
             stats.heartbeat.fetch_add(1, Ordering::Relaxed);
-            stats
-                .queued
-                .store(self.pool.queued() + self.pending.len(), Ordering::Relaxed);
+            stats.held.store(self.pending.len(), Ordering::Relaxed);
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
             if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
                 eprintln!("! epoll_wait failed: {e}; retrying");

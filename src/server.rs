@@ -14,12 +14,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::activation;
+use crate::activation::{self, ActivationError, Inherited};
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
-use crate::control::{self, ControlCommand, ControlServer};
+use crate::control::{self, ControlCommand, ControlServer, PoolStats};
+use crate::date;
 use crate::listeners::{self, Listener};
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::parking::Parking;
@@ -34,19 +35,37 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// STATUS= is sent at most this often, and only when it changed.
 pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Before a hot restart execs, the longest wait for the pool threads to
+/// exit (they do once idle, within `pool::FOLLOWER_IDLE_POLL`; a handler
+/// still running past `shutdown_timeout` may hold one longer).
+pub(crate) const RESTART_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A configured server, ready to serve a [`Handler`].
 pub struct Server {
     config: Config,
+    /// The sockets passed with LISTEN_FDS, adopted when the `Server` was
+    /// made (an error is reported by [`Server::serve`]).
+    inherited: Result<Vec<Inherited>, ActivationError>,
 }
 
 impl Server {
-    /// Parses the process's command line (and the config file it names).
+    /// Adopts the sockets systemd passed (LISTEN_FDS), then parses the
+    /// process's command line (and the config file it names).
     /// `--help` and `--version` print and exit 0 here. A bad configuration
     /// is also reported to systemd (STATUS/ERRNO) when run by it.
+    ///
+    /// The passed descriptors are taken first, before the config file is
+    /// read or the app opens its files: the numbers LISTEN_FDS names must
+    /// still be the ones systemd filled, so a number it left empty is
+    /// refused ("fd 3 is not open") instead of adopting whatever the
+    /// process opened there itself.
     pub fn from_args() -> Result<Server, ConfigError> {
+        let inherited = activation::take_from_env();
         match config::parse_args(std::env::args_os().skip(1).collect()) {
-            Ok(Command::Run(c)) => Ok(Server { config: *c }),
+            Ok(Command::Run(c)) => Ok(Server {
+                config: *c,
+                inherited,
+            }),
             Ok(Command::Help) => {
                 print!("{}", config::help());
                 std::process::exit(0)
@@ -62,9 +81,14 @@ impl Server {
         }
     }
 
-    /// A server for an already validated configuration.
+    /// A server for an already validated configuration. Adopts the
+    /// sockets systemd passed (LISTEN_FDS) now: make it before opening
+    /// files of your own (see [`Server::from_args`]).
     pub fn new(config: Config) -> Server {
-        Server { config }
+        Server {
+            inherited: activation::take_from_env(),
+            config,
+        }
     }
 
     /// The validated configuration.
@@ -77,7 +101,7 @@ impl Server {
     /// stop. Call it before starting threads of your own: it reads and
     /// removes systemd's variables from the environment.
     pub fn serve(self, handler: impl Handler) -> ! {
-        let code = run(&self.config, Box::new(handler));
+        let code = run(&self.config, self.inherited, Box::new(handler));
         std::process::exit(code)
     }
 }
@@ -105,7 +129,13 @@ enum Exit {
     Halt,
 }
 
-fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
+fn run(
+    config: &Config,
+    inherited: Result<Vec<Inherited>, ActivationError>,
+    handler: Box<dyn Handler>,
+) -> i32 {
+    // `/stats` says `started_at`: when this process image started.
+    let started_at = SystemTime::now();
     let log = Log {
         quiet: config.quiet,
     };
@@ -122,7 +152,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         notifier.failed(errno, &format!("failed to start: {msg}"));
         1
     };
-    let inherited = match activation::take_from_env() {
+    let inherited = match inherited {
         Ok(i) => i,
         Err(e) => return fail(&e.to_string(), libc::EBADF),
     };
@@ -248,7 +278,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&e, libc::EIO),
     };
-    notifier.ready(&status_line(&serving.engine.stats, config));
+    notifier.ready(&status_line(&serving.engine, config));
 
     let exit = main_loop(
         config,
@@ -257,6 +287,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         &serving,
         &signals,
         control.as_mut(),
+        started_at,
     );
     // Not driven from here on. The file goes now; the socket with the
     // process (or the exec: it is close-on-exec; the new image rebinds).
@@ -295,7 +326,10 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             log.say("- Restarting (hot: exec in place, same pid, listeners kept)...");
             let drained =
                 stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
-                    wait_in_flight(config, draining, &signals, Some(&notifier)).map(|()| listeners)
+                    let engine = Arc::clone(&draining.engine);
+                    wait_in_flight(config, draining, &signals, Some(&notifier))?;
+                    release_engine(engine, &signals)?;
+                    Ok(listeners)
                 });
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
@@ -403,6 +437,7 @@ fn main_loop(
     serving: &Serving,
     signals: &OwnedFd,
     mut control: Option<&mut ControlServer>,
+    started_at: SystemTime,
 ) -> Exit {
     let stats = &serving.engine.stats;
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
@@ -459,7 +494,7 @@ fn main_loop(
             }
         }
         if let Some(c) = control.as_deref_mut() {
-            for cmd in c.handle_ready(&|| stats_json(stats, config)) {
+            for cmd in c.handle_ready(&|| stats_json(&serving.engine, config, started_at)) {
                 match cmd {
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
@@ -488,7 +523,7 @@ fn main_loop(
             }
         }
         if notifier.enabled() && now >= next_status {
-            let s = status_line(stats, config);
+            let s = status_line(&serving.engine, config);
             if s != last_status {
                 notifier.status(&s);
                 last_status = s;
@@ -528,24 +563,35 @@ fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
     }
 }
 
-/// The control app's `/stats` in single mode.
-fn stats_json(stats: &Stats, config: &Config) -> String {
+/// The control app's `/stats` in single mode: Puma's fields (single.rb
+/// and server.rb `stats`), then catamount's own.
+fn stats_json(engine: &Engine, config: &Config, started_at: SystemTime) -> String {
+    let stats = &engine.stats;
+    let pool = PoolStats {
+        backlog: engine.backlog() as u64,
+        running: stats.threads.load(Ordering::Relaxed) as u64,
+        busy: stats.busy.load(Ordering::Relaxed) as u64,
+        max_threads: config.max_threads as u64,
+        requests: stats.requests.load(Ordering::Relaxed),
+    };
     format!(
-        r#"{{"mode":"single","phase":0,"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
-        stats.busy.load(Ordering::Relaxed),
-        config.max_threads,
-        stats.queued.load(Ordering::Relaxed),
-        stats.requests.load(Ordering::Relaxed)
+        r#"{{"started_at":"{}",{},"mode":"single","phase":0,"busy":{},"queued":{},"requests":{}}}"#,
+        date::iso8601(started_at),
+        pool.puma_members(),
+        pool.busy,
+        pool.backlog,
+        pool.requests
     )
 }
 
 /// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.
-fn status_line(stats: &Stats, config: &Config) -> String {
+fn status_line(engine: &Engine, config: &Config) -> String {
+    let stats = &engine.stats;
     format!(
         "catamount {VERSION}: single, {}/{} threads busy, {} queued, {} requests",
         stats.busy.load(Ordering::Relaxed),
         config.max_threads,
-        stats.queued.load(Ordering::Relaxed),
+        engine.backlog(),
         stats.requests.load(Ordering::Relaxed)
     )
 }
@@ -637,6 +683,35 @@ pub(crate) fn wait_in_flight(
         }
         wait_signal(signals);
     }
+    Ok(())
+}
+
+/// Before a hot restart moves the listeners to fds 3, 4, ...: waits until
+/// the pool threads have let go of the engine, then drops it here, so the
+/// descriptors it owns (the app's docroot, its cached files, parked
+/// connections) are closed now. Dropped later by an exiting pool thread,
+/// one of them would close its number after `dup2` had given that number
+/// to a listener, and the new image would find the fd gone (seen in
+/// tests/control.rs: the docroot, opened first, holds fd 3). `Err` when a
+/// second TERM/INT asked to exit at once.
+fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
+    let deadline = Instant::now() + RESTART_RELEASE_TIMEOUT;
+    // The reactor is joined and the pool dropped: only the pool threads
+    // (through `pool::Shared`) still hold the engine besides this clone.
+    while Arc::strong_count(&engine) > 1 {
+        if second_signal(signals) {
+            return Err(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "! pool threads still running {}s after the drain; restarting anyway",
+                RESTART_RELEASE_TIMEOUT.as_secs_f64()
+            );
+            return Ok(());
+        }
+        wait_signal(signals);
+    }
+    drop(engine);
     Ok(())
 }
 

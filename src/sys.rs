@@ -418,6 +418,18 @@ pub fn is_socket(fd: RawFd) -> io::Result<bool> {
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
+/// True when `fd` is an open descriptor of this process: `fcntl(F_GETFD)`
+/// succeeds. `EBADF` is `Ok(false)`; it touches nothing else.
+pub fn fd_is_open(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: fcntl(F_GETFD) takes plain integers and only reads the
+    // descriptor table; an unused number fails with EBADF.
+    match cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Sets or clears `FD_CLOEXEC` on a descriptor we may not own yet.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl(F_GETFD) takes plain integers.
@@ -1137,5 +1149,17 @@ mod tests {
             let (s, _) = sockaddr_from_inet(&addr);
             assert_eq!(inet_from_sockaddr(&s), Some(addr));
         }
+    }
+
+    #[test]
+    fn fd_is_open_tells_open_from_closed() {
+        let sock = datagram_socket().expect("a socket");
+        let raw = sock.as_raw_fd();
+        assert!(fd_is_open(raw).expect("fcntl"));
+        drop(sock);
+        // Another test thread may reuse the number at once; a number far
+        // above anything this process opens cannot be reused.
+        assert!(!fd_is_open(1 << 20).expect("fcntl"));
+        assert!(fd_is_open(-1).is_ok_and(|open| !open));
     }
 }

@@ -54,7 +54,7 @@ pub const MAX_PLAIN_PER_READ: usize = 64 * 1024;
 /// Bytes of plaintext copied out of rustls per step.
 const PLAIN_CHUNK: usize = 16 * 1024;
 /// The query parameters an `ssl://` bind accepts.
-const KNOWN_PARAMS: &str = "cert, key, ca, verify_mode, min_version";
+pub(crate) const KNOWN_PARAMS: &str = "cert, key, ca, verify_mode, min_version";
 /// After answering plain HTTP on a TLS port, at most this many bytes of
 /// the client's request still queued are read and dropped before the
 /// close (unread bytes make the kernel reset the connection, which can

@@ -667,3 +667,35 @@ fn process_title_names_the_version_listeners_and_tag() {
     assert_serves(s.addr());
     assert!(s.stop().success());
 }
+
+/// Hot restarts in a row, each after a request (so pool threads exist and
+/// the docroot, opened first, holds fd 3, the number the first listener
+/// is moved to for the exec).
+const HOT_RESTART_ROUNDS: usize = 10;
+
+/// The listener survives every hot restart. A pool thread used to exit
+/// after the listener had been moved to fd 3 and drop the docroot's
+/// descriptor, closing fd 3: the new image then found no listener there.
+#[test]
+fn hot_restarts_after_serving_keep_the_listener() {
+    let mut s = Server::start(&[]);
+    let pid = s.pid();
+    for round in 1..=HOT_RESTART_ROUNDS {
+        assert_serves(s.addr());
+        s.signal("USR2");
+        assert!(
+            s.wait_for_line_count(
+                "Use Ctrl-C to stop",
+                round + 1,
+                deadline_in(Duration::from_secs(10))
+            ),
+            "hot restart {round} did not come back (exit: {:?})\nstdout:\n{}\nstderr:\n{}",
+            s.exit_status_now(),
+            s.stdout(),
+            s.stderr()
+        );
+        assert_eq!(s.pid(), pid);
+    }
+    assert_serves(s.addr());
+    assert!(s.stop().success(), "{}", s.stderr());
+}

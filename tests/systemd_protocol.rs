@@ -522,3 +522,69 @@ fn an_unmatched_activated_unix_socket_is_closed_and_its_file_kept() {
         "systemd's socket file must never be unlinked"
     );
 }
+
+/// Runs catamount through `sh`, which first runs `setup` (redirections of
+/// fd 3), then execs catamount with LISTEN_PID set to its own pid (exec
+/// keeps the pid) and LISTEN_FDS=1, as systemd would, without systemd.
+fn run_with_listen_fds(setup: &str, docroot: &TempDir, env: &[(&str, &str)]) -> support::Finished {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "{setup}; export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_catamount"))
+        .args(["-b", "tcp://127.0.0.1:0"])
+        .arg(docroot.path())
+        .envs(env.iter().copied());
+    Server::run_command(cmd)
+}
+
+/// LISTEN_FDS=1 with nothing on fd 3: refused by number. (catamount used
+/// to open the docroot first, adopt it as fd 3, close it and report "not
+/// a socket".)
+#[test]
+fn listen_fds_naming_a_descriptor_never_passed_is_refused() {
+    let docroot = TempDir::docroot();
+    let out = run_with_listen_fds("exec 3<&-", &docroot, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("LISTEN_FDS=1 but fd 3 is not open"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not a socket"), "{}", out.stderr);
+
+    // With NOTIFY_SOCKET set too (the notify socket is opened at start-up).
+    let dir = TempDir::new("fd3-notify");
+    let path = dir.path().join("notify.sock");
+    let _systemd = NotifyListener::at_path(&path);
+    let out = run_with_listen_fds(
+        "exec 3<&-",
+        &docroot,
+        &[("NOTIFY_SOCKET", path.to_str().expect("UTF-8 temp path"))],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("fd 3 is not open"), "{}", out.stderr);
+
+    // Something that is not a socket on fd 3: refused as before.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "not a socket\n").expect("write a file");
+    let out = run_with_listen_fds(
+        "exec 3<\"$FD3_FILE\"",
+        &docroot,
+        &[("FD3_FILE", file.to_str().expect("UTF-8 temp path"))],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("inherited fd 3 (name \"unknown\") is not a socket"),
+        "{}",
+        out.stderr
+    );
+}

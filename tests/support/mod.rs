@@ -303,6 +303,28 @@ impl Server {
         }
     }
 
+    /// Like [`Server::run`] for `cmd` (e.g. a `sh -c` wrapper that sets
+    /// up descriptors, then execs catamount).
+    #[allow(dead_code)] // not every test file uses every helper
+    pub fn run_command(cmd: Command) -> Finished {
+        let shown = format!("{cmd:?}");
+        let mut server = Server::spawn_command(cmd, None);
+        let status = server.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "{shown} still running after {EXIT_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                server.stdout(),
+                server.stderr()
+            )
+        });
+        server.stdout.wait_eof(deadline_in(EXIT_DEADLINE));
+        server.stderr.wait_eof(deadline_in(EXIT_DEADLINE));
+        Finished {
+            status,
+            stdout: server.stdout(),
+            stderr: server.stderr(),
+        }
+    }
+
     /// [`Server::run`] with the defaults of [`Server::start`] added.
     pub fn run_with_defaults(args: &[&str]) -> Finished {
         let (full, docroot) = with_defaults(args);
