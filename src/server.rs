@@ -32,6 +32,9 @@ use crate::{Config, Handler};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How often the main loop looks at the in-flight count while draining.
 pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long a hot restart waits, after the drain, for the pool's threads
+/// to exit (idle ones leave within milliseconds of the drain's end).
+pub(crate) const POOL_EXIT_WAIT: Duration = Duration::from_secs(1);
 /// STATUS= is sent at most this often, and only when it changed.
 pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -295,7 +298,10 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             log.say("- Restarting (hot: exec in place, same pid, listeners kept)...");
             let drained =
                 stop_reactor(config, serving, &signals).and_then(|(listeners, draining)| {
-                    wait_in_flight(config, draining, &signals, Some(&notifier)).map(|()| listeners)
+                    let engine = Arc::clone(&draining.engine);
+                    wait_in_flight(config, draining, &signals, Some(&notifier))?;
+                    await_pool_exit(engine);
+                    Ok(listeners)
                 });
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
@@ -639,6 +645,32 @@ pub(crate) fn wait_in_flight(
     }
     Ok(())
 }
+
+/// Before a hot restart renumbers the listeners: waits (at most
+/// [`POOL_EXIT_WAIT`]) until the pool's threads have exited, then makes
+/// sure the engine is never dropped in this image. Its last reference
+/// drops the handler, and with it descriptors the handler opened (the
+/// static app opens DIR before the listeners exist, so it often has
+/// number 3): dropped by a pool thread after `renumber_for_exec`, it
+/// closed the listener put at that number, and the new image started
+/// without it (seen while testing issue 12). The exec closes everything
+/// anyway.
+fn await_pool_exit(engine: Arc<Engine>) {
+    let deadline = Instant::now() + POOL_EXIT_WAIT;
+    while Arc::strong_count(&engine) > 1 && Instant::now() < deadline {
+        std::thread::sleep(POOL_EXIT_POLL);
+    }
+    if Arc::strong_count(&engine) > 1 {
+        eprintln!(
+            "! pool threads still running {}s after the drain; restarting all the same",
+            POOL_EXIT_WAIT.as_secs_f64()
+        );
+    }
+    std::mem::forget(engine);
+}
+
+/// How often [`await_pool_exit`] looks.
+const POOL_EXIT_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) fn second_signal(signals: &OwnedFd) -> bool {
     let mut got = Vec::new();
