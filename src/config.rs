@@ -44,9 +44,11 @@
 //! # Checks across settings
 //!
 //! After the layers are merged, [`load`] checks what no single value can:
-//! DIR is a directory, and a control URL has a token (or the file said
-//! `no_token: true`) and is not also a bind. Each message names the
-//! `FILE:LINE` when the setting came from the file.
+//! DIR is a directory this process can read, and not `/` unless a layer
+//! named it (the default is the working directory, `/` under systemd), and
+//! a control URL has a token (or the file said `no_token: true`) and is
+//! not also a bind. Each message names the `FILE:LINE` when the setting
+//! came from the file.
 //!
 //! # Why a pre-pass in front of pico-args
 //!
@@ -146,7 +148,8 @@ pub struct Config {
     /// Listeners to bind, in order; never empty after parsing.
     pub binds: Vec<BindSpec>,
     /// Directory served by the static-file app (relative to the working
-    /// directory when relative). Checked to be a directory when parsed.
+    /// directory when relative). Checked when parsed to be a directory
+    /// this process can read, and not `/` when it is the default.
     pub dir: PathBuf,
     /// Pool threads kept even when idle. Default [`DEFAULT_MIN_THREADS`].
     pub min_threads: usize,
@@ -771,7 +774,8 @@ fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Config, ConfigEr
 
     let origin = match (&config_file, dir_line) {
         (Some(path), Some(line)) => DirOrigin::File(path, line),
-        _ => DirOrigin::CommandLine,
+        _ if cli.dir.is_some() => DirOrigin::CommandLine,
+        _ => DirOrigin::Default,
     };
     check_dir(&config.dir, origin)?;
 
@@ -899,29 +903,58 @@ fn check_control(config: &Config, no_token: bool) -> Result<(), String> {
 }
 
 /// Where the served directory was named, for the error message.
+#[derive(Clone, Copy)]
 enum DirOrigin<'a> {
-    /// The DIR argument, or the default.
+    /// The DIR argument.
     CommandLine,
     /// A `directory` line of the config file.
     File(&'a Path, usize),
+    /// Neither: [`DEFAULT_DIR`], the current directory.
+    Default,
 }
 
+/// DIR must be a directory this process can list and search (the static
+/// app opens it once at start; without read and search permission every
+/// request would be 404), and must not be `/` unless named on purpose
+/// (issue 12: systemd starts services in `/`, so a config without
+/// `directory` would serve the whole file system, config files with
+/// control tokens included). All of these are exit status 2: the fix is
+/// in the configuration or the file system, and a restart cannot help,
+/// so the shipped units' `RestartPreventExitStatus=2` does not retry it.
 fn check_dir(dir: &Path, origin: DirOrigin<'_>) -> Result<(), ConfigError> {
     let problem = match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => "is not a directory".to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        Err(e) => format!("cannot be opened: {e}"),
+        Ok(meta) if meta.is_dir() => match crate::sys::may_read_dir(dir) {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "cannot be read by this process ({e}), which needs to list and search it"
+            )),
+        },
+        Ok(_) => Some("is not a directory".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".to_string()),
+        Err(e) => Some(format!("cannot be opened: {e}")),
     };
-    Err(ConfigError::new(match origin {
-        DirOrigin::CommandLine => format!(
-            "DIR {dir:?} {problem}; expected a directory to serve, as in catamount /srv/www"
-        ),
-        DirOrigin::File(path, line) => format!(
-            "{}:{line}: directory {dir:?} {problem}; expected a directory to serve",
-            path.display()
-        ),
-    }))
+    if let Some(problem) = problem {
+        return Err(ConfigError::new(match origin {
+            DirOrigin::CommandLine | DirOrigin::Default => format!(
+                "DIR {dir:?} {problem}; expected a directory to serve, as in catamount /srv/www"
+            ),
+            DirOrigin::File(path, line) => format!(
+                "{}:{line}: directory {dir:?} {problem}; expected a directory to serve",
+                path.display()
+            ),
+        }));
+    }
+    if matches!(origin, DirOrigin::Default)
+        && fs::canonicalize(dir).is_ok_and(|d| d == Path::new("/"))
+    {
+        return Err(ConfigError::new(
+            "no directory to serve was given, and the default, the current directory, is / \
+             (where systemd starts services): catamount would serve the whole file system; \
+             expected DIR, as in catamount /srv/www, or directory \"/srv/www\" in the config \
+             file (name / itself to serve it on purpose)",
+        ));
+    }
+    Ok(())
 }
 
 fn default_bind() -> BindSpec {
@@ -2707,6 +2740,30 @@ mod tests {
                 "DIR {file:?} is not a directory; expected a directory to serve, \
                  as in catamount /srv/www"
             )
+        );
+    }
+
+    #[test]
+    fn slash_is_served_only_when_named() {
+        let refused = "no directory to serve was given, and the default, the current \
+                       directory, is / (where systemd starts services): catamount would serve \
+                       the whole file system; expected DIR, as in catamount /srv/www, or \
+                       directory \"/srv/www\" in the config file (name / itself to serve it on \
+                       purpose)";
+        for default in ["/", "/tmp/..", "/."] {
+            let e = check_dir(Path::new(default), DirOrigin::Default).unwrap_err();
+            assert_eq!(e.to_string(), refused, "{default}");
+        }
+        let file = Path::new("app.rb");
+        for origin in [DirOrigin::CommandLine, DirOrigin::File(file, 1)] {
+            assert!(check_dir(Path::new("/"), origin).is_ok());
+        }
+        assert!(check_dir(Path::new("/tmp"), DirOrigin::Default).is_ok());
+        // The file's `directory` and the DIR argument name it on purpose.
+        assert_eq!(run(&["/"]).dir, PathBuf::from("/"));
+        assert_eq!(
+            with_file("directory \"/\"\n", &[]).unwrap().dir,
+            PathBuf::from("/")
         );
     }
 

@@ -151,6 +151,10 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     } else {
         log.say(&format!("*          PID: {}", std::process::id()));
     }
+    // What is served, resolved (issue 12): under systemd the working
+    // directory is `/`, so a relative DIR is worth seeing in full.
+    let served = std::fs::canonicalize(&config.dir).unwrap_or_else(|_| config.dir.clone());
+    log.say(&format!("* Serving {}", served.display()));
     let mut say = |line: String| log.say(&line);
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
