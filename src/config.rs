@@ -48,7 +48,9 @@
 //! named it (the default is the working directory, `/` under systemd), and
 //! a control URL has a token (or the file said `no_token: true`) and is
 //! not also a bind. Each message names the `FILE:LINE` when the setting
-//! came from the file.
+//! came from the file. `--check` returns [`Command::Check`] instead of
+//! [`Command::Run`]: the server then checks what else a start needs
+//! (certificates, the control socket's directory) and exits.
 //!
 //! # Why a pre-pass in front of pico-args
 //!
@@ -331,6 +333,9 @@ enum ControlToken {
 pub enum Command {
     /// Serve with this configuration.
     Run(Box<Config>),
+    /// `--check`: this configuration loaded; check what else a start
+    /// needs (certificates, the control socket's directory), serve nothing.
+    Check(Box<Config>),
     /// Print [`help`] and exit 0.
     Help,
     /// Print the version and exit 0.
@@ -438,6 +443,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
     cli.quiet = flag(&mut args, "--quiet");
     cli.dir_listing = flag(&mut args, "--dir-listing");
     cli.serve_dotfiles = flag(&mut args, "--serve-dotfiles");
+    let check = flag(&mut args, "--check").is_some();
 
     // systemd. A bare --bind-to-activated-sockets arrives as "true".
     cli.activated = last(&mut args, "--bind-to-activated-sockets", |s| {
@@ -493,7 +499,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
         )));
     }
 
-    load(config_file, cli).map(|c| Command::Run(Box::new(c)))
+    let config = Box::new(load(config_file, cli)?);
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
 /// Re-reads `config.config_file` (when there is one) and applies the same
@@ -607,6 +618,14 @@ OPTIONS
     --cache-control VALUE
         Send "Cache-Control: VALUE" with every file (printable ASCII).
                                                        [default: none]
+
+    --check
+        Check the configuration as a start would, then exit without
+        serving or binding anything: the options, the config file, DIR,
+        every certificate and key, and the directories of the control
+        socket, the state file and the pidfile. Exit status 0 (with one
+        line saying so), 2 for a bad command line, config file or DIR,
+        1 for anything else.
 
     -V, --version
         Print the version and exit.
@@ -1084,6 +1103,7 @@ const OPTIONS: &[CliOption] = &[
     flag_option("--quiet", "-q"),
     flag_option("--dir-listing", ""),
     flag_option("--serve-dotfiles", ""),
+    flag_option("--check", ""),
     flag_option("--version", "-V"),
     flag_option("--help", "-h"),
     CliOption {
@@ -2740,6 +2760,27 @@ mod tests {
                 "DIR {file:?} is not a directory; expected a directory to serve, \
                  as in catamount /srv/www"
             )
+        );
+    }
+
+    #[test]
+    fn check_is_run_with_the_same_configuration() {
+        let tmp = TempDir::new();
+        let dir = tmp.path().to_str().unwrap();
+        let args = ["-t", "2:4", "-b", "tcp://127.0.0.1:8080", dir];
+        let Ok(Command::Check(checked)) = parse_args(os_args(&[&["--check"][..], &args].concat()))
+        else {
+            panic!("--check gives Command::Check");
+        };
+        assert_eq!(*checked, run(&args));
+        assert!(matches!(
+            parse_args(os_args(&[dir, "--check"])),
+            Ok(Command::Check(_))
+        ));
+        assert_eq!(
+            error(&["--check=yes"]),
+            "\"--check=yes\": option --check takes no value; expected --check alone (give each \
+             flag separately)"
         );
     }
 

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::activation;
+use crate::check;
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer};
@@ -48,8 +49,16 @@ impl Server {
     /// `--help` and `--version` print and exit 0 here. A bad configuration
     /// is also reported to systemd (STATUS/ERRNO) when run by it.
     pub fn from_args() -> Result<Server, ConfigError> {
-        match config::parse_args(std::env::args_os().skip(1).collect()) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        // `--check` (by hand, from ExecReload=, or a hot restart's
+        // preflight) is not the service: it never reports to systemd.
+        let checking = args
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "--check");
+        match config::parse_args(args) {
             Ok(Command::Run(c)) => Ok(Server { config: *c }),
+            Ok(Command::Check(c)) => std::process::exit(check::run(&c)),
             Ok(Command::Help) => {
                 print!("{}", config::help());
                 std::process::exit(0)
@@ -59,7 +68,10 @@ impl Server {
                 std::process::exit(0)
             }
             Err(e) => {
-                Notifier::take_from_env().failed(libc::EINVAL, &format!("bad configuration: {e}"));
+                if !checking {
+                    Notifier::take_from_env()
+                        .failed(libc::EINVAL, &format!("bad configuration: {e}"));
+                }
                 Err(e)
             }
         }
@@ -513,11 +525,7 @@ fn main_loop(
 /// it never takes the service down.
 pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
     let new = config::reload(config).map_err(|e| e.to_string())?;
-    for spec in &new.binds {
-        if let Some(o) = spec.tls() {
-            listeners::Tls::load(o).map_err(|e| format!("bind {spec}: {e}"))?;
-        }
-    }
+    check::certificates(&new)?;
     Ok(new)
 }
 

@@ -648,6 +648,20 @@ pub fn may_read_dir(dir: &Path) -> io::Result<()> {
     access(dir, libc::R_OK | libc::X_OK)
 }
 
+/// Whether this process may create and remove entries in the directory
+/// `dir` (write and search permission; `EROFS` on a read-only mount), as
+/// binding a unix socket or renaming a file into it needs. See
+/// [`may_read_dir`].
+pub fn may_write_dir(dir: &Path) -> io::Result<()> {
+    access(dir, libc::W_OK | libc::X_OK)
+}
+
+/// Whether this process may open the existing file `path` for writing.
+/// See [`may_read_dir`].
+pub fn may_write(path: &Path) -> io::Result<()> {
+    access(path, libc::W_OK)
+}
+
 fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
