@@ -625,7 +625,8 @@ OPTIONS
         every certificate and key, and the directories of the control
         socket, the state file and the pidfile. Exit status 0 (with one
         line saying so), 2 for a bad command line, config file or DIR,
-        1 for anything else.
+        1 for anything else. A hot restart runs the new binary with
+        --check first.
 
     -V, --version
         Print the version and exit.

@@ -276,6 +276,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         &serving,
         &signals,
         control.as_mut(),
+        &exe,
     );
     // Not driven from here on. The file goes now; the socket with the
     // process (or the exec: it is close-on-exec; the new image rebinds).
@@ -425,6 +426,7 @@ fn main_loop(
     serving: &Serving,
     signals: &OwnedFd,
     mut control: Option<&mut ControlServer>,
+    exe: &Reexec,
 ) -> Exit {
     let stats = &serving.engine.stats;
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
@@ -470,7 +472,7 @@ fn main_loop(
                     } else {
                         "hot restart (SIGUSR2)"
                     };
-                    if restart_allowed(config, notifier, what) {
+                    if restart_allowed(config, notifier, what, exe) {
                         return Exit::Restart;
                     }
                 }
@@ -486,7 +488,7 @@ fn main_loop(
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
                     ControlCommand::Restart => {
-                        if restart_allowed(config, notifier, "hot restart (control app)") {
+                        if restart_allowed(config, notifier, "hot restart (control app)", exe) {
                             return Exit::Restart;
                         }
                     }
@@ -529,12 +531,18 @@ pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
     Ok(new)
 }
 
-/// Checks the configuration a restart would load. A configuration the
-/// new image would refuse must not take the service down: keep serving,
-/// say why.
-fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
+/// Checks the configuration a restart would load, then runs the binary
+/// the restart would exec with `--check` (the preflight; it blocks this
+/// loop for at most `check::preflight_timeout`, while the reactor and the
+/// pool go on serving). A restart the new image would not survive must
+/// not take the service down: keep serving, say why.
+fn restart_allowed(config: &Config, notifier: &Notifier, what: &str, exe: &Reexec) -> bool {
     notifier.reloading(&format!("{what}: checking the configuration"));
-    match check_reload(config) {
+    let checked = check_reload(config).and_then(|_| {
+        let timeout = check::preflight_timeout(notifier.watchdog());
+        check::preflight(exe, timeout).map_err(|e| format!("the new image would not start: {e}"))
+    });
+    match checked {
         Ok(_) => true,
         Err(e) => {
             eprintln!("! {what} refused, still serving with the old configuration: {e}");

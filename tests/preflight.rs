@@ -1,17 +1,21 @@
-//! `catamount --check` (issue 12): exit status 0, 2 or 1, nothing bound,
-//! nothing sent to systemd.
+//! `catamount --check`, and the hot restart's preflight that runs it
+//! (issue 12): a restart whose new image could not start is refused, and
+//! the old process keeps serving with the same pid.
 
 mod support;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use support::{Finished, Server, TempDir};
+use support::{assert_serves, deadline_in, Finished, Server, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_catamount");
+/// How long a signalled server has to log its answer.
+const SIGNAL_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Runs `catamount --check ARGS` to its end.
 fn check(args: &[&str]) -> Finished {
@@ -152,4 +156,191 @@ fn check_never_reports_to_systemd() {
         .recv(&mut buf)
         .expect("a start reports its config error");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("ERRNO=22"));
+}
+
+// ---------------------------------------------------------------------
+// The preflight of a hot restart
+// ---------------------------------------------------------------------
+
+/// Copies the binary to `dir/catamount` (a package update or a deploy
+/// replaces files like this one).
+fn copy_binary(dir: &TempDir) -> PathBuf {
+    let copy = dir.path().join("catamount");
+    std::fs::copy(BIN, &copy).expect("copy the binary");
+    copy
+}
+
+/// Waits until `bin`, just written, can be executed. Another test
+/// thread that forked while the copy was open for writing holds a writable
+/// descriptor of it until that child execs, and until then exec(2) fails
+/// with ETXTBSY; no new writer can appear once one exec succeeded.
+fn wait_executable(bin: &Path) {
+    let deadline = deadline_in(Duration::from_secs(10));
+    loop {
+        match Command::new(bin).arg("--version").output() {
+            Ok(out) if out.status.success() => return,
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            other => panic!("{} --version: {other:?}", bin.display()),
+        }
+    }
+}
+
+/// ETXTBSY: tests use no libc.
+const ETXTBSY: i32 = 26;
+
+/// Starts `bin` with `args` and `envs` and waits until it is ready.
+fn start_binary(bin: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Server {
+    wait_executable(bin);
+    let mut cmd = Command::new(bin);
+    cmd.args(args).envs(envs.iter().copied());
+    Server::start_command(cmd)
+}
+
+/// The notify datagrams a server sent, as systemd would see them.
+struct Notify {
+    sock: UnixDatagram,
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = TempDir::new_in(Path::new("/tmp"), "notify");
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
+        Notify {
+            sock,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// Waits for a datagram with all of `lines`; returns it.
+    fn wait_for(&self, lines: &[&str], deadline: Instant) -> Option<String> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).expect("set timeout");
+            let n = self.sock.recv(&mut buf).ok()?;
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if lines.iter().all(|l| msg.lines().any(|m| m.starts_with(l))) {
+                return Some(msg);
+            }
+        }
+    }
+}
+
+/// Sends USR2 and waits for the refusal line containing `reason`; then
+/// the same process still serves, with no new image started, and it has
+/// ended the reload with READY=1 and a STATUS= saying why.
+fn assert_refused(s: &mut Server, notify: &Notify, reason: &str) {
+    s.signal("USR2");
+    let refused = "! hot restart (SIGUSR2) refused, still serving with the old configuration: \
+                   the new image would not start: ";
+    assert!(
+        s.wait_for_stderr(&format!("{refused}{reason}"), deadline_in(SIGNAL_DEADLINE)),
+        "no refusal with {reason:?}:\n{}",
+        s.stderr()
+    );
+    let status = notify.wait_for(
+        &[
+            "READY=1",
+            "STATUS=hot restart (SIGUSR2) failed: the new image would not start: ",
+        ],
+        deadline_in(SIGNAL_DEADLINE),
+    );
+    assert!(
+        status.is_some(),
+        "no READY=1 with the reason after the refusal"
+    );
+    assert_eq!(s.exit_status_now(), None, "{}", s.stderr());
+    assert_serves(s.addr());
+    let out = s.stdout();
+    assert_eq!(
+        out.matches("starting in").count(),
+        1,
+        "a new image ran:\n{out}"
+    );
+    assert!(!out.contains("- Restarting"), "it drained:\n{out}");
+}
+
+#[test]
+fn hot_restart_of_a_deleted_binary_is_refused_and_the_server_keeps_serving() {
+    for workers in ["0", "1"] {
+        let dir = TempDir::new("bin");
+        let bin = copy_binary(&dir);
+        let notify = Notify::new();
+        let docroot = TempDir::docroot();
+        let www = docroot.path().to_str().expect("UTF-8 temp path");
+        let args = ["-w", workers, "-b", "tcp://127.0.0.1:0", www];
+        let mut s = start_binary(&bin, &args, &[("NOTIFY_SOCKET", &notify.path)]);
+        assert!(notify
+            .wait_for(&["READY=1"], deadline_in(SIGNAL_DEADLINE))
+            .is_some());
+        let pid = s.pid();
+        std::fs::remove_file(&bin).expect("delete the binary");
+        assert_refused(
+            &mut s,
+            &notify,
+            &format!(
+                "cannot run {} --check: No such file or directory (os error 2)",
+                bin.display()
+            ),
+        );
+        // A binary back at the path: the next restart goes through, in
+        // place (same pid), and the new image serves.
+        std::fs::copy(BIN, &bin).expect("put a binary back");
+        wait_executable(&bin);
+        s.signal("USR2");
+        assert!(
+            s.wait_for_nth_line("Use Ctrl-C to stop", 2, deadline_in(SIGNAL_DEADLINE)),
+            "workers {workers}: no second start:\n{}\n{}",
+            s.stdout(),
+            s.stderr()
+        );
+        assert_eq!(s.pid(), pid);
+        assert_eq!(s.exit_status_now(), None);
+        assert_serves(s.addr());
+        assert_eq!(s.stop().code(), Some(0), "{}", s.stderr());
+    }
+}
+
+#[test]
+fn hot_restart_with_the_control_socket_directory_gone_is_refused() {
+    for workers in ["0", "1"] {
+        let ctl = TempDir::new_in(Path::new("/tmp"), "ctl");
+        let ctl_dir = ctl.path().join("run");
+        std::fs::create_dir(&ctl_dir).expect("create the control directory");
+        let url = format!("unix://{}/ctl.sock", ctl_dir.display());
+        let notify = Notify::new();
+        // `--name=VALUE`: the harness adds a docroot unless it sees a DIR.
+        let mut s = Server::start_env(
+            &[
+                &format!("--workers={workers}"),
+                &format!("--control-url={url}"),
+                "--control-token=x",
+            ],
+            &[("NOTIFY_SOCKET", notify.path.to_str().expect("UTF-8 path"))],
+        );
+        assert!(s
+            .stdout()
+            .contains(&format!("* Control app listening on {url}")));
+        std::fs::remove_dir_all(&ctl_dir).expect("remove the control directory");
+        assert_refused(
+            &mut s,
+            &notify,
+            &format!(
+                "{BIN} --check exited with status 1: catamount: error: control URL {url}: \
+                 directory {} does not exist; create it (in a systemd unit: \
+                 RuntimeDirectory=) or choose another path",
+                ctl_dir.display()
+            ),
+        );
+        assert_eq!(s.stop().code(), Some(0), "{}", s.stderr());
+    }
 }
