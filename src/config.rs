@@ -45,9 +45,13 @@
 //! # Checks across settings
 //!
 //! After the layers are merged, `load` checks what no single value can:
-//! DIR is a directory, and a control URL has a token (or the file said
-//! `no_token: true`) and is not also a bind. Each message names the
-//! `FILE:LINE` when the setting came from the file.
+//! DIR is a directory this process can read, and not `/` unless a layer
+//! named it (the default is the working directory, `/` under systemd), and
+//! a control URL has a token (or the file said `no_token: true`) and is
+//! not also a bind. Each message names the `FILE:LINE` when the setting
+//! came from the file. `--check` returns [`Command::Check`] instead of
+//! [`Command::Run`]: the server then checks what else a start needs
+//! (certificates, the control socket's directory) and exits.
 //!
 //! # Why a pre-pass in front of pico-args
 //!
@@ -147,7 +151,8 @@ pub struct Config {
     /// Listeners to bind, in order; never empty after parsing.
     pub binds: Vec<BindSpec>,
     /// Directory served by the static-file app (relative to the working
-    /// directory when relative). Checked to be a directory when parsed.
+    /// directory when relative). Checked when parsed to be a directory
+    /// this process can read, and not `/` when it is the default.
     pub dir: PathBuf,
     /// Pool threads kept even when idle. Default [`DEFAULT_MIN_THREADS`].
     pub min_threads: usize,
@@ -329,6 +334,9 @@ enum ControlToken {
 pub enum Command {
     /// Serve with this configuration.
     Run(Box<Config>),
+    /// `--check`: this configuration loaded; check what else a start
+    /// needs (certificates, the control socket's directory), serve nothing.
+    Check(Box<Config>),
     /// Print [`help`] and exit 0.
     Help,
     /// Print the version and exit 0.
@@ -436,6 +444,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
     cli.quiet = flag(&mut args, "--quiet");
     cli.dir_listing = flag(&mut args, "--dir-listing");
     cli.serve_dotfiles = flag(&mut args, "--serve-dotfiles");
+    let check = flag(&mut args, "--check").is_some();
 
     // systemd. A bare --bind-to-activated-sockets arrives as "true".
     cli.activated = last(&mut args, "--bind-to-activated-sockets", |s| {
@@ -502,7 +511,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
         )));
     }
 
-    load(config_file, cli).map(|c| Command::Run(Box::new(c)))
+    let config = Box::new(load(config_file, cli)?);
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
 /// Re-reads `config.config_file` (when there is one) and applies the same
@@ -620,6 +634,15 @@ OPTIONS
     --cache-control VALUE
         Send "Cache-Control: VALUE" with every file (printable ASCII).
                                                        [default: none]
+
+    --check
+        Check the configuration as a start would, then exit without
+        serving or binding anything: the options, the config file, DIR,
+        every certificate and key, and the directories of the control
+        socket, the state file and the pidfile. Exit status 0 (with one
+        line saying so), 2 for a bad command line, config file or DIR,
+        1 for anything else. A hot restart runs the new binary with
+        --check first.
 
     -V, --version
         Print the version and exit.
@@ -817,14 +840,16 @@ SIGNALS
 
 EXIT STATUS
     0   A graceful stop (TERM, INT, ctl stop) or ctl halt; --help or
-        --version.
+        --version; --check found nothing wrong.
     1   The server could not start after the configuration was read (a
         bind, a socket systemd passed, a certificate, the pidfile, no
         worker booted), a second TERM or INT cut a stop short, or a hot
-        restart could not exec. The message says which, on stderr.
-    2   The command line or the config file is invalid, found before
-        anything is bound: the one-line message names the option, or
-        FILE:LINE, what was found and what was expected.
+        restart could not exec; with --check, a certificate, key or
+        directory a start needs. The message says which, on stderr.
+    2   The command line or the config file is invalid (DIR included),
+        found before anything is bound: the one-line message names the
+        option, or FILE:LINE, what was found and what was expected.
+        The shipped units do not restart after it.
 "##;
 
 // ---------------------------------------------------------------------
@@ -855,7 +880,8 @@ fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Config, ConfigEr
 
     let origin = match (&config_file, dir_line) {
         (Some(path), Some(line)) => DirOrigin::File(path, line),
-        _ => DirOrigin::CommandLine,
+        _ if cli.dir.is_some() => DirOrigin::CommandLine,
+        _ => DirOrigin::Default,
     };
     check_dir(&config.dir, origin)?;
 
@@ -983,29 +1009,58 @@ fn check_control(config: &Config, no_token: bool) -> Result<(), String> {
 }
 
 /// Where the served directory was named, for the error message.
+#[derive(Clone, Copy)]
 enum DirOrigin<'a> {
-    /// The DIR argument, or the default.
+    /// The DIR argument.
     CommandLine,
     /// A `directory` line of the config file.
     File(&'a Path, usize),
+    /// Neither: [`DEFAULT_DIR`], the current directory.
+    Default,
 }
 
+/// DIR must be a directory this process can list and search (the static
+/// app opens it once at start; without read and search permission every
+/// request would be 404), and must not be `/` unless named on purpose
+/// (issue 12: systemd starts services in `/`, so a config without
+/// `directory` would serve the whole file system, config files with
+/// control tokens included). All of these are exit status 2: the fix is
+/// in the configuration or the file system, and a restart cannot help,
+/// so the shipped units' `RestartPreventExitStatus=2` does not retry it.
 fn check_dir(dir: &Path, origin: DirOrigin<'_>) -> Result<(), ConfigError> {
     let problem = match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => "is not a directory".to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        Err(e) => format!("cannot be opened: {e}"),
+        Ok(meta) if meta.is_dir() => match crate::sys::may_read_dir(dir) {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "cannot be read by this process ({e}), which needs to list and search it"
+            )),
+        },
+        Ok(_) => Some("is not a directory".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".to_string()),
+        Err(e) => Some(format!("cannot be opened: {e}")),
     };
-    Err(ConfigError::new(match origin {
-        DirOrigin::CommandLine => format!(
-            "DIR {dir:?} {problem}; expected a directory to serve, as in catamount /srv/www"
-        ),
-        DirOrigin::File(path, line) => format!(
-            "{}:{line}: directory {dir:?} {problem}; expected a directory to serve",
-            path.display()
-        ),
-    }))
+    if let Some(problem) = problem {
+        return Err(ConfigError::new(match origin {
+            DirOrigin::CommandLine | DirOrigin::Default => format!(
+                "DIR {dir:?} {problem}; expected a directory to serve, as in catamount /srv/www"
+            ),
+            DirOrigin::File(path, line) => format!(
+                "{}:{line}: directory {dir:?} {problem}; expected a directory to serve",
+                path.display()
+            ),
+        }));
+    }
+    if matches!(origin, DirOrigin::Default)
+        && fs::canonicalize(dir).is_ok_and(|d| d == Path::new("/"))
+    {
+        return Err(ConfigError::new(
+            "no directory to serve was given, and the default, the current directory, is / \
+             (where systemd starts services): catamount would serve the whole file system; \
+             expected DIR, as in catamount /srv/www, or directory \"/srv/www\" in the config \
+             file (name / itself to serve it on purpose)",
+        ));
+    }
+    Ok(())
 }
 
 fn default_bind() -> BindSpec {
@@ -1136,6 +1191,7 @@ const OPTIONS: &[CliOption] = &[
     flag_option("--quiet", "-q"),
     flag_option("--dir-listing", ""),
     flag_option("--serve-dotfiles", ""),
+    flag_option("--check", ""),
     flag_option("--version", "-V"),
     flag_option("--help", "-h"),
     CliOption {
@@ -2884,6 +2940,51 @@ mod tests {
                 "DIR {file:?} is not a directory; expected a directory to serve, \
                  as in catamount /srv/www"
             )
+        );
+    }
+
+    #[test]
+    fn check_is_run_with_the_same_configuration() {
+        let tmp = TempDir::new();
+        let dir = tmp.path().to_str().unwrap();
+        let args = ["-t", "2:4", "-b", "tcp://127.0.0.1:8080", dir];
+        let Ok(Command::Check(checked)) = parse_args(os_args(&[&["--check"][..], &args].concat()))
+        else {
+            panic!("--check gives Command::Check");
+        };
+        assert_eq!(*checked, run(&args));
+        assert!(matches!(
+            parse_args(os_args(&[dir, "--check"])),
+            Ok(Command::Check(_))
+        ));
+        assert_eq!(
+            error(&["--check=yes"]),
+            "\"--check=yes\": option --check takes no value; expected --check alone (give each \
+             flag separately)"
+        );
+    }
+
+    #[test]
+    fn slash_is_served_only_when_named() {
+        let refused = "no directory to serve was given, and the default, the current \
+                       directory, is / (where systemd starts services): catamount would serve \
+                       the whole file system; expected DIR, as in catamount /srv/www, or \
+                       directory \"/srv/www\" in the config file (name / itself to serve it on \
+                       purpose)";
+        for default in ["/", "/tmp/..", "/."] {
+            let e = check_dir(Path::new(default), DirOrigin::Default).unwrap_err();
+            assert_eq!(e.to_string(), refused, "{default}");
+        }
+        let file = Path::new("app.rb");
+        for origin in [DirOrigin::CommandLine, DirOrigin::File(file, 1)] {
+            assert!(check_dir(Path::new("/"), origin).is_ok());
+        }
+        assert!(check_dir(Path::new("/tmp"), DirOrigin::Default).is_ok());
+        // The file's `directory` and the DIR argument name it on purpose.
+        assert_eq!(run(&["/"]).dir, PathBuf::from("/"));
+        assert_eq!(
+            with_file("directory \"/\"\n", &[]).unwrap().dir,
+            PathBuf::from("/")
         );
     }
 

@@ -241,7 +241,7 @@ impl<'a> Master<'a> {
                 match sig {
                     libc::SIGTERM | libc::SIGINT => return Ok(Exit::Stop),
                     libc::SIGCHLD => self.reap(),
-                    libc::SIGUSR2 if self.reload_config("hot restart (SIGUSR2)") => {
+                    libc::SIGUSR2 if self.reload_config("hot restart (SIGUSR2)", true) => {
                         return Ok(Exit::Hot)
                     }
                     libc::SIGUSR1 | libc::SIGHUP => {
@@ -264,7 +264,7 @@ impl<'a> Master<'a> {
                     ControlCommand::Stop => return Ok(Exit::Stop),
                     ControlCommand::Halt => return Ok(Exit::Halt),
                     ControlCommand::Restart => {
-                        if self.reload_config("hot restart (control app)") {
+                        if self.reload_config("hot restart (control app)", true) {
                             return Ok(Exit::Hot);
                         }
                     }
@@ -318,11 +318,26 @@ impl<'a> Master<'a> {
     }
 
     /// Re-reads the config file for a restart. A bad one keeps the old
-    /// configuration and still ends the reload with READY=1.
-    fn reload_config(&mut self, what: &str) -> bool {
+    /// configuration and still ends the reload with READY=1. For a `hot`
+    /// restart (an exec) the binary the exec would run is first run with
+    /// `--check` (the preflight: a child process, no thread; this loop
+    /// waits for it, the workers go on serving), before anything changes.
+    fn reload_config(&mut self, what: &str, hot: bool) -> bool {
         self.notifier
             .reloading(&format!("{what}: checking the configuration"));
-        match server::check_reload(&self.config) {
+        let checked = server::check_reload(&self.config).and_then(|new| {
+            if hot {
+                let timeout = crate::check::preflight_timeout(self.notifier.watchdog());
+                let exe = self
+                    .exe
+                    .as_ref()
+                    .ok_or_else(|| "the binary to exec is gone".to_string())?;
+                crate::check::preflight(exe, timeout)
+                    .map_err(|e| format!("the new image would not start: {e}"))?;
+            }
+            Ok(new)
+        });
+        match checked {
             Ok(new) => {
                 let before = self.config.workers;
                 self.config = new;
@@ -367,9 +382,9 @@ impl<'a> Master<'a> {
             self.log.say(&format!(
                 "- {what}: phased restart is not possible with --preload; doing a hot restart"
             ));
-            return self.reload_config(what);
+            return self.reload_config(what, true);
         }
-        if self.reload_config(what) {
+        if self.reload_config(what, false) {
             self.start_phased_restart();
         }
         false

@@ -16,6 +16,7 @@
 //! See ARCHITECTURE.md for how the pieces fit together.
 
 mod activation;
+mod check;
 pub mod config;
 mod connection;
 pub mod control;

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::activation::{self, ActivationError, Inherited};
+use crate::check;
 use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer, PoolStats};
@@ -61,11 +62,19 @@ impl Server {
     /// process opened there itself.
     pub fn from_args() -> Result<Server, ConfigError> {
         let inherited = activation::take_from_env();
-        match config::parse_args(std::env::args_os().skip(1).collect()) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        // `--check` (by hand, from ExecReload=, or a hot restart's
+        // preflight) is not the service: it never reports to systemd.
+        let checking = args
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "--check");
+        match config::parse_args(args) {
             Ok(Command::Run(c)) => Ok(Server {
                 config: *c,
                 inherited,
             }),
+            Ok(Command::Check(c)) => std::process::exit(check::run(&c)),
             Ok(Command::Help) => {
                 print!("{}", config::help());
                 std::process::exit(0)
@@ -75,7 +84,10 @@ impl Server {
                 std::process::exit(0)
             }
             Err(e) => {
-                Notifier::take_from_env().failed(libc::EINVAL, &format!("bad configuration: {e}"));
+                if !checking {
+                    Notifier::take_from_env()
+                        .failed(libc::EINVAL, &format!("bad configuration: {e}"));
+                }
                 Err(e)
             }
         }
@@ -178,6 +190,10 @@ fn run(
     } else {
         log.say(&format!("*          PID: {}", std::process::id()));
     }
+    // What is served, resolved (issue 12): under systemd the working
+    // directory is `/`, so a relative DIR is worth seeing in full.
+    let served = std::fs::canonicalize(&config.dir).unwrap_or_else(|_| config.dir.clone());
+    log.say(&format!("* Serving {}", served.display()));
     let mut say = |line: String| log.say(&line);
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
@@ -287,7 +303,10 @@ fn run(
         &serving,
         &signals,
         control.as_mut(),
-        started_at,
+        Image {
+            started_at,
+            exe: &exe,
+        },
     );
     // Not driven from here on. The file goes now; the socket with the
     // process (or the exec: it is close-on-exec; the new image rebinds).
@@ -428,6 +447,13 @@ pub(crate) fn start_serving(
     Ok(Serving { engine, reactor })
 }
 
+/// What the running process image knows of itself: when it started (for
+/// `/stats`) and the file a hot restart execs (for the preflight).
+struct Image<'a> {
+    started_at: SystemTime,
+    exe: &'a Reexec,
+}
+
 /// The main loop: single-threaded; waits on the signal self-pipe, pings
 /// the watchdog while the reactor turns, sends STATUS when it changes.
 fn main_loop(
@@ -437,8 +463,9 @@ fn main_loop(
     serving: &Serving,
     signals: &OwnedFd,
     mut control: Option<&mut ControlServer>,
-    started_at: SystemTime,
+    image: Image<'_>,
 ) -> Exit {
+    let Image { started_at, exe } = image;
     let stats = &serving.engine.stats;
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
     let mut next_ping = ping_every.map(|p| Instant::now() + p);
@@ -483,7 +510,7 @@ fn main_loop(
                     } else {
                         "hot restart (SIGUSR2)"
                     };
-                    if restart_allowed(config, notifier, what) {
+                    if restart_allowed(config, notifier, what, exe) {
                         return Exit::Restart;
                     }
                 }
@@ -499,7 +526,7 @@ fn main_loop(
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
                     ControlCommand::Restart => {
-                        if restart_allowed(config, notifier, "hot restart (control app)") {
+                        if restart_allowed(config, notifier, "hot restart (control app)", exe) {
                             return Exit::Restart;
                         }
                     }
@@ -538,20 +565,22 @@ fn main_loop(
 /// it never takes the service down.
 pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
     let new = config::reload(config).map_err(|e| e.to_string())?;
-    for spec in &new.binds {
-        if let Some(o) = spec.tls() {
-            listeners::Tls::load(o).map_err(|e| format!("bind {spec}: {e}"))?;
-        }
-    }
+    check::certificates(&new)?;
     Ok(new)
 }
 
-/// Checks the configuration a restart would load. A configuration the
-/// new image would refuse must not take the service down: keep serving,
-/// say why.
-fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
+/// Checks the configuration a restart would load, then runs the binary
+/// the restart would exec with `--check` (the preflight; it blocks this
+/// loop for at most `check::preflight_timeout`, while the reactor and the
+/// pool go on serving). A restart the new image would not survive must
+/// not take the service down: keep serving, say why.
+fn restart_allowed(config: &Config, notifier: &Notifier, what: &str, exe: &Reexec) -> bool {
     notifier.reloading(&format!("{what}: checking the configuration"));
-    match check_reload(config) {
+    let checked = check_reload(config).and_then(|_| {
+        let timeout = check::preflight_timeout(notifier.watchdog());
+        check::preflight(exe, timeout).map_err(|e| format!("the new image would not start: {e}"))
+    });
+    match checked {
         Ok(_) => true,
         Err(e) => {
             eprintln!("! {what} refused, still serving with the old configuration: {e}");

@@ -36,6 +36,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,6 +80,11 @@ pub const RESOLVE_ATTEMPTS: usize = 4;
 /// listed partially with a note, so a huge directory cannot make one request
 /// allocate without bound.
 pub const MAX_LISTING_ENTRIES: usize = 10_000;
+
+/// Set once a 403 from the file system has been logged: only the first of
+/// the process is (issue 12), so a client cannot flood the log, and the
+/// operator still learns why a file is refused.
+static FORBIDDEN_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The methods this app answers, as sent in `Allow` with a 405.
 const ALLOWED_METHODS: &str = "GET, HEAD";
@@ -510,14 +516,31 @@ impl StaticFiles {
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts < RESOLVE_ATTEMPTS => {
                     attempts += 1;
                 }
-                other => break other.map_err(|e| StaticError::from_io(&e))?,
+                other => break other.map_err(|e| self.fs_error(rel, &e))?,
             }
         };
-        let meta = file.metadata().map_err(|e| StaticError::from_io(&e))?;
+        let meta = file.metadata().map_err(|e| self.fs_error(rel, &e))?;
         if !meta.is_file() && !meta.is_dir() {
             return Err(StaticError::NotFound);
         }
         Ok((file, meta))
+    }
+
+    /// [`StaticError::from_io`], logging the process's first 403 with its
+    /// reason: a docroot the service user cannot read otherwise shows only
+    /// as 403s to clients.
+    fn fs_error(&self, rel: &Path, e: &io::Error) -> StaticError {
+        let error = StaticError::from_io(e);
+        if error == StaticError::Forbidden && !FORBIDDEN_LOGGED.swap(true, Ordering::Relaxed) {
+            let path = Path::new("/").join(rel);
+            eprintln!(
+                "! 403 Forbidden for {path:?} under {}: the file system refused access ({e}); \
+                 make the files under DIR readable, and its directories searchable, by the \
+                 user catamount runs as (only the first 403 of a process is logged)",
+                self.root.display()
+            );
+        }
+        error
     }
 
     /// One attempt of [`StaticFiles::open`], before the type check. The

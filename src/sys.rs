@@ -652,6 +652,36 @@ fn openat(dir: &impl AsFd, name: &OsStr, flags: libc::c_int) -> io::Result<File>
     Ok(File::from(owned(fd)))
 }
 
+/// Whether this process, by its effective user and groups, may list and
+/// search the directory `dir` (read and search permission), as serving it
+/// needs: faccessat(2) with `AT_EACCESS`. A check for a clear message at
+/// start, not a security decision (the answer can change right after).
+pub fn may_read_dir(dir: &Path) -> io::Result<()> {
+    access(dir, libc::R_OK | libc::X_OK)
+}
+
+/// Whether this process may create and remove entries in the directory
+/// `dir` (write and search permission; `EROFS` on a read-only mount), as
+/// binding a unix socket or renaming a file into it needs. See
+/// [`may_read_dir`].
+pub fn may_write_dir(dir: &Path) -> io::Result<()> {
+    access(dir, libc::W_OK | libc::X_OK)
+}
+
+/// Whether this process may open the existing file `path` for writing.
+/// See [`may_read_dir`].
+pub fn may_write(path: &Path) -> io::Result<()> {
+    access(path, libc::W_OK)
+}
+
+fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: path is a NUL-terminated string that outlives the call.
+    cvt_r(|| unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), mode, libc::AT_EACCESS) })?;
+    Ok(())
+}
+
 /// Most bytes a symlink target may have (`PATH_MAX`); a longer one is
 /// `ENAMETOOLONG`.
 const LINK_TARGET_MAX: usize = libc::PATH_MAX as usize;

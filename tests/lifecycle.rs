@@ -699,3 +699,105 @@ fn hot_restarts_after_serving_keep_the_listener() {
     assert_serves(s.addr());
     assert!(s.stop().success(), "{}", s.stderr());
 }
+
+// ---------------------------------------------------------------------
+// DIR: what is served (issue 12)
+// ---------------------------------------------------------------------
+
+/// The catamount binary as a `Command`.
+fn catamount() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_catamount"))
+}
+
+#[test]
+fn default_dir_of_slash_is_refused_unless_given() {
+    // systemd starts services in `/`: without a DIR argument or a
+    // `directory` line, the default (the current directory) would serve
+    // the whole file system.
+    let conf_dir = TempDir::new("conf");
+    let conf = conf_dir.write("catamount.rb", "threads 0, 2\n");
+    for args in [
+        &["-b", "tcp://127.0.0.1:0"][..],
+        &["-b", "tcp://127.0.0.1:0", "-C", &conf],
+    ] {
+        let mut cmd = catamount();
+        cmd.args(args).current_dir("/");
+        let f = Server::run_command(cmd);
+        assert_eq!(f.status.code(), Some(2), "{args:?}: {f:?}");
+        assert_eq!(
+            f.stderr.trim_end(),
+            "catamount: no directory to serve was given, and the default, the current \
+             directory, is / (where systemd starts services): catamount would serve the whole \
+             file system; expected DIR, as in catamount /srv/www, or directory \"/srv/www\" in \
+             the config file (name / itself to serve it on purpose)",
+            "{args:?}"
+        );
+        assert!(!f.stdout.contains("Use Ctrl-C to stop"), "{f:?}");
+    }
+    // Named on purpose, by the argument or by the file, / is served.
+    let conf_slash = conf_dir.write("slash.rb", "directory \"/\"\n");
+    for args in [
+        &["-b", "tcp://127.0.0.1:0", "/"][..],
+        &["-b", "tcp://127.0.0.1:0", "-C", &conf_slash],
+        &["-b", "tcp://127.0.0.1:0", "."],
+    ] {
+        let mut cmd = catamount();
+        cmd.args(args).current_dir("/");
+        let mut s = Server::start_command(cmd);
+        assert!(
+            s.stdout().lines().any(|l| l == "* Serving /"),
+            "{args:?}: {}",
+            s.stdout()
+        );
+        assert_eq!(s.stop().code(), Some(0), "{}", s.stderr());
+    }
+}
+
+#[test]
+fn the_banner_says_what_is_served_as_an_absolute_path() {
+    let docroot = TempDir::docroot();
+    let canonical = std::fs::canonicalize(docroot.path()).expect("canonicalize the docroot");
+    let want = format!("* Serving {}", canonical.display());
+    let s = Server::start(&[&docroot.path().to_string_lossy()]);
+    let out = s.stdout();
+    assert!(out.lines().any(|l| l == want), "{want:?} in:\n{out}");
+    // A relative DIR is shown resolved.
+    let parent = canonical.parent().expect("the docroot has a parent");
+    let name = canonical.file_name().expect("the docroot has a name");
+    let mut cmd = catamount();
+    cmd.args(["-b", "tcp://127.0.0.1:0"])
+        .arg(name)
+        .current_dir(parent);
+    let s = Server::start_command(cmd);
+    let out = s.stdout();
+    assert!(out.lines().any(|l| l == want), "{want:?} in:\n{out}");
+    assert_serves(s.addr());
+}
+
+#[test]
+fn a_dir_this_process_cannot_read_is_refused_with_exit_2() {
+    let docroot = TempDir::docroot();
+    let shown = docroot.path().display().to_string();
+    std::fs::set_permissions(docroot.path(), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod 000 the docroot");
+    let mut cmd = match support::unprivileged(Path::new(env!("CARGO_BIN_EXE_catamount"))) {
+        Ok(cmd) => cmd,
+        Err(reason) => return support::skip(&reason),
+    };
+    cmd.args(["-b", "tcp://127.0.0.1:0", &shown]);
+    let f = Server::run_command(cmd);
+    // Given back before the asserts, so the TempDir can remove it.
+    std::fs::set_permissions(docroot.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 755 the docroot");
+    assert_eq!(f.status.code(), Some(2), "{f:?}");
+    assert_eq!(
+        f.stderr.trim_end(),
+        format!(
+            "catamount: DIR {shown:?} cannot be read by this process (Permission denied (os \
+             error 13)), which needs to list and search it; expected a directory to serve, as \
+             in catamount /srv/www"
+        ),
+        "{f:?}"
+    );
+    assert!(!f.stdout.contains("Use Ctrl-C to stop"), "{f:?}");
+}

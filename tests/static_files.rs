@@ -184,3 +184,39 @@ fn textual_files_are_sent_with_charset_utf8() {
         assert_eq!(r.header("Content-Type"), Some(want), "{name}");
     }
 }
+
+#[test]
+fn a_403_from_the_file_system_is_logged_once_with_its_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    // Issue 12: a docroot the service user cannot read showed only as
+    // 403s to clients. The first one of a process is logged, with why.
+    let docroot = support::TempDir::docroot();
+    for name in ["secret.txt", "also-secret.txt"] {
+        let path = docroot.write(name, "not for you\n");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    }
+    std::fs::set_permissions(docroot.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 755 the docroot");
+    let mut cmd = match support::unprivileged(std::path::Path::new(env!("CARGO_BIN_EXE_catamount")))
+    {
+        Ok(cmd) => cmd,
+        Err(reason) => return support::skip(&reason),
+    };
+    cmd.args(["-b", "tcp://127.0.0.1:0"]).arg(docroot.path());
+    let mut s = Server::start_command(cmd);
+    for path in ["/secret.txt", "/also-secret.txt", "/secret.txt"] {
+        assert_eq!(get(s.addr(), path).status, 403, "{path}");
+    }
+    assert_eq!(get(s.addr(), "/hello.txt").text(), HELLO);
+    assert_eq!(s.stop().code(), Some(0), "{}", s.stderr());
+    assert!(s.wait_output_closed(deadline_in(Duration::from_secs(5))));
+    let root = std::fs::canonicalize(docroot.path()).expect("canonicalize the docroot");
+    let want = format!(
+        "! 403 Forbidden for \"/secret.txt\" under {}: the file system refused access \
+         (Permission denied (os error 13)); make the files under DIR readable, and its \
+         directories searchable, by the user catamount runs as (only the first 403 of a \
+         process is logged)\n",
+        root.display()
+    );
+    assert_eq!(s.stderr(), want);
+}

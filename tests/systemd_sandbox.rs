@@ -246,6 +246,15 @@ fn shipped_units_load_cleanly() {
         // (WatchdogUSec= reads "infinity" until the service runs; the
         // running service's WATCHDOG_USEC is asserted where it runs.)
         expect(unit, "Restart", "on-failure");
+        // A config error (exit 2) is not restarted in a loop (issue 12).
+        expect(unit, "RestartPreventExitStatus", "2");
+        let reload = sb.show(unit, "ExecReload");
+        assert!(
+            reload.contains(&format!(
+                "argv[]={BIN} --check -C /etc/catamount/catamount.rb "
+            )),
+            "{unit} ExecReload checks first: {reload}"
+        );
         expect(unit, "KillMode", "mixed");
         expect(unit, "DynamicUser", "yes");
         expect(unit, "ProtectSystem", "strict");
@@ -259,6 +268,7 @@ fn shipped_units_load_cleanly() {
         "catamount.service ExecReload: {reload}"
     );
     expect("catamount.service", "CanReload", "yes");
+    expect("catamount-reload.service", "RestartPreventExitStatus", "2");
     expect("catamount.service", "RuntimeDirectory", "");
     expect("catamount-fdstore.service", "FileDescriptorStoreMax", "8");
     expect("catamount-fdstore.service", "RuntimeDirectory", "catamount");

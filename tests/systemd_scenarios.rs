@@ -1162,10 +1162,17 @@ fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
         "{log}"
     );
 
-    // A reload with a broken config file is refused: the old image keeps
-    // serving, and READY=1 ends the reload all the same.
+    // A reload with a broken config file fails: ExecReload= runs
+    // `catamount --check` first, which exits 2 with the reason, and the
+    // server is not signalled.
     fs::write(&config, "directory \"/nonexistent\"\nthraeds 0, 16\n").expect("break config");
-    sb.systemctl_ok(&["reload", svc]);
+    let out = sb.systemctl(&["reload", svc]);
+    assert!(!out.status.success(), "reload of a broken config: {out:?}");
+    sb.wait_for_journal(svc, "unknown directive \"thraeds\"", STATE_TIMEOUT);
+    assert_eq!(count_in_journal(&sb, pid, "refused"), 0);
+    // A SIGHUP from elsewhere is refused by the server itself: the old
+    // image keeps serving, and READY=1 ends the reload all the same.
+    sb.systemctl_ok(&["kill", "-s", "HUP", "--kill-who=main", svc]);
     wait_journal_count(
         &sb,
         pid,
@@ -1246,6 +1253,107 @@ fn a_bad_config_fails_the_start_and_systemd_shows_the_reason() {
         STATE_TIMEOUT,
     );
     assert_refused(&sb, 8080);
+    fx.done(sb);
+}
+
+// ---------------------------------------------------------------------------
+// 8b. A config typo, then `systemctl reload` and `systemctl restart`, with
+// the shipped units (issue 12).
+
+#[test]
+fn a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening() {
+    let fx = Fixture::new("typo");
+    let config = shipped_config(&fx);
+    fx.shipped("catamount.socket", &config);
+    fx.shipped("catamount.service", &config);
+    let Some(sb) = fx.boot() else { return };
+    let (svc, sock) = ("catamount.service", "catamount.socket");
+    sb.systemctl_ok(&["start", sock, svc]);
+    let pid = wait_running_pid(&sb, svc, 0);
+    assert_serves(&sb, svc, "0.0.0.0:9292", || get_tcp(&sb, 9292));
+    let good = fs::read_to_string(&config).expect("read the config");
+    fs::write(&config, format!("{good}thraeds 0, 16\n")).expect("break the config");
+    let typo = "unknown directive \"thraeds\"";
+
+    // `systemctl reload`: ExecReload= checks first, fails with the reason,
+    // and the server is not signalled.
+    let out = sb.systemctl(&["reload", svc]);
+    assert!(!out.status.success(), "reload with a typo: {out:?}");
+    sb.wait_for_journal(svc, typo, STATE_TIMEOUT);
+    assert_eq!(sb.main_pid(svc), pid);
+    assert_eq!(count_in_journal(&sb, pid, "refused"), 0);
+    assert_serves(&sb, svc, "0.0.0.0:9292 after the failed reload", || {
+        get_tcp(&sb, 9292)
+    });
+
+    // `systemctl restart`: the new process exits 2, once. No restart
+    // loop (RestartPreventExitStatus=2), so no start limit, and the socket
+    // unit is listening again, ready for a fixed config.
+    let out = sb.systemctl(&["restart", svc]);
+    assert!(!out.status.success(), "restart with a typo: {out:?}");
+    let v = show_many(
+        &sb,
+        svc,
+        &[
+            "ActiveState",
+            "SubState",
+            "Result",
+            "ExecMainStatus",
+            "NRestarts",
+        ],
+    );
+    assert_eq!(
+        v,
+        ["failed", "failed", "exit-code", "2", "0"],
+        "{}",
+        tail(&sb.journal(svc), 20)
+    );
+    assert_eq!(
+        show_many(&sb, sock, &["ActiveState", "SubState", "Result"]),
+        ["active", "listening", "success"]
+    );
+    let status = text(&sb.systemctl(&["status", svc]).stdout);
+    assert!(
+        status.contains(&format!(
+            "Status: \"bad configuration: {}:3: {typo}",
+            config.display()
+        )),
+        "systemctl status:\n{status}"
+    );
+
+    // What systemd does with a client meanwhile (README, "A start that
+    // fails"): the connection starts the service, which fails; the
+    // connection still waits, so the socket starts it again, until the
+    // start limit (5 in 10 s) fails the socket unit too. Then connections
+    // are refused until the config is fixed and both units are reset.
+    let out = get_tcp(&sb, 9292);
+    assert!(
+        !out.status.success(),
+        "answered with a broken config: {out:?}"
+    );
+    sb.wait_for(
+        "catamount.socket failed with service-start-limit-hit",
+        STATE_TIMEOUT,
+        || {
+            show_many(&sb, sock, &["ActiveState", "Result"])
+                == ["failed", "service-start-limit-hit"]
+        },
+    );
+    assert_refused(&sb, 9292);
+
+    fs::write(&config, &good).expect("fix the config");
+    let check = sb.run(&[BIN, "--check", "-C", config.to_str().expect("UTF-8 path")]);
+    assert!(check.status.success(), "{check:?}");
+    sb.systemctl_ok(&["reset-failed", svc, sock]);
+    // Requires=catamount.socket starts the socket unit again.
+    sb.systemctl_ok(&["restart", svc]);
+    assert_serves(&sb, svc, "0.0.0.0:9292 after the fix", || {
+        get_tcp(&sb, 9292)
+    });
+    assert_eq!(
+        show_many(&sb, sock, &["ActiveState", "SubState"]),
+        ["active", "running"]
+    );
     fx.done(sb);
 }
 

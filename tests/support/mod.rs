@@ -1119,3 +1119,75 @@ impl Server {
         self.stdout.wait_for_count(needle, count, deadline)
     }
 }
+
+// ---------------------------------------------------------------------
+// Running as an unprivileged user, and commands with a working directory
+// ---------------------------------------------------------------------
+
+/// The user [`unprivileged`] runs as when the tests run as root: nobody.
+pub const UNPRIVILEGED_UID: u32 = 65534;
+
+/// Whether this process runs as root (effective uid 0), from /proc.
+pub fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .is_some_and(|euid| euid == "0")
+}
+
+/// A command running `program` without root's power to read anything: as
+/// is when the tests are not root, under `setpriv` as nobody when they
+/// are (permission checks never fail for root). `Err` is the reason to
+/// skip: setpriv missing, or `program` not executable by nobody.
+pub fn unprivileged(program: &Path) -> Result<Command, String> {
+    if !running_as_root() {
+        return Ok(Command::new(program));
+    }
+    let id = UNPRIVILEGED_UID.to_string();
+    let as_nobody = |cmd: &mut Command| {
+        cmd.arg(format!("--reuid={id}"))
+            .arg(format!("--regid={id}"))
+            .arg("--clear-groups")
+            .arg("--");
+    };
+    let mut probe = Command::new("setpriv");
+    as_nobody(&mut probe);
+    let probed = probe
+        .arg("test")
+        .arg("-x")
+        .arg(program)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match probed {
+        Ok(s) if s.success() => {}
+        Ok(_) => {
+            return Err(format!(
+                "running as root, and {} is not executable by uid {id}",
+                program.display()
+            ))
+        }
+        Err(e) => return Err(format!("running as root, and setpriv(1) cannot run: {e}")),
+    }
+    let mut cmd = Command::new("setpriv");
+    as_nobody(&mut cmd);
+    cmd.arg(program);
+    Ok(cmd)
+}
+
+/// Prints `skipped: <reason>` where the test runner does not hide it.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(io::stderr().lock(), "skipped: {test}: {reason}");
+}
+
+impl Server {
+    /// Waits until the process closed its stdout and stderr (it exited):
+    /// from then on [`Server::stdout`] and [`Server::stderr`] hold all it
+    /// wrote. False at the deadline.
+    pub fn wait_output_closed(&self, deadline: Instant) -> bool {
+        self.stdout.wait_eof(deadline) && self.stderr.wait_eof(deadline)
+    }
+}
