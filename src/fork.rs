@@ -255,7 +255,10 @@ impl<'a> Master<'a> {
                         }
                     }
                     libc::SIGTTIN => self.resize(self.config.workers + 1),
-                    libc::SIGTTOU => self.resize(self.config.workers.saturating_sub(1).max(1)),
+                    libc::SIGTTOU if self.config.workers <= 1 => self
+                        .log
+                        .say("- SIGTTOU: 1 worker is the least; none stopped"),
+                    libc::SIGTTOU => self.resize(self.config.workers - 1),
                     _ => {}
                 }
             }
@@ -384,10 +387,38 @@ impl<'a> Master<'a> {
             ));
             return self.reload_config(what, true);
         }
+        let before = self.config.clone();
         if self.reload_config(what, false) {
+            self.warn_unapplied(what, &before);
             self.start_phased_restart();
         }
         false
+    }
+
+    /// After a phased reload: says which changed settings it cannot apply
+    /// (new workers inherit the master's listeners and control socket), so
+    /// a changed `bind` is never silently ignored.
+    fn warn_unapplied(&self, what: &str, before: &Config) {
+        let new = &self.config;
+        let changed: Vec<&str> = [
+            ("bind", before.binds != new.binds),
+            ("control_url", before.control_url != new.control_url),
+            (
+                "bind_to_activated_sockets",
+                before.activated != new.activated,
+            ),
+            ("fd_store", before.fd_store != new.fd_store),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect();
+        if !changed.is_empty() {
+            eprintln!(
+                "! {what}: {} changed, which a phased restart cannot apply (the workers keep \
+                 the master's sockets); send SIGUSR2 for a hot restart to apply it",
+                changed.join(", ")
+            );
+        }
     }
 
     /// Serves the control app's ready connections; the commands asked.

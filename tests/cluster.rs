@@ -515,6 +515,43 @@ fn hup_after_ttin_replaces_every_worker_and_keeps_the_count() {
 }
 
 #[test]
+fn hup_that_changes_the_control_url_says_it_needs_a_hot_restart() {
+    // A phased restart keeps the master's sockets: a changed control_url
+    // (or bind) is not applied, and the log says so rather than nothing.
+    let conf_dir = TempDir::new("phased-conf");
+    let file = conf_dir.write("app.rb", "threads 1, 2\n");
+    let (mut s, _root) = start_cluster(1, &["-C", &file]);
+    let sock = conf_dir.path().join("ctl.sock");
+    conf_dir.write(
+        "app.rb",
+        &format!(
+            "threads 1, 2\ncontrol_url \"unix://{}\"\ncontrol_token \"t\"\n",
+            sock.display()
+        ),
+    );
+    s.signal("HUP");
+    let d = deadline_in(EVENT_DEADLINE);
+    assert!(
+        s.wait_for_stderr(
+            "! reload (SIGHUP): control_url changed, which a phased restart cannot apply",
+            d
+        ),
+        "{}",
+        logs(&s)
+    );
+    assert!(
+        s.wait_for_line("- Phased restart complete, phase: 1\n", d),
+        "{}",
+        logs(&s)
+    );
+    assert!(
+        !sock.exists(),
+        "the control socket was created by a phased restart"
+    );
+    assert!(s.stop().success(), "{}", logs(&s));
+}
+
+#[test]
 fn ttin_adds_a_worker_and_ttou_removes_one_under_load_never_below_one() {
     let (mut s, _root) = start_cluster(2, &[]);
     let master = s.pid();
@@ -581,6 +618,14 @@ fn ttin_adds_a_worker_and_ttou_removes_one_under_load_never_below_one() {
     );
     wait_signal_taken(master);
     s.signal("TTOU");
+    assert!(
+        s.wait_for_line(
+            "- SIGTTOU: 1 worker is the least; none stopped\n",
+            deadline_in(EVENT_DEADLINE)
+        ),
+        "a TTOU at one worker says why nothing happened{}",
+        logs(&s)
+    );
     wait_signal_taken(master);
     s.signal("TTIN");
     assert!(
