@@ -86,6 +86,11 @@ pub const MAX_LISTING_ENTRIES: usize = 10_000;
 /// operator still learns why a file is refused.
 static FORBIDDEN_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// Set once a 404 for the root itself (no `index.html`, no listing) has
+/// been logged with the hint to add one (issue 12): the first page a new
+/// operator asks for should not be a bare 404 with no word why.
+static EMPTY_ROOT_LOGGED: AtomicBool = AtomicBool::new(false);
+
 /// The methods this app answers, as sent in `Allow` with a 405.
 const ALLOWED_METHODS: &str = "GET, HEAD";
 
@@ -610,6 +615,16 @@ impl StaticFiles {
             Err(e) => return Err(e),
         }
         if !self.dir_listing {
+            if decoded.rel().as_os_str().is_empty()
+                && !EMPTY_ROOT_LOGGED.swap(true, Ordering::Relaxed)
+            {
+                eprintln!(
+                    "! 404 Not Found for /: {} has no index.html and directory listings are \
+                     off; add an index.html, or pass --dir-listing (dir_listing true) to list \
+                     the files (logged once)",
+                    self.root.display()
+                );
+            }
             return Err(StaticError::NotFound);
         }
         let html = self.listing(decoded, &dir.file)?;

@@ -220,3 +220,32 @@ fn a_403_from_the_file_system_is_logged_once_with_its_reason() {
     );
     assert_eq!(s.stderr(), want);
 }
+
+#[test]
+fn a_root_without_index_or_listing_logs_a_hint_once() {
+    // Issue 12: a new operator's first request, `/`, on a directory with
+    // no index.html was a bare 404. It still is (nothing is listed unasked),
+    // but the log says why and what to do, once.
+    let s = Server::start(&[]);
+    for _ in 0..3 {
+        assert_eq!(get(s.addr(), "/").status, 404);
+    }
+    let root = std::fs::canonicalize(s.docroot().expect("the test docroot"))
+        .expect("canonicalize the docroot");
+    let want = format!(
+        "! 404 Not Found for /: {} has no index.html and directory listings are off; add an \
+         index.html, or pass --dir-listing (dir_listing true) to list the files (logged once)",
+        root.display()
+    );
+    assert!(
+        s.wait_for_stderr(&want, deadline_in(Duration::from_secs(5))),
+        "{}",
+        s.stderr()
+    );
+    assert_eq!(
+        s.stderr().matches("404 Not Found for /").count(),
+        1,
+        "{}",
+        s.stderr()
+    );
+}
