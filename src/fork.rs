@@ -1014,6 +1014,10 @@ fn worker_main(
             return 1;
         }
     };
+    if let Err(e) = server::boot(&*handler) {
+        eprintln!("! worker {index}: {e}");
+        return 1;
+    }
     // Threads start here, in the worker only.
     let serving = match server::start_serving(config, handler, listeners) {
         Ok(s) => s,

@@ -265,6 +265,14 @@ fn run(
             return fail(&msg, e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
+    if !cluster {
+        // Booted before the banner says "Listening": a single-mode app
+        // that cannot boot exits 1 without claiming it served (cluster
+        // workers boot after fork, with retries).
+        if let Err(e) = boot(&*handler) {
+            return fail(&e, libc::EIO);
+        }
+    }
     for l in &listeners {
         log.say(&format!("* Listening on {}", l.url));
     }
@@ -393,14 +401,19 @@ pub(crate) struct Serving {
     reactor: JoinHandle<(Vec<Listener>, Pool)>,
 }
 
+/// Runs the app's `Handler::boot` for this serving process.
+pub(crate) fn boot(handler: &dyn Handler) -> Result<(), String> {
+    handler
+        .boot()
+        .map_err(|e| format!("the application failed to boot: {e}"))
+}
+
+/// Starts the reactor and the pool for a booted `handler`.
 pub(crate) fn start_serving(
     config: &Config,
     handler: Box<dyn Handler>,
     listeners: Vec<Listener>,
 ) -> Result<Serving, String> {
-    handler
-        .boot()
-        .map_err(|e| format!("the application failed to boot: {e}"))?;
     let (queue, jobs) =
         crossbeam_channel::bounded(config.max_threads.max(1) * pool::QUEUE_PER_THREAD);
     let eventfd =

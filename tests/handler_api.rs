@@ -45,3 +45,24 @@ fn json_example_reads_bodies() {
     assert_eq!(r.text(), "{\"apples\":2}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn single_mode_boot_failure_exits_1_before_claiming_to_listen() {
+    // Issue 12: the banner said "Listening on ..." and "Use Ctrl-C to
+    // stop", then the process exited: the boot runs first now.
+    let Some(bin) = example("flaky_boot") else {
+        return;
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args(["-b", "tcp://127.0.0.1:0"])
+        .env("FLAKY_BOOT_FAIL", "1");
+    let f = Server::run_command(cmd);
+    assert_eq!(f.status.code(), Some(1), "{f:?}");
+    assert!(
+        f.stderr
+            .contains("the application failed to boot: FLAKY_BOOT_FAIL is set"),
+        "{f:?}"
+    );
+    assert!(!f.stdout.contains("Listening on"), "{f:?}");
+    assert!(!f.stdout.contains("Use Ctrl-C to stop"), "{f:?}");
+}
