@@ -1105,9 +1105,9 @@ mod tests {
         let dir = DIR.get_or_init(|| {
             Command::new("openssl").arg("version").output().ok()?;
             remove_stale_fixtures();
-            let dir = std::env::temp_dir().join(format!("{FIXTURE_PREFIX}{}", std::process::id()));
+            let dir = fixture_parent().join(format!("{FIXTURE_PREFIX}{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create the fixture directory in TMPDIR");
+            std::fs::create_dir_all(&dir).expect("create the fixture directory");
             make_certificates(&dir);
             Some(dir)
         });
@@ -1119,11 +1119,21 @@ mod tests {
 
     const FIXTURE_PREFIX: &str = "catamount-tls-";
 
+    /// Where the fixtures go: beside the test binary, in cargo's target
+    /// directory (issue 12: test runs leave nothing in /tmp); TMPDIR only
+    /// when the binary's directory is unknown.
+    fn fixture_parent() -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
     /// Removes the fixture directories of earlier test runs whose process
     /// is gone (a static is never dropped, so a run cannot clean up after
     /// itself).
     fn remove_stale_fixtures() {
-        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        let Ok(entries) = std::fs::read_dir(fixture_parent()) else {
             return;
         };
         for entry in entries.flatten() {
