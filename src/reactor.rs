@@ -227,8 +227,8 @@ impl Reactor {
         let (lfd, is_tcp) = (listener.fd.as_raw_fd(), listener.is_tcp);
         let tls = listener.tls.as_ref().map(|t| Arc::clone(&t.config));
         for _ in 0..ACCEPT_BATCH {
-            match sys::accept(&lfd) {
-                Ok(fd) => {
+            match sys::accept_with_peer(&lfd) {
+                Ok((fd, peer)) => {
                     if is_tcp {
                         // Best effort: a connection reset already will fail later anyway.
                         let _ = sys::set_nodelay(&fd);
@@ -243,7 +243,9 @@ impl Reactor {
                             }
                         },
                     };
-                    self.park(Conn::new(fd, tls));
+                    // The address is kept only to be logged.
+                    let peer = peer.filter(|_| self.engine.limits.log_requests);
+                    self.park(Conn::new(fd, peer.map(|a| a.ip()), tls));
                 }
 
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -157,14 +157,29 @@ pub fn accept(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     Ok(owned(new))
 }
 
+/// [`accept`], with the peer's address as accept4(2) reports it (`None`
+/// for a unix socket): a client that leaves at once is gone before
+/// getpeername(2) could ask.
+pub fn accept_with_peer(fd: &impl AsRawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are live locals; len holds storage's size
+    // and accept4 writes at most that many bytes.
+    let new = cvt_r(|| unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    Ok((owned(new), inet_from_sockaddr(&storage)))
+}
+
 /// The local address of an inet socket (`None` for other families).
 pub fn local_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
     sock_name(fd, libc::getsockname)
-}
-
-/// The peer address of an inet socket (`None` for other families).
-pub fn peer_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
-    sock_name(fd, libc::getpeername)
 }
 
 type NameFn =
