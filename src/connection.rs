@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::http::{self, ChunkedDecoder, Framing, Head, HeadScan, HttpError};
+use crate::log;
 use crate::parking::{Arrived, Parked, Parking};
 use crate::pool::Stats;
 use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
@@ -659,10 +660,10 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
         catch_unwind(AssertUnwindSafe(|| engine.handler.handle(&mut req)))
     };
     let response = response.unwrap_or_else(|_| {
-        eprintln!(
+        log::error(&format!(
             "! handler panicked on {} {}; answered 500",
             head.method, head.target
-        );
+        ));
         Response::text(500, "500 Internal Server Error\n")
     });
     // Consume what the handler left unread of what has arrived, so the
@@ -1243,10 +1244,9 @@ fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Ins
         .map_or_else(|| "-".to_string(), |ip| ip.to_string());
     let line = crate::date::with_now_clf(|d| {
         format!(
-            "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}\n",
+            "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}",
             started.elapsed().as_secs_f64()
         )
     });
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    log::info(&line);
 }

@@ -286,10 +286,10 @@ impl ControlServer {
                 // The peer gave up between SYN and accept: try the next.
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    eprintln!(
+                    crate::log::warn(&format!(
                         "! control app: accept failed: {e}; retrying in {}ms",
                         CONTROL_ACCEPT_BACKOFF.as_millis()
-                    );
+                    ));
                     self.accept_paused_until = Some(Instant::now() + CONTROL_ACCEPT_BACKOFF);
                     return;
                 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{ControlCommand, ControlServer};
 use crate::listeners::{Listener, Tls};
+use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
 use crate::sys::{self, Forked};
@@ -174,7 +175,7 @@ impl<'a> Master<'a> {
                 self.log
                     .say("- Restarting (hot: stopping workers, then exec in place, same pid)...");
                 if self.stop_workers().is_err() {
-                    eprintln!("! Second signal during restart: exiting at once");
+                    log::error("! Second signal during restart: exiting at once");
                     return 1;
                 }
                 match self.exe.take() {
@@ -211,7 +212,7 @@ impl<'a> Master<'a> {
                 }
             }
             if let Err(e) = sys::poll_readable(&fds, Some(tick), &mut ready) {
-                eprintln!("! poll failed: {e}");
+                log::warn(&format!("! poll failed: {e}"));
             }
             self.read_reports();
             got.clear();
@@ -269,7 +270,7 @@ impl<'a> Master<'a> {
                         "no worker booted within worker_boot_timeout ({}s); see the errors above",
                         self.config.worker_boot_timeout.as_secs_f64()
                     );
-                    eprintln!("catamount: error: {msg}");
+                    log::error(&format!("catamount: error: {msg}"));
                     self.notifier
                         .failed(libc::ETIMEDOUT, &format!("failed to start: {msg}"));
                     return Err(1);
@@ -330,7 +331,9 @@ impl<'a> Master<'a> {
                 true
             }
             Err(e) => {
-                eprintln!("! {what} refused, still serving with the old configuration: {e}");
+                log::warn(&format!(
+                    "! {what} refused, still serving with the old configuration: {e}"
+                ));
                 self.notifier.ready(&format!(
                     "{what} failed: {e}; serving with the old configuration"
                 ));
@@ -403,7 +406,7 @@ impl<'a> Master<'a> {
             if let Some(tls) = &mut l.tls {
                 match Tls::load(&tls.options) {
                     Ok(fresh) => *tls = fresh,
-                    Err(e) => eprintln!("! {}: keeping the old certificate: {e}", l.url),
+                    Err(e) => log::warn(&format!("! {}: keeping the old certificate: {e}", l.url)),
                 }
             }
         }
@@ -502,7 +505,7 @@ impl<'a> Master<'a> {
                 Some(pid)
             }
             Err(e) => {
-                eprintln!("! cannot fork worker {index}: {e}; retrying");
+                log::warn(&format!("! cannot fork worker {index}: {e}; retrying"));
                 self.note_failure(index);
                 None
             }
@@ -516,11 +519,11 @@ impl<'a> Master<'a> {
                 .saturating_mul(1 << (f.0 - 1).min(16))
                 .min(RESPAWN_BACKOFF_MAX);
             f.1 = Some(Instant::now() + delay);
-            eprintln!(
+            log::warn(&format!(
                 "! Worker {index} failed to boot {} time(s) in a row; next try in {:.1}s",
                 f.0,
                 delay.as_secs_f64()
-            );
+            ));
         }
     }
 
@@ -668,17 +671,17 @@ impl<'a> Master<'a> {
             match w.state {
                 State::Retiring(_) | State::Killed => {}
                 State::Booting => {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {pid}) died while booting ({exit})",
                         w.index
-                    );
+                    ));
                     self.note_failure(w.index);
                 }
                 State::Running => {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {pid}) exited unexpectedly ({exit}); replacing it",
                         w.index
-                    );
+                    ));
                 }
             }
         }
@@ -692,34 +695,34 @@ impl<'a> Master<'a> {
                 State::Booting
                     if now.duration_since(w.spawned) > self.config.worker_boot_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Terminating timed out worker (Worker {} failed to boot within {}s): {}",
                         w.index,
                         self.config.worker_boot_timeout.as_secs_f64(),
                         w.pid
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 State::Running
                     if now.duration_since(w.last_checkin) > self.config.worker_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Terminating timed out worker (Worker {} failed to check in within {}s): {}",
                         w.index,
                         self.config.worker_timeout.as_secs_f64(),
                         w.pid
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 State::Retiring(since)
                     if now.duration_since(since) > self.config.shutdown_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {}) did not stop within {}s; killing it",
                         w.index,
                         w.pid,
                         self.config.shutdown_timeout.as_secs_f64()
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 _ => {}
@@ -788,10 +791,10 @@ impl<'a> Master<'a> {
             }
             let now = Instant::now();
             if now >= deadline {
-                eprintln!(
+                log::warn(&format!(
                     "! Workers still running after {}s; killing them",
                     self.config.shutdown_timeout.as_secs_f64()
-                );
+                ));
                 self.kill_all(libc::SIGKILL);
                 while !self.workers.is_empty() {
                     self.reap();
@@ -825,7 +828,7 @@ impl<'a> Master<'a> {
                 0
             }
             Err(()) => {
-                eprintln!("! Second signal: exiting at once");
+                log::error("! Second signal: exiting at once");
                 1
             }
         }
@@ -919,7 +922,9 @@ fn worker_main(
     ]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("! worker {index}: cannot install signal handlers: {e}");
+            log::error(&format!(
+                "! worker {index}: cannot install signal handlers: {e}"
+            ));
             return 1;
         }
     };
@@ -927,7 +932,7 @@ fn worker_main(
     let serving = match server::start_serving(config, handler, listeners) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("! worker {index}: {e}");
+            log::error(&format!("! worker {index}: {e}"));
             return 1;
         }
     };

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::connection::{self, Conn, Engine, Progress};
 use crate::http::HttpError;
 use crate::listeners::Listener;
+use crate::log;
 use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
 use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
@@ -102,7 +103,7 @@ impl Reactor {
                 .store(self.pool.queued() + self.pending.len(), Ordering::Relaxed);
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
             if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
-                eprintln!("! epoll_wait failed: {e}; retrying");
+                log::warn(&format!("! epoll_wait failed: {e}; retrying"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
@@ -210,11 +211,11 @@ impl Reactor {
                 self.engine.epoll.delete(fd)
             };
             if let Err(e) = r {
-                eprintln!(
+                log::warn(&format!(
                     "! cannot {} {}: {e}",
                     if on { "watch" } else { "unwatch" },
                     l.url
-                );
+                ));
             }
         }
         self.accepting = on;
@@ -238,7 +239,7 @@ impl Reactor {
                         Some(config) => match TlsConn::new(config) {
                             Ok(t) => Some(Box::new(t)),
                             Err(e) => {
-                                eprintln!("! cannot start a TLS session: {e}");
+                                log::warn(&format!("! cannot start a TLS session: {e}"));
                                 continue;
                             }
                         },
@@ -259,11 +260,11 @@ impl Reactor {
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of a resource.
                     // Never stop for good: pause, then try again.
-                    eprintln!(
+                    log::warn(&format!(
                         "! accept on {} failed: {e}; pausing {} ms (raise LimitNOFILE= or ulimit -n if this repeats)",
                         self.listeners[index].url,
                         ACCEPT_BACKOFF.as_millis()
-                    );
+                    ));
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     self.set_accepting(false);
                     return;

@@ -7,7 +7,6 @@
 //! (reading and removing LISTEN_* and NOTIFY_SOCKET, binding with a umask,
 //! and later forking workers) happens before the pool and the reactor start.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -21,6 +20,7 @@ use crate::config::{self, Command, ConfigError};
 use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer};
 use crate::listeners::{self, Listener};
+use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::parking::Parking;
 use crate::pool::{self, Pool, Stats};
@@ -90,9 +90,7 @@ pub(crate) struct Log {
 impl Log {
     pub(crate) fn say(&self, line: &str) {
         if !self.quiet {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            log::info(line);
         }
     }
 }
@@ -106,6 +104,8 @@ enum Exit {
 }
 
 fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
+    // Whether stdout and stderr are the journal, before anything forks.
+    log::init();
     let log = Log {
         quiet: config.quiet,
     };
@@ -118,7 +118,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         args: std::env::args_os().skip(1).collect(),
     };
     let fail = |msg: &str, errno: i32| {
-        eprintln!("catamount: error: {msg}");
+        log::error(&format!("catamount: error: {msg}"));
         notifier.failed(errno, &format!("failed to start: {msg}"));
         1
     };
@@ -250,14 +250,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     };
     notifier.ready(&status_line(&serving.engine.stats, config));
 
-    let exit = main_loop(
-        config,
-        &log,
-        &notifier,
-        &serving,
-        &signals,
-        control.as_mut(),
-    );
+    let exit = main_loop(config, &notifier, &serving, &signals, control.as_mut());
     // Not driven from here on. The file goes now; the socket with the
     // process (or the exec: it is close-on-exec; the new image rebinds).
     if let Some(c) = control.take() {
@@ -286,7 +279,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
                     0
                 }
                 Err(()) => {
-                    eprintln!("! Second signal: exiting at once");
+                    log::error("! Second signal: exiting at once");
                     1
                 }
             }
@@ -300,7 +293,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
                 Err(()) => {
-                    eprintln!("! Second signal during restart: exiting at once");
+                    log::error("! Second signal during restart: exiting at once");
                     1
                 }
             }
@@ -398,7 +391,6 @@ pub(crate) fn start_serving(
 /// the watchdog while the reactor turns, sends STATUS when it changes.
 fn main_loop(
     config: &Config,
-    log: &Log,
     notifier: &Notifier,
     serving: &Serving,
     signals: &OwnedFd,
@@ -434,7 +426,7 @@ fn main_loop(
             fds.extend(c.fds());
         }
         if let Err(e) = sys::poll_readable(&fds, timeout, &mut ready) {
-            eprintln!("! poll failed: {e}");
+            log::warn(&format!("! poll failed: {e}"));
             std::thread::sleep(DRAIN_POLL);
         }
         got.clear();
@@ -452,7 +444,7 @@ fn main_loop(
                         return Exit::Restart;
                     }
                 }
-                libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log.say(&format!(
+                libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log::warn(&format!(
                     "! signal {sig} ignored: phased restarts and workers need cluster mode"
                 )),
                 _ => {}
@@ -519,7 +511,9 @@ fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
     match check_reload(config) {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("! {what} refused, still serving with the old configuration: {e}");
+            log::warn(&format!(
+                "! {what} refused, still serving with the old configuration: {e}"
+            ));
             notifier.ready(&format!(
                 "{what} failed: {e}; serving with the old configuration"
             ));
@@ -585,7 +579,7 @@ pub(crate) fn stop_reactor(
             },
         )),
         Err(_) => {
-            eprintln!("! the reactor thread panicked");
+            log::error("! the reactor thread panicked");
             Err(())
         }
     }
@@ -626,13 +620,13 @@ pub(crate) fn wait_in_flight(
             return Err(());
         }
         if Instant::now() >= d.deadline {
-            eprintln!(
+            log::warn(&format!(
                 "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \
                  still being sent; going on without them",
                 config.shutdown_timeout.as_secs_f64(),
                 stats.busy.load(Ordering::Acquire),
                 d.engine.parking.writers()
-            );
+            ));
             break;
         }
         wait_signal(signals);
@@ -669,7 +663,7 @@ pub(crate) fn cleanup(config: &Config, listeners: &[Listener]) {
 /// sockets are never stored: it holds them already.
 fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
     if !notifier.enabled() {
-        eprintln!("! fd_store is on but NOTIFY_SOCKET is not set: run under systemd with Type=notify and FileDescriptorStoreMax=");
+        log::warn("! fd_store is on but NOTIFY_SOCKET is not set: run under systemd with Type=notify and FileDescriptorStoreMax=");
         return;
     }
     for l in listeners.iter().filter(|l| !l.systemd_owned) {
@@ -685,14 +679,16 @@ fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
 pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifier) -> i32 {
     let Reexec { exe, args } = exe;
     let Some(exe) = exe else {
-        eprintln!("! hot restart failed: the path of the running binary is unknown");
+        log::error("! hot restart failed: the path of the running binary is unknown");
         notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");
         return 1;
     };
     let fds: Vec<_> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     if let Err(e) = sys::renumber_for_exec(&fds) {
-        eprintln!("! hot restart failed: cannot pass the listeners on: {e}");
+        log::error(&format!(
+            "! hot restart failed: cannot pass the listeners on: {e}"
+        ));
         notifier.ready("hot restart failed; exiting for systemd to restart");
         return 1;
     }
@@ -706,7 +702,10 @@ pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifi
     }
     let err = cmd.exec();
     // The descriptors were renumbered; this image cannot go on serving.
-    eprintln!("! hot restart failed: cannot exec {}: {err}", exe.display());
+    log::error(&format!(
+        "! hot restart failed: cannot exec {}: {err}",
+        exe.display()
+    ));
     notifier.ready(&format!(
         "hot restart failed: {err}; exiting for systemd to restart"
     ));

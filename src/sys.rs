@@ -10,7 +10,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::ControlFlow;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -431,6 +431,17 @@ pub fn is_socket(fd: RawFd) -> io::Result<bool> {
     // SAFETY: st is a live local; fstat writes at most its size.
     cvt(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+/// The (device, inode) of an open descriptor, as fstat(2) gives them:
+/// what `JOURNAL_STREAM` names (systemd.exec(5)).
+pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: stat is plain old data; all-zero is valid.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: st is a live local; fstat writes at most its size; the
+    // borrow keeps fd open for the call.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Sets or clears `FD_CLOEXEC` on a descriptor we may not own yet.

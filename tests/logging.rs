@@ -1,17 +1,29 @@
-//! Log lines (issue 12): the access log of `--log-requests` in the Common
+//! Log lines (issue 12): every line written whole, by every process; the
+//! syslog priority first when the output is systemd's journal
+//! (`JOURNAL_STREAM`); the access log of `--log-requests` in the Common
 //! Log Format with the client's address and what a refused request sent.
 
 mod support;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{deadline_in, get, request, Server};
+use support::{
+    deadline_in, get, request, with_defaults, without_priority, Client, Output, Server, TempDir,
+};
 
 /// How long a test waits for a log line.
 const LOG_DEADLINE: Duration = Duration::from_secs(10);
+/// Client threads of the interleaving test: more connections than the
+/// workers' threads, so both workers log at the same time.
+const CLIENTS: usize = 8;
+/// Requests each client sends; every other one makes the handler panic.
+const REQUESTS_PER_CLIENT: usize = 300;
+/// A client opens a new connection after this many requests, so the
+/// kernel spreads the load over both workers.
+const REQUESTS_PER_CONNECTION: usize = 20;
 
 // ---------------------------------------------------------------------
 // The Common Log Format
@@ -184,5 +196,263 @@ fn a_client_that_leaves_at_once_is_logged_with_its_address() {
         let a = parsed.unwrap_or_else(|| panic!("not a Common Log Format line: {line:?}"));
         assert_eq!((a.method.as_str(), a.version.as_str()), ("GET", "HTTP/1.1"));
         assert!(a.target.starts_with("/gone/"), "{line}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// Whole lines from every process
+// ---------------------------------------------------------------------
+
+/// A start-up or lifecycle line on stdout.
+fn is_lifecycle(line: &str) -> bool {
+    ["catamount ", "*", "- ", "Use Ctrl-C to stop"]
+        .iter()
+        .any(|p| line.starts_with(p))
+        && !line.contains(" - - [")
+}
+
+/// What the hello example's panics and the engine write on stderr: the
+/// engine's line, and Rust's own panic message (a line of its own after
+/// an empty one; a note after the first panic of a process).
+fn is_panic_output(line: &str) -> bool {
+    line.is_empty()
+        || line == "asked to panic"
+        || (line.starts_with("thread '") && line.contains(" panicked at ") && line.ends_with(':'))
+        || line.starts_with("note: run with `RUST_BACKTRACE=1`")
+}
+
+#[test]
+fn workers_write_whole_lines_when_both_log_at_once() {
+    // Two workers, each with threads, log request lines on stdout and a
+    // line per panicking request on stderr, all at once. eprintln! wrote
+    // a line in five writes: lines of the two processes ran together.
+    let Some(hello) = support::example("hello") else {
+        return;
+    };
+    let (args, _docroot) = with_defaults(&["-w", "2", "-t", "4:4", "--log-requests"]);
+    let mut cmd = Command::new(hello);
+    // Rust's panic message is one write; a backtrace would be many.
+    cmd.args(&args).env("RUST_BACKTRACE", "0");
+    let s = Server::start_command(cmd);
+    assert!(
+        s.wait_for_nth_line(") booted in ", 2, deadline_in(LOG_DEADLINE)),
+        "two workers did not boot:\n{}",
+        s.stdout()
+    );
+    let addr = s.addr();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| std::thread::spawn(move || load(addr, i)))
+        .collect();
+    for c in clients {
+        c.join().expect("a client thread failed");
+    }
+    s.signal("TERM");
+    let out = s.finish(&["hello", "-w", "2"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let mut panics = 0;
+    for line in out.stderr.lines() {
+        if line == "! handler panicked on GET /panic; answered 500" {
+            panics += 1;
+        } else {
+            assert!(is_panic_output(line), "a broken line on stderr: {line:?}");
+        }
+    }
+    assert_eq!(
+        panics,
+        CLIENTS * REQUESTS_PER_CLIENT / 2,
+        "one line per panic"
+    );
+    let mut logged = 0;
+    for line in out.stdout.lines() {
+        if parse_access(line).is_some() {
+            logged += 1;
+        } else {
+            assert!(is_lifecycle(line), "a broken line on stdout: {line:?}");
+        }
+    }
+    assert_eq!(
+        logged,
+        CLIENTS * REQUESTS_PER_CLIENT,
+        "one access line per request"
+    );
+}
+
+/// Client `i`'s requests: every other one panics (500), the others are
+/// answered 200.
+fn load(addr: SocketAddr, i: usize) {
+    let mut c = Client::connect(addr);
+    for n in 0..REQUESTS_PER_CLIENT {
+        if n > 0 && n % REQUESTS_PER_CONNECTION == 0 {
+            c = Client::connect(addr);
+        }
+        let path = if n % 2 == 0 {
+            "/panic".to_string()
+        } else {
+            format!("/client-{i}/request-{n}")
+        };
+        c.send(&support::get_bytes(&path));
+        let r = c.expect_response("GET");
+        let want = if n % 2 == 0 { 500 } else { 200 };
+        assert_eq!(r.status, want, "{path}: {r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// The journal's priorities
+// ---------------------------------------------------------------------
+
+/// catamount with `args` (defaults added) and `envs`, its stdout and
+/// stderr on `stdout` and `stderr` (`None`: both on `stdout`).
+fn spawn(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdout: Output,
+    stderr: Option<Output>,
+) -> (Server, Option<TempDir>) {
+    let (full, docroot) = with_defaults(args);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+    cmd.args(&full).envs(envs.iter().copied());
+    (Server::spawn_with_output(cmd, stdout, stderr), docroot)
+}
+
+/// Starts a server that logs info lines (start-up, a request, the
+/// stop), warnings (fd_store without NOTIFY_SOCKET, a refused reload)
+/// and, in a second run, an error (a port in use); returns what each run
+/// wrote on stdout and stderr, `journal` naming the stream
+/// `JOURNAL_STREAM` should match: "stdout", "stderr" or "both" (one
+/// stream), or "elsewhere" (the variable names another socket), or
+/// "unset".
+fn logs_with(journal: &str) -> Vec<(String, String)> {
+    let dir = TempDir::new("journal");
+    let conf = dir.write("app.rb", "threads 1, 2\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let in_use = format!("tcp://{}", taken.local_addr().expect("addr"));
+    let runs: [&[&str]; 2] = [
+        &["-C", &conf, "--fd-store", "--log-requests"],
+        &["-b", &in_use],
+    ];
+    let mut outputs = Vec::new();
+    for (run, args) in runs.iter().enumerate() {
+        let (out, out_id) = Output::socket_pair();
+        let (err, err_id) = Output::socket_pair();
+        // Alive while the server runs: its inode is not reused meanwhile.
+        let (_other, other_id) = Output::socket_pair();
+        let (stream, err) = match journal {
+            "stdout" => (Some(out_id), Some(err)),
+            "stderr" => (Some(err_id), Some(err)),
+            "both" => (Some(out_id), None),
+            "elsewhere" => (Some(other_id), None),
+            _ => (None, None),
+        };
+        let envs: Vec<(&str, &str)> = stream
+            .as_deref()
+            .map(|s| ("JOURNAL_STREAM", s))
+            .into_iter()
+            .collect();
+        let (mut s, _docroot) = spawn(args, &envs, out, err);
+        if run == 0 {
+            s.wait_started();
+            assert_eq!(get(s.addr(), "/hello.txt").status, 200);
+            std::fs::write(&conf, "treads 1, 2\n").expect("break the config");
+            s.signal("HUP");
+            let d = deadline_in(LOG_DEADLINE);
+            let refused = "refused, still serving with the old configuration";
+            assert!(
+                s.wait_for_stderr(refused, d) || s.wait_for_line(refused, d),
+                "no refused reload:\n{}\n{}",
+                s.stdout(),
+                s.stderr()
+            );
+            s.signal("TERM");
+        }
+        let done = s.finish(args);
+        outputs.push((done.stdout, done.stderr));
+    }
+    outputs
+}
+
+/// Every line of `text` starts with a syslog priority.
+fn assert_prefixed(text: &str, what: &str) {
+    for line in text.lines() {
+        assert!(
+            ["<3>", "<4>", "<6>"].iter().any(|p| line.starts_with(p)),
+            "{what}: a journal line without its priority: {line:?}\n{text}"
+        );
+    }
+}
+
+/// No line of `text` starts with a syslog priority.
+fn assert_unprefixed(text: &str, what: &str) {
+    for line in text.lines() {
+        assert_eq!(
+            without_priority(line),
+            line,
+            "{what}: a priority outside the journal\n{text}"
+        );
+    }
+}
+
+#[test]
+fn journal_lines_carry_their_syslog_priority() {
+    // Both streams on one socket, as journald connects them.
+    let runs = logs_with("both");
+    let (run, failed) = (&runs[0].0, &runs[1].0);
+    assert_prefixed(run, "both");
+    assert_prefixed(failed, "both");
+    for want in [
+        "<6>* Listening on http://127.0.0.1:",
+        "<6>Use Ctrl-C to stop",
+        "<6>127.0.0.1 - - [",
+        "<4>! fd_store is on but NOTIFY_SOCKET is not set",
+        "<4>! reload (SIGHUP) refused, still serving with the old configuration: ",
+        "<6>- Goodbye!",
+    ] {
+        assert!(run.contains(want), "no {want:?} in:\n{run}");
+    }
+    assert!(failed.contains("<3>catamount: error: bind "), "{failed}");
+
+    // Only stderr is the journal: stdout's lines carry nothing.
+    let runs = logs_with("stderr");
+    assert_unprefixed(&runs[0].0, "stdout");
+    assert_prefixed(&runs[0].1, "stderr");
+    assert!(
+        runs[0].1.contains("<4>! reload (SIGHUP) refused"),
+        "{}",
+        runs[0].1
+    );
+    assert!(
+        runs[1].1.contains("<3>catamount: error: bind "),
+        "{}",
+        runs[1].1
+    );
+    // Only stdout.
+    let runs = logs_with("stdout");
+    assert_prefixed(&runs[0].0, "stdout");
+    assert!(runs[0].0.contains("<6>- Goodbye!"), "{}", runs[0].0);
+    assert_unprefixed(&runs[0].1, "stderr");
+}
+
+#[test]
+fn lines_outside_the_journal_carry_no_priority() {
+    for journal in ["unset", "elsewhere"] {
+        let runs = logs_with(journal);
+        for (stdout, stderr) in &runs {
+            assert_unprefixed(stdout, journal);
+            assert_unprefixed(stderr, journal);
+        }
+        assert!(runs[0].0.contains("\n- Goodbye!\n"), "{}", runs[0].0);
+        assert!(
+            runs[0]
+                .0
+                .contains("\n! fd_store is on but NOTIFY_SOCKET is not set"),
+            "{}",
+            runs[0].0
+        );
+        assert!(
+            runs[1].0.contains("catamount: error: bind "),
+            "{}",
+            runs[1].0
+        );
     }
 }

@@ -1182,6 +1182,25 @@ fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
     assert_serves(&sb, svc, "0.0.0.0:9292 after a refused reload", || {
         get_tcp(&sb, 9292)
     });
+    // journald read each line's priority (JOURNAL_STREAM): the warning is
+    // there at -p warning, the info lines are not.
+    let filter = format!("_PID={pid}");
+    let warnings = sb.run(&[
+        "journalctl",
+        "--no-pager",
+        "--output=cat",
+        "--priority=warning",
+        &filter,
+    ]);
+    let warnings = text(&warnings.stdout);
+    assert!(
+        warnings.contains("! reload (SIGHUP) refused, still serving with the old configuration:"),
+        "{warnings}"
+    );
+    assert!(
+        !warnings.contains("* Activated") && !warnings.contains("Use Ctrl-C"),
+        "{warnings}"
+    );
     // The copy of the binary is of no use for a post-mortem.
     let _ = fs::remove_file(&bin);
     // Last, so that a failure here comes after every other check.
