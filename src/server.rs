@@ -152,7 +152,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
         Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), libc::EADDRNOTAVAIL),
+        Err(e) => return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL)),
     };
     // The control app's socket: bound before any thread or fork, like
     // the listeners (a unix bind sets the process-wide umask).
@@ -167,7 +167,7 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
             }
             Err(e) => {
                 cleanup(config, &listeners);
-                return fail(&e, libc::EADDRNOTAVAIL);
+                return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL));
             }
         },
     };
@@ -187,7 +187,10 @@ fn run(config: &Config, handler: Box<dyn Handler>) -> i32 {
         Ok(s) => s,
         Err(e) => {
             cleanup(config, &listeners);
-            return fail(&format!("cannot install signal handlers: {e}"), libc::EIO);
+            return fail(
+                &format!("cannot install signal handlers: {e}"),
+                e.raw_os_error().unwrap_or(libc::EIO),
+            );
         }
     };
     if let Some(path) = &config.pidfile {

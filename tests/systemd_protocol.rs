@@ -315,6 +315,136 @@ fn a_bad_config_on_reload_keeps_serving_and_still_ends_with_ready() {
     assert!(server.stop().success());
 }
 
+impl NotifyListener {
+    /// Collects messages until `until`.
+    fn collect_until(&mut self, until: Instant) {
+        while Instant::now() < until {
+            self.wait_for("\u{0}never", until);
+        }
+    }
+}
+
+/// Runs `cmd` (a catamount start that fails) with systemd listening at
+/// `notify`; returns its `ERRNO=` and `STATUS=`.
+fn failed_start(
+    systemd: &mut NotifyListener,
+    notify: &Path,
+    mut cmd: Command,
+    what: &[&str],
+) -> (String, String) {
+    cmd.env("NOTIFY_SOCKET", notify);
+    let n = systemd.seen.len();
+    let out = Server::run_command(cmd, what);
+    assert!(!out.status.success(), "{what:?} started: {out:?}");
+    let deadline = deadline_in(Duration::from_secs(5));
+    let msg = loop {
+        if let Some(m) = systemd.seen[n..]
+            .iter()
+            .find(|m| value(m, "ERRNO").is_some())
+        {
+            break m.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ERRNO= for {what:?}: {:?}\n{out:?}",
+            &systemd.seen[n..]
+        );
+        systemd.collect_until(deadline_in(Duration::from_millis(100)));
+    };
+    let field = |k: &str| value(&msg, k).unwrap_or_default().to_string();
+    (field("ERRNO"), field("STATUS"))
+}
+
+fn catamount(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+    cmd.args(args);
+    cmd
+}
+
+#[test]
+fn a_failed_start_sends_the_real_errno() {
+    let dir = TempDir::new("notify-errno");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let docroot = TempDir::docroot();
+    let root = docroot.path().to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let in_use = format!("tcp://{}", taken.local_addr().expect("addr"));
+
+    // EADDRINUSE (98): a port another process listens on, for a bind or
+    // the control app; a unix path taken by a file.
+    let file = dir.write("not-a-socket", "x");
+    for args in [
+        vec!["-b", &in_use, root],
+        vec![
+            "-b",
+            "tcp://127.0.0.1:0",
+            "--control-url",
+            &in_use,
+            "--control-token",
+            "t",
+            root,
+        ],
+        vec!["-b", &format!("unix://{file}"), root],
+    ] {
+        let (errno, status) = failed_start(&mut systemd, &path, catamount(&args), &args);
+        assert_eq!(errno, "98", "{args:?}: {status}");
+        assert!(status.starts_with("failed to start: "), "{status}");
+    }
+
+    // A config error stays EINVAL (22).
+    let args = ["--threads", "oops", root];
+    let (errno, status) = failed_start(&mut systemd, &path, catamount(&args), &args);
+    assert_eq!(errno, "22", "{status}");
+
+    // EACCES (13): a port below ip_unprivileged_port_start, bound by an
+    // unprivileged user (root drops to nobody with setpriv(1)).
+    let Some(cmd) = unprivileged(&path) else {
+        return;
+    };
+    let mut cmd = cmd;
+    cmd.args(["-b", "tcp://127.0.0.1:80", root]);
+    let (errno, status) = failed_start(&mut systemd, &path, cmd, &["unprivileged", "-b", ":80"]);
+    assert_eq!(errno, "13", "{status}");
+}
+
+/// A command that runs catamount unprivileged (as itself when not root,
+/// else as nobody through setpriv(1), with the notify socket at
+/// `notify` opened to it), or `None` and a "skipped:" line when port 80
+/// is not privileged here or there is no way to drop privileges.
+fn unprivileged(notify: &Path) -> Option<Command> {
+    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if start <= 80 {
+        eprintln!("skipped: EACCES part: port 80 is unprivileged here (ip_unprivileged_port_start={start})");
+        return None;
+    }
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if !root {
+        return Some(catamount(&[]));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(notify, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let setpriv = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_catamount"))
+            .args(args);
+        cmd
+    };
+    let works = setpriv(&["-V"]).output().is_ok_and(|o| o.status.success());
+    if !works {
+        eprintln!("skipped: EACCES part: cannot run catamount as nobody with setpriv(1)");
+        return None;
+    }
+    Some(setpriv(&[]))
+}
+
 // ------------------------------------------------------------ activation
 
 fn activate(listen: &[&str], fdname: Option<&str>, args: &[&str], docroot: &TempDir) -> Server {

@@ -329,6 +329,20 @@ impl Server {
         server
     }
 
+    /// Runs catamount with `args` (nothing added) and `envs` until it
+    /// exits, like [`Server::run`].
+    pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Finished {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+        cmd.args(args).envs(envs.iter().copied());
+        Server::run_command(cmd, args)
+    }
+
+    /// Runs `cmd` (e.g. catamount under setpriv(1)) until it exits, like
+    /// [`Server::run`]; `what` names it in a failure.
+    pub fn run_command(cmd: Command, what: &[&str]) -> Finished {
+        Server::spawn_command(cmd, None).finish(what)
+    }
+
     /// Spawns `cmd` with its stdout (and stderr, or with `None` stderr on
     /// the same stream) on descriptors the test chose, read back from
     /// their other ends: a unix stream socket, as systemd's journal hands
