@@ -104,6 +104,8 @@ pub struct Master<'a> {
     recycled: u64,
     /// The control app, driven by this loop (no thread: see control.rs).
     control: Option<ControlServer>,
+    /// Why the last reload was refused; in STATUS until one succeeds.
+    refused: Option<String>,
 }
 
 impl<'a> Master<'a> {
@@ -140,6 +142,7 @@ impl<'a> Master<'a> {
             started: Instant::now(),
             recycled: 0,
             control: None,
+            refused: None,
         }
     }
 
@@ -328,15 +331,16 @@ impl<'a> Master<'a> {
                 if let Some(h) = self.handler.as_mut() {
                     h.reconfigure(&self.config);
                 }
+                self.refused = None;
                 true
             }
             Err(e) => {
                 log::warn(&format!(
                     "! {what} refused, still serving with the old configuration: {e}"
                 ));
-                self.notifier.ready(&format!(
-                    "{what} failed: {e}; serving with the old configuration"
-                ));
+                // It stays in STATUS (status_line) until a reload passes.
+                self.refused = Some(e);
+                self.notifier.ready(&self.status_line());
                 false
             }
         }
@@ -768,7 +772,7 @@ impl<'a> Master<'a> {
         if self.recycled > 0 {
             s.push_str(&format!(", {} recycled", self.recycled));
         }
-        s
+        server::with_refusal(s, self.refused.as_deref())
     }
 
     /// TERM to every worker, then wait for them (KILL after

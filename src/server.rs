@@ -408,6 +408,9 @@ fn main_loop(
     serving.engine.wake.notify();
     let mut next_status = Instant::now() + STATUS_INTERVAL;
     let mut last_status = String::new();
+    // Why the last reload was refused: it stays in STATUS (a reload that
+    // passes the check execs a new image, which starts without it).
+    let mut refused: Option<String> = None;
     let mut got = Vec::new();
     let mut ready = Vec::new();
     loop {
@@ -432,6 +435,7 @@ fn main_loop(
             log::warn(&format!("! poll failed: {e}"));
             std::thread::sleep(DRAIN_POLL);
         }
+        let mut refusal_now = false;
         got.clear();
         sys::read_signals(signals, &mut got);
         for &sig in &got {
@@ -443,8 +447,12 @@ fn main_loop(
                     } else {
                         "hot restart (SIGUSR2)"
                     };
-                    if restart_allowed(config, notifier, what) {
-                        return Exit::Restart;
+                    match restart_allowed(config, notifier, what) {
+                        Ok(()) => return Exit::Restart,
+                        Err(e) => {
+                            refused = Some(e);
+                            refusal_now = true;
+                        }
                     }
                 }
                 libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log::warn(&format!(
@@ -459,14 +467,25 @@ fn main_loop(
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
                     ControlCommand::Restart => {
-                        if restart_allowed(config, notifier, "hot restart (control app)") {
-                            return Exit::Restart;
+                        match restart_allowed(config, notifier, "hot restart (control app)") {
+                            Ok(()) => return Exit::Restart,
+                            Err(e) => {
+                                refused = Some(e);
+                                refusal_now = true;
+                            }
                         }
                     }
                     // Answered 409 (set_phased_restart(false)): never yielded.
                     ControlCommand::PhasedRestart => {}
                 }
             }
+        }
+        if refusal_now {
+            // READY=1 ends the refused reload (systemd waits for it after
+            // RELOADING=1); the refusal is in the status from now on.
+            let s = with_refusal(status_line(stats, config), refused.as_deref());
+            notifier.ready(&s);
+            last_status = s;
         }
         let now = Instant::now();
         if let (Some(every), Some(at)) = (ping_every, next_ping) {
@@ -483,7 +502,7 @@ fn main_loop(
             }
         }
         if notifier.enabled() && now >= next_status {
-            let s = status_line(stats, config);
+            let s = with_refusal(status_line(stats, config), refused.as_deref());
             if s != last_status {
                 notifier.status(&s);
                 last_status = s;
@@ -508,20 +527,25 @@ pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
 
 /// Checks the configuration a restart would load. A configuration the
 /// new image would refuse must not take the service down: keep serving,
-/// say why.
-fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> bool {
+/// say why. `Err`: why it was refused; the caller ends the reload with
+/// READY=1.
+fn restart_allowed(config: &Config, notifier: &Notifier, what: &str) -> Result<(), String> {
     notifier.reloading(&format!("{what}: checking the configuration"));
-    match check_reload(config) {
-        Ok(_) => true,
-        Err(e) => {
-            log::warn(&format!(
-                "! {what} refused, still serving with the old configuration: {e}"
-            ));
-            notifier.ready(&format!(
-                "{what} failed: {e}; serving with the old configuration"
-            ));
-            false
-        }
+    check_reload(config).map(|_| ()).map_err(|e| {
+        log::warn(&format!(
+            "! {what} refused, still serving with the old configuration: {e}"
+        ));
+        e
+    })
+}
+
+/// `status` and, after a refused reload, why it was refused: systemd
+/// shows it (`systemctl status`) until a reload succeeds, instead of
+/// losing it to the next periodic STATUS= (issue 12).
+pub(crate) fn with_refusal(status: String, refused: Option<&str>) -> String {
+    match refused {
+        Some(why) => format!("{status}; last reload refused: {why}"),
+        None => status,
     }
 }
 

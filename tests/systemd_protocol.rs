@@ -315,13 +315,125 @@ fn a_bad_config_on_reload_keeps_serving_and_still_ends_with_ready() {
     assert!(server.stop().success());
 }
 
+/// How long a refused reload's STATUS is watched: more than two STATUS
+/// periods (one second each, and one check-in per second in cluster mode
+/// with `--worker-timeout 3`).
+const REFUSAL_WATCH: Duration = Duration::from_millis(3500);
+
 impl NotifyListener {
+    /// The index of the first message from `from` on with the line `needle`.
+    fn index_of(&self, needle: &str, from: usize) -> Option<usize> {
+        (from..self.seen.len()).find(|&i| self.seen[i].lines().any(|l| l == needle))
+    }
+
+    /// Every `STATUS=` value from message `from` on.
+    fn statuses(&self, from: usize) -> Vec<String> {
+        self.seen[from..]
+            .iter()
+            .filter_map(|m| value(m, "STATUS"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Collects messages until `until`.
     fn collect_until(&mut self, until: Instant) {
         while Instant::now() < until {
             self.wait_for("\u{0}never", until);
         }
     }
+}
+
+/// A refused reload stays in STATUS while the status line changes, until
+/// a reload passes (issue 12: the next STATUS= used to drop it within a
+/// second). `extra`: the arguments of the mode under test; `then_pass`:
+/// also check that a reload that passes ends it (cluster mode: a phased
+/// restart; in single mode a reload that passes execs a new image, which
+/// starts without it).
+fn a_refused_reload_stays_in_status(extra: &[&str], then_pass: bool) {
+    let dir = TempDir::new("notify-refused");
+    let path = dir.path().join("notify.sock");
+    let conf = dir.write("app.rb", "threads 1, 2\n");
+    let docroot = TempDir::docroot();
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut args = vec!["-C", conf.as_str()];
+    args.extend_from_slice(extra);
+    args.push(docroot.path().to_str().unwrap());
+    let mut server = Server::start_env(&args, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let addr = server.addr();
+    systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(10)))
+        .expect("READY=1");
+
+    let n = systemd.seen.len();
+    std::fs::write(&conf, "treads 1, 2\n").unwrap();
+    server.signal("HUP");
+    assert!(systemd.wait_for_new("READY=1", n, deadline_in(Duration::from_secs(10))));
+    let ready = systemd.index_of("READY=1", n).expect("just seen");
+    // Requests change the status line meanwhile: each STATUS= is new.
+    let until = Instant::now() + REFUSAL_WATCH;
+    while Instant::now() < until {
+        assert_serves(addr);
+        systemd.collect_until(deadline_in(Duration::from_millis(100)).min(until));
+    }
+    let statuses = systemd.statuses(ready);
+    assert!(
+        statuses.len() >= 3,
+        "READY=1's STATUS and at least two updates after the refusal: {statuses:#?}"
+    );
+    assert_ne!(statuses.first(), statuses.last(), "{statuses:#?}");
+    let why = format!("{conf}:1: unknown directive");
+    for st in &statuses {
+        assert!(
+            st.contains(&why),
+            "a STATUS that lost the refusal: {st:?}\nall: {statuses:#?}"
+        );
+    }
+    // The status line, then why.
+    let refusal = format!("; last reload refused: {why}");
+    for st in &statuses {
+        assert!(
+            st.starts_with("catamount ") && st.contains(&refusal),
+            "{st:?}"
+        );
+    }
+
+    if !then_pass {
+        assert!(server.stop().success());
+        return;
+    }
+    // A reload that passes ends it.
+    std::fs::write(&conf, "threads 1, 2\n").unwrap();
+    let m = systemd.seen.len();
+    server.signal("HUP");
+    assert!(
+        systemd.wait_for_new("READY=1", m, deadline_in(Duration::from_secs(20))),
+        "no READY=1 after a reload that passes: {:#?}\nstdout:\n{}\nstderr:\n{}",
+        &systemd.seen[m..],
+        server.stdout(),
+        server.stderr()
+    );
+    let ready = systemd.index_of("READY=1", m).expect("just seen");
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert_serves(addr);
+        systemd.collect_until(deadline_in(Duration::from_millis(100)).min(until));
+    }
+    let statuses = systemd.statuses(ready);
+    assert!(
+        statuses.iter().all(|s| !s.contains("last reload refused")),
+        "{statuses:#?}"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_refused_reload_stays_in_status_single() {
+    a_refused_reload_stays_in_status(&[], false);
+}
+
+#[test]
+fn a_refused_reload_stays_in_status_cluster() {
+    a_refused_reload_stays_in_status(&["-w", "2", "--worker-timeout", "3"], true);
 }
 
 /// Runs `cmd` (a catamount start that fails) with systemd listening at
