@@ -456,7 +456,8 @@ fn main_loop(
                     }
                 }
                 libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log::warn(&format!(
-                    "! signal {sig} ignored: phased restarts and workers need cluster mode"
+                    "! {} ignored: phased restarts and workers need cluster mode",
+                    sys::signal_name(sig)
                 )),
                 _ => {}
             }

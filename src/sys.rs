@@ -832,7 +832,7 @@ impl std::fmt::Display for ChildExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChildExit::Exited(c) => write!(f, "exit status {c}"),
-            ChildExit::Signaled(s) => write!(f, "signal {s}"),
+            ChildExit::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),
         }
     }
 }
@@ -1124,6 +1124,52 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     Ok(read)
 }
 
+/// The signals by name, as log lines show them (signal(7), x86_64 and
+/// aarch64 numbering through libc's constants).
+const SIGNAL_NAMES: [(libc::c_int, &str); 31] = [
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+    (libc::SIGCHLD, "SIGCHLD"),
+    (libc::SIGCONT, "SIGCONT"),
+    (libc::SIGSTOP, "SIGSTOP"),
+    (libc::SIGTSTP, "SIGTSTP"),
+    (libc::SIGTTIN, "SIGTTIN"),
+    (libc::SIGTTOU, "SIGTTOU"),
+    (libc::SIGURG, "SIGURG"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGWINCH, "SIGWINCH"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
+/// `SIGUSR1` for 10: log lines name signals rather than number them
+/// (issue 12); a number without a name (a real-time signal) stays a
+/// number.
+pub fn signal_name(sig: libc::c_int) -> std::borrow::Cow<'static, str> {
+    match SIGNAL_NAMES.iter().find(|(n, _)| *n == sig) {
+        Some((_, name)) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(format!("signal {sig}")),
+    }
+}
+
 /// Reads pending signal numbers from the self-pipe.
 pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
     let mut buf = [0u8; 64];
@@ -1140,6 +1186,18 @@ pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(signal_name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGTTOU), "SIGTTOU");
+        assert_eq!(signal_name(40), "signal 40"); // real-time: no name
+        assert_eq!(
+            ChildExit::Signaled(libc::SIGKILL).to_string(),
+            "killed by SIGKILL"
+        );
+    }
 
     #[test]
     fn cvt_maps_minus_one_to_last_error() {

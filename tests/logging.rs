@@ -1,7 +1,8 @@
 //! Log lines (issue 12): every line written whole, by every process; the
 //! syslog priority first when the output is systemd's journal
 //! (`JOURNAL_STREAM`); the access log of `--log-requests` in the Common
-//! Log Format with the client's address and what a refused request sent.
+//! Log Format with the client's address and what a refused request sent;
+//! signals by name.
 
 mod support;
 
@@ -11,7 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    deadline_in, get, request, with_defaults, without_priority, Client, Output, Server, TempDir,
+    deadline_in, get, request, send_signal, with_defaults, without_priority, Client, Output,
+    Server, TempDir,
 };
 
 /// How long a test waits for a log line.
@@ -455,4 +457,46 @@ fn lines_outside_the_journal_carry_no_priority() {
             runs[1].0
         );
     }
+}
+
+// ---------------------------------------------------------------------
+// Signals by name
+// ---------------------------------------------------------------------
+
+#[test]
+fn signals_are_logged_by_name() {
+    let mut s = Server::start(&[]);
+    s.signal("USR1");
+    assert!(
+        s.wait_for_stderr(
+            "! SIGUSR1 ignored: phased restarts and workers need cluster mode",
+            deadline_in(LOG_DEADLINE)
+        ),
+        "stdout:\n{}\nstderr:\n{}",
+        s.stdout(),
+        s.stderr()
+    );
+    assert!(s.stop().success());
+
+    let mut s = Server::start(&["-w", "1"]);
+    assert!(s.wait_for_line(") booted in ", deadline_in(LOG_DEADLINE)));
+    let out = s.stdout();
+    let pid: u32 = out
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("- Worker 0 (PID: ")?;
+            rest.split_once(')')?.0.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no worker pid in:\n{out}"));
+    send_signal(pid, "KILL");
+    let want = format!("! Worker 0 (PID: {pid}) exited unexpectedly (killed by SIGKILL)");
+    assert!(
+        s.wait_for_stderr(&want, deadline_in(LOG_DEADLINE)),
+        "no {want:?} in:\n{}",
+        s.stderr()
+    );
+    // Stopped once the replacement has booted: a worker still booting
+    // when its master is killed can miss its parent-death signal.
+    assert!(s.wait_for_nth_line(") booted in ", 2, deadline_in(LOG_DEADLINE)));
+    assert!(s.stop().success());
 }
