@@ -34,6 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::listeners::{self, BindSpec};
+use crate::log;
 use crate::server::Reexec;
 use crate::sys::{self, Interest};
 use crate::Config;
@@ -73,11 +74,11 @@ const SYSTEMD_VARS: [&str; 7] = [
 pub(crate) fn run(config: &Config) -> i32 {
     match check(config) {
         Ok(summary) => {
-            println!("catamount: configuration OK: {summary}");
+            log::info(&format!("catamount: configuration OK: {summary}"));
             0
         }
         Err(e) => {
-            eprintln!("catamount: error: {e}");
+            log::error(&format!("catamount: error: {e}"));
             1
         }
     }

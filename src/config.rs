@@ -367,7 +367,7 @@ impl ConfigError {
 
     /// Prints the error on stderr and exits with status 2.
     pub fn exit(&self) -> ! {
-        eprintln!("catamount: {self}");
+        crate::log::error(&format!("catamount: {self}"));
         std::process::exit(2)
     }
 }

@@ -14,6 +14,7 @@
 //! is bounded by `write_timeout`.
 
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::http::{self, ChunkedDecoder, Framing, Head, HeadScan, HttpError};
+use crate::log;
 use crate::parking::{Arrived, Parked, Parking};
 use crate::pool::Stats;
 use crate::sys::{self, Epoll, EventFd, Interest, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
@@ -67,6 +69,10 @@ pub struct Conn {
     /// a stale event for a closed connection cannot take a new one that
     /// got the same fd number.
     pub token: u64,
+    /// The client's address as accept4 gave it, kept for
+    /// `--log-requests` only (`None` otherwise, and on a unix socket).
+    /// Boxed: a `Conn` moves by value through the pool's queue.
+    pub peer: Option<Box<IpAddr>>,
     /// How far the request at the front of `buf` has arrived.
     incoming: Incoming,
 }
@@ -107,7 +113,8 @@ pub enum Progress {
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd, tls: Option<Box<TlsConn>>) -> Conn {
+    pub fn new(fd: OwnedFd, peer: Option<IpAddr>, tls: Option<Box<TlsConn>>) -> Conn {
+        let peer = peer.map(Box::new);
         Conn {
             fd,
             buf: Vec::new(),
@@ -115,6 +122,7 @@ impl Conn {
             tls,
             pooled: false,
             token: 0,
+            peer,
             incoming: Incoming::default(),
         }
     }
@@ -652,10 +660,10 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
         catch_unwind(AssertUnwindSafe(|| engine.handler.handle(&mut req)))
     };
     let response = response.unwrap_or_else(|_| {
-        eprintln!(
+        log::error(&format!(
             "! handler panicked on {} {}; answered 500",
             head.method, head.target
-        );
+        ));
         Response::text(500, "500 Internal Server Error\n")
     });
     // Consume what the handler left unread of what has arrived, so the
@@ -685,7 +693,8 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
     };
     engine.stats.requests.fetch_add(1, Ordering::Relaxed);
     if limits.log_requests {
-        log_request(conn, head, status, sent, started);
+        let request = http::LoggedLine::of_head(head).to_string();
+        log_request(conn, &request, status, sent, started);
     }
     answered
 }
@@ -1144,27 +1153,22 @@ fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&H
             bytes.truncate(end);
         }
     }
+    // A refused head was not parsed: log what its request line shows
+    // (the method of a 414, the whole line of a 431). Read before the
+    // answer goes: delivering it may drop the buffered bytes.
+    let request = engine.limits.log_requests.then(|| {
+        match head {
+            Some(h) => http::LoggedLine::of_head(h),
+            None => http::LoggedLine::from_refused(&conn.buf),
+        }
+        .to_string()
+    });
     let mut out = Outgoing::new(bytes, false);
     out.linger = conn.tls.is_none();
     let answered = deliver(conn, out);
     engine.stats.requests.fetch_add(1, Ordering::Relaxed);
-    if engine.limits.log_requests {
-        let placeholder = Head {
-            method: "-".into(),
-            target: "-".into(),
-            minor: 1,
-            headers: Vec::new(),
-            framing: Framing::None,
-            keep_alive: false,
-            expect_continue: false,
-        };
-        log_request(
-            conn,
-            head.unwrap_or(&placeholder),
-            e.status(),
-            0,
-            Instant::now(),
-        );
+    if let Some(request) = request {
+        log_request(conn, &request, e.status(), 0, Instant::now());
     }
     answered
 }
@@ -1229,20 +1233,20 @@ fn parse_error(buf: &[u8]) -> HttpError {
     }
 }
 
-fn log_request(conn: &Conn, head: &Head, status: u16, bytes: u64, started: Instant) {
-    let peer = match sys::peer_inet_addr(&conn.fd) {
-        Ok(Some(a)) => a.ip().to_string(),
-        _ => "-".to_string(),
-    };
-    let line = crate::date::with_now(|d| {
+/// One `--log-requests` line, in the Common Log Format as Puma and nginx
+/// write it, with the seconds taken at the end: `127.0.0.1 - -
+/// [04/Dec/2026:15:11:30 +0000] "GET /a HTTP/1.1" 200 12 0.0003`.
+/// `request` is the quoted part, escaped ([`http::LoggedLine`]).
+fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Instant) {
+    let peer = conn
+        .peer
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let line = crate::date::with_now_clf(|d| {
         format!(
-            "{peer} - - [{d}] \"{} {} HTTP/1.{}\" {status} {bytes} {:.4}\n",
-            http::log_escape(&head.method),
-            http::log_escape(&head.target),
-            head.minor,
+            "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}",
             started.elapsed().as_secs_f64()
         )
     });
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    log::info(&line);
 }

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::listeners::{
-    bind_inet_socket, bind_unix_socket, clear_unix_path, BindSpec, UnixPathError,
+    bind_inet_socket, bind_unix_socket, clear_unix_path, BindError, BindSpec, UnixPathError,
 };
 use crate::sys::{self, Interest};
 
@@ -157,12 +157,12 @@ impl ControlServer {
     /// the server) or `tcp://` on a loopback address. `token` `None`
     /// means the operator asked for no token. Call before any thread
     /// exists and before forking: a unix bind sets the process umask.
-    pub fn bind(spec: &BindSpec, token: Option<String>) -> Result<ControlServer, String> {
+    pub fn bind(spec: &BindSpec, token: Option<String>) -> Result<ControlServer, BindError> {
         if spec.tls().is_some() {
-            return Err(format!(
+            return Err(BindError::new(format!(
                 "control URL {spec}: ssl:// is not supported for the control app; expected \
                  unix:///PATH or tcp://127.0.0.1:PORT"
-            ));
+            )));
         }
         let (listener, url, created) = match spec {
             BindSpec::Unix {
@@ -170,10 +170,10 @@ impl ControlServer {
             } => bind_unix(path, *umask, *mode)?,
             BindSpec::Tcp { host, port, .. } => bind_tcp(host, *port)?,
             BindSpec::Fd { .. } => {
-                return Err(format!(
+                return Err(BindError::new(format!(
                     "control URL {spec}: the control app binds a socket of its own; expected \
                      unix:///PATH or tcp://127.0.0.1:PORT"
-                ))
+                )))
             }
         };
         Ok(ControlServer {
@@ -286,10 +286,10 @@ impl ControlServer {
                 // The peer gave up between SYN and accept: try the next.
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    eprintln!(
+                    crate::log::warn(&format!(
                         "! control app: accept failed: {e}; retrying in {}ms",
                         CONTROL_ACCEPT_BACKOFF.as_millis()
-                    );
+                    ));
                     self.accept_paused_until = Some(Instant::now() + CONTROL_ACCEPT_BACKOFF);
                     return;
                 }
@@ -675,43 +675,50 @@ fn truncate(s: &str, max: usize) -> String {
 
 type Bound = (OwnedFd, String, Option<(PathBuf, u64, u64)>);
 
-fn bind_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound, String> {
+fn bind_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound, BindError> {
     let shown = path.display();
+    // A path in use is EADDRINUSE for systemd's ERRNO=, as bind(2) says.
     clear_unix_path(path).map_err(|e| match e {
-        UnixPathError::Live => format!(
-            "control URL unix://{shown}: another server answers on this socket; stop it \
-             or choose another path"
+        UnixPathError::Live => BindError::with_errno(
+            format!(
+                "control URL unix://{shown}: another server answers on this socket; stop it \
+                 or choose another path"
+            ),
+            libc::EADDRINUSE,
         ),
-        UnixPathError::NotSocket => format!(
-            "control URL unix://{shown}: the path exists and is not a socket; remove it or \
-             choose another path"
+        UnixPathError::NotSocket => BindError::with_errno(
+            format!(
+                "control URL unix://{shown}: the path exists and is not a socket; remove it or \
+                 choose another path"
+            ),
+            libc::EADDRINUSE,
         ),
-        UnixPathError::Io(why) => format!("control URL unix://{shown}: {why}"),
+        UnixPathError::Io(why) => BindError::new(format!("control URL unix://{shown}: {why}")),
     })?;
     // The file is created 0600 from the start (no window in which others
     // could connect); umask is process-wide, and no thread exists yet.
     let mask = Some(mask.unwrap_or(CONTROL_DEFAULT_UMASK));
     let (fd, created) = bind_unix_socket(path, mask, mode, CONTROL_BACKLOG)
-        .map_err(|e| format!("control URL unix://{shown}: {e}"))?;
+        .map_err(|e| BindError::os(format!("control URL unix://{shown}: {e}"), &e))?;
     Ok((fd, format!("unix://{shown}"), Some(created)))
 }
 
-fn bind_tcp(host: &str, port: u16) -> Result<Bound, String> {
+fn bind_tcp(host: &str, port: u16) -> Result<Bound, BindError> {
     let ip = if host == "localhost" {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         host.parse::<IpAddr>().map_err(|_| {
-            format!(
+            BindError::new(format!(
                 "control URL tcp://{host}:{port}: expected a loopback address: 127.0.0.1, [::1] \
                  or localhost"
-            )
+            ))
         })?
     };
     if !ip.is_loopback() {
-        return Err(format!(
+        return Err(BindError::new(format!(
             "control URL tcp://{host}:{port}: {ip} is not a loopback address; expected \
              127.0.0.1, [::1] or localhost, since the control app can stop the server"
-        ));
+        )));
     }
     let addr = SocketAddr::new(ip, port);
     let (fd, actual) = bind_inet_socket(&addr, CONTROL_BACKLOG).map_err(|e| {
@@ -720,7 +727,7 @@ fn bind_tcp(host: &str, port: u16) -> Result<Bound, String> {
         } else {
             ""
         };
-        format!("control URL tcp://{addr}: {e}{hint}")
+        BindError::os(format!("control URL tcp://{addr}: {e}{hint}"), &e)
     })?;
     Ok((fd, format!("tcp://{actual}"), None))
 }
@@ -1600,7 +1607,7 @@ mod tests {
         // A live server on the path is not replaced.
         let spec = BindSpec::parse(&format!("unix://{}", path.display())).expect("spec");
         let e = ControlServer::bind(&spec, None).err().expect("refused");
-        assert!(e.contains("another server answers"), "{e}");
+        assert!(e.to_string().contains("another server answers"), "{e}");
         // A stale file (no listener behind it) is.
         drop(s);
         let s = ControlServer::bind(&spec, None).expect("rebind over a stale file");
@@ -1627,12 +1634,12 @@ mod tests {
         ] {
             let spec = BindSpec::parse(uri).expect("spec");
             let e = ControlServer::bind(&spec, None).err().expect("refused");
-            assert!(e.contains("loopback"), "{uri}: {e}");
+            assert!(e.to_string().contains("loopback"), "{uri}: {e}");
         }
         // ssl:// is refused here too (config refuses it first).
         if let Ok(spec) = BindSpec::parse("ssl://127.0.0.1:0?cert=/nonexistent&key=/nonexistent") {
             let e = ControlServer::bind(&spec, None).err().expect("refused");
-            assert!(e.contains("ssl://"), "{e}");
+            assert!(e.to_string().contains("ssl://"), "{e}");
         }
         let spec = BindSpec::parse("tcp://localhost:0").expect("spec");
         let s = ControlServer::bind(&spec, None).expect("localhost");

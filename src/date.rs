@@ -1,7 +1,8 @@
 //! HTTP dates (RFC 9110 §5.6.7): formatting as IMF-fixdate, parsing all
 //! three forms (IMF-fixdate, rfc850-date, asctime-date), and a per-thread
-//! cache of "now" so the `Date` header costs one comparison per response.
-//! Also ISO 8601 UTC, for the control app's `/stats`.
+//! cache of "now" so the `Date` header costs one comparison per response;
+//! also the access log's Common Log Format date, cached the same way, and
+//! ISO 8601 UTC, for the control app's `/stats`.
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +39,23 @@ pub fn iso8601(t: SystemTime) -> String {
     let rem = secs % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Formats `t` as the Common Log Format writes dates (nginx's
+/// `$time_local`, Puma's CommonLogger), in UTC: `04/Dec/2026:15:11:30 +0000`.
+pub fn format_clf(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -209,6 +227,7 @@ fn full_year(yy: i64, month: i64, day: i64, clock: i64, now: SystemTime) -> i64 
 
 thread_local! {
     static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    static NOW_CLF: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// Calls `f` with the current time as an IMF-fixdate, formatted at most
@@ -220,6 +239,20 @@ pub fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
         let mut c = cell.borrow_mut();
         if c.0 != secs {
             *c = (secs, format(now));
+        }
+        f(&c.1)
+    })
+}
+
+/// Calls `f` with the current time as [`format_clf`] writes it, formatted
+/// at most once a second per thread.
+pub fn with_now_clf<R>(f: impl FnOnce(&str) -> R) -> R {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    NOW_CLF.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, format_clf(now));
         }
         f(&c.1)
     })
@@ -259,6 +292,18 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
         assert_eq!(format(t), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
+    }
+
+    #[test]
+    fn formats_common_log_format_dates() {
+        assert_eq!(format_clf(now_2026()), "04/Dec/2026:12:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(EXAMPLE);
+        assert_eq!(format_clf(t), "06/Nov/1994:08:49:37 +0000");
+        assert_eq!(format_clf(UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+        with_now_clf(|d| {
+            assert_eq!(d.len(), "04/Dec/2026:12:00:00 +0000".len(), "{d}");
+            assert!(d.ends_with(" +0000"), "{d}");
+        });
     }
 
     #[test]

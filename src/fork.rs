@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::control::{ControlCommand, ControlServer, PoolStats};
 use crate::date;
 use crate::listeners::{Listener, Tls};
+use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
 use crate::sys::{self, Forked};
@@ -123,6 +124,8 @@ pub struct Master<'a> {
     recycled: u64,
     /// The control app, driven by this loop (no thread: see control.rs).
     control: Option<ControlServer>,
+    /// Why the last reload was refused; in STATUS until one succeeds.
+    refused: Option<String>,
 }
 
 impl<'a> Master<'a> {
@@ -160,6 +163,7 @@ impl<'a> Master<'a> {
             started_at: SystemTime::now(),
             recycled: 0,
             control: None,
+            refused: None,
         }
     }
 
@@ -195,7 +199,7 @@ impl<'a> Master<'a> {
                 self.log
                     .say("- Restarting (hot: stopping workers, then exec in place, same pid)...");
                 if self.stop_workers().is_err() {
-                    eprintln!("! Second signal during restart: exiting at once");
+                    log::error("! Second signal during restart: exiting at once");
                     return 1;
                 }
                 match self.exe.take() {
@@ -232,7 +236,7 @@ impl<'a> Master<'a> {
                 }
             }
             if let Err(e) = sys::poll_readable(&fds, Some(tick), &mut ready) {
-                eprintln!("! poll failed: {e}");
+                log::warn(&format!("! poll failed: {e}"));
             }
             self.read_reports();
             got.clear();
@@ -293,7 +297,7 @@ impl<'a> Master<'a> {
                         "no worker booted within worker_boot_timeout ({}s); see the errors above",
                         self.config.worker_boot_timeout.as_secs_f64()
                     );
-                    eprintln!("catamount: error: {msg}");
+                    log::error(&format!("catamount: error: {msg}"));
                     self.notifier
                         .failed(libc::ETIMEDOUT, &format!("failed to start: {msg}"));
                     return Err(1);
@@ -366,13 +370,16 @@ impl<'a> Master<'a> {
                 if let Some(h) = self.handler.as_mut() {
                     h.reconfigure(&self.config);
                 }
+                self.refused = None;
                 true
             }
             Err(e) => {
-                eprintln!("! {what} refused, still serving with the old configuration: {e}");
-                self.notifier.ready(&format!(
-                    "{what} failed: {e}; serving with the old configuration"
+                log::warn(&format!(
+                    "! {what} refused, still serving with the old configuration: {e}"
                 ));
+                // It stays in STATUS (status_line) until a reload passes.
+                self.refused = Some(e);
+                self.notifier.ready(&self.status_line());
                 false
             }
         }
@@ -413,11 +420,11 @@ impl<'a> Master<'a> {
         .filter_map(|(name, differs)| differs.then_some(name))
         .collect();
         if !changed.is_empty() {
-            eprintln!(
+            log::warn(&format!(
                 "! {what}: {} changed, which a phased restart cannot apply (the workers keep \
                  the master's sockets); send SIGUSR2 for a hot restart to apply it",
                 changed.join(", ")
-            );
+            ));
         }
     }
 
@@ -488,7 +495,7 @@ impl<'a> Master<'a> {
             if let Some(tls) = &mut l.tls {
                 match Tls::load(&tls.options) {
                     Ok(fresh) => *tls = fresh,
-                    Err(e) => eprintln!("! {}: keeping the old certificate: {e}", l.url),
+                    Err(e) => log::warn(&format!("! {}: keeping the old certificate: {e}", l.url)),
                 }
             }
         }
@@ -590,7 +597,7 @@ impl<'a> Master<'a> {
                 Some(pid)
             }
             Err(e) => {
-                eprintln!("! cannot fork worker {index}: {e}; retrying");
+                log::warn(&format!("! cannot fork worker {index}: {e}; retrying"));
                 self.note_failure(index);
                 None
             }
@@ -604,11 +611,11 @@ impl<'a> Master<'a> {
                 .saturating_mul(1 << (f.0 - 1).min(16))
                 .min(RESPAWN_BACKOFF_MAX);
             f.1 = Some(Instant::now() + delay);
-            eprintln!(
+            log::warn(&format!(
                 "! Worker {index} failed to boot {} time(s) in a row; next try in {:.1}s",
                 f.0,
                 delay.as_secs_f64()
-            );
+            ));
         }
     }
 
@@ -757,17 +764,17 @@ impl<'a> Master<'a> {
             match w.state {
                 State::Retiring(_) | State::Killed => {}
                 State::Booting => {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {pid}) died while booting ({exit})",
                         w.index
-                    );
+                    ));
                     self.note_failure(w.index);
                 }
                 State::Running => {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {pid}) exited unexpectedly ({exit}); replacing it",
                         w.index
-                    );
+                    ));
                 }
             }
         }
@@ -781,34 +788,34 @@ impl<'a> Master<'a> {
                 State::Booting
                     if now.duration_since(w.spawned) > self.config.worker_boot_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Terminating timed out worker (Worker {} failed to boot within {}s): {}",
                         w.index,
                         self.config.worker_boot_timeout.as_secs_f64(),
                         w.pid
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 State::Running
                     if now.duration_since(w.last_checkin) > self.config.worker_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Terminating timed out worker (Worker {} failed to check in within {}s): {}",
                         w.index,
                         self.config.worker_timeout.as_secs_f64(),
                         w.pid
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 State::Retiring(since)
                     if now.duration_since(since) > self.config.shutdown_timeout =>
                 {
-                    eprintln!(
+                    log::warn(&format!(
                         "! Worker {} (PID: {}) did not stop within {}s; killing it",
                         w.index,
                         w.pid,
                         self.config.shutdown_timeout.as_secs_f64()
-                    );
+                    ));
                     kill.push(w.pid);
                 }
                 _ => {}
@@ -854,7 +861,7 @@ impl<'a> Master<'a> {
         if self.recycled > 0 {
             s.push_str(&format!(", {} recycled", self.recycled));
         }
-        s
+        server::with_refusal(s, self.refused.as_deref())
     }
 
     /// TERM to every worker, then wait for them (KILL after
@@ -877,10 +884,10 @@ impl<'a> Master<'a> {
             }
             let now = Instant::now();
             if now >= deadline {
-                eprintln!(
+                log::warn(&format!(
                     "! Workers still running after {}s; killing them",
                     self.config.shutdown_timeout.as_secs_f64()
-                );
+                ));
                 self.kill_all(libc::SIGKILL);
                 while !self.workers.is_empty() {
                     self.reap();
@@ -914,7 +921,7 @@ impl<'a> Master<'a> {
                 0
             }
             Err(()) => {
-                eprintln!("! Second signal: exiting at once");
+                log::error("! Second signal: exiting at once");
                 1
             }
         }
@@ -1010,19 +1017,21 @@ fn worker_main(
     ]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("! worker {index}: cannot install signal handlers: {e}");
+            log::error(&format!(
+                "! worker {index}: cannot install signal handlers: {e}"
+            ));
             return 1;
         }
     };
     if let Err(e) = server::boot(&*handler) {
-        eprintln!("! worker {index}: {e}");
+        log::error(&format!("! worker {index}: {e}"));
         return 1;
     }
     // Threads start here, in the worker only.
     let serving = match server::start_serving(config, handler, listeners) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("! worker {index}: {e}");
+            log::error(&format!("! worker {index}: {e}"));
             return 1;
         }
     };

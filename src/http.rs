@@ -256,8 +256,9 @@ pub struct HeadScan {
     /// Bytes before this index hold no end of the head; the search resumes
     /// here.
     at: usize,
-    /// Where the request line's LF is, once it has arrived.
-    line_end: Option<usize>,
+    /// The request line's LF has arrived. (A flag, not its index: a
+    /// `Conn` carries this by value and has no bytes to spare.)
+    line_seen: bool,
 }
 
 impl HeadScan {
@@ -284,7 +285,7 @@ impl HeadScan {
                 return None;
             };
             let lf = at + i;
-            self.line_end.get_or_insert(lf);
+            self.line_seen = true;
             let end = match (buf.get(lf + 1), buf.get(lf + 2)) {
                 (Some(b'\n'), _) => Some(lf + 2),
                 (Some(b'\r'), Some(b'\n')) => Some(lf + 3),
@@ -304,7 +305,7 @@ impl HeadScan {
 
     /// The request line has arrived in full (its LF was seen).
     pub fn line_complete(&self) -> bool {
-        self.line_end.is_some()
+        self.line_seen
     }
 }
 
@@ -590,13 +591,22 @@ impl ChunkedDecoder {
 /// start a new line, so it cannot forge fields or whole lines. Borrows
 /// when nothing needs escaping (the common case).
 pub fn log_escape(s: &str) -> Cow<'_, str> {
+    log_escape_bytes(s.as_bytes())
+}
+
+/// [`log_escape`] on bytes that need not be UTF-8 (a refused request's
+/// line, see [`LoggedLine::from_refused`]).
+pub fn log_escape_bytes(s: &[u8]) -> Cow<'_, str> {
     let needs = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b);
-    if !s.bytes().any(needs) {
-        return Cow::Borrowed(s);
+    if !s.iter().any(|&b| needs(b)) {
+        // Printable ASCII only, so valid UTF-8.
+        if let Ok(text) = std::str::from_utf8(s) {
+            return Cow::Borrowed(text);
+        }
     }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len() + 16);
-    for b in s.bytes() {
+    for &b in s {
         if needs(b) {
             out.push_str("\\x");
             out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -606,6 +616,91 @@ pub fn log_escape(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Longest method or version a refused request's log line shows; a longer
+/// one is logged as `-`.
+const MAX_LOGGED_TOKEN: usize = 32;
+
+/// What the access log shows of a request line; `-` for a part not known.
+/// Displayed as `METHOD TARGET VERSION`, each part escaped with
+/// [`log_escape_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedLine<'a> {
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub version: &'a [u8],
+}
+
+impl<'a> LoggedLine<'a> {
+    /// A parsed request's: the version as it is served (HTTP/1.2 as 1.1).
+    pub fn of_head(head: &'a Head) -> LoggedLine<'a> {
+        LoggedLine {
+            method: head.method.as_bytes(),
+            target: head.target.as_bytes(),
+            version: if head.minor == 0 {
+                b"HTTP/1.0"
+            } else {
+                b"HTTP/1.1"
+            },
+        }
+    }
+
+    /// For a request refused before its head was parsed, from the bytes
+    /// buffered: the method when they start with a token and a space (the
+    /// line of a 414 does, long before it ends), and the target and
+    /// version too when the whole request line arrived as `METHOD SP
+    /// TARGET SP HTTP/x.y` with a target within [`MAX_URI`] (a 431, or a
+    /// 400 for a header).
+    pub fn from_refused(buf: &'a [u8]) -> LoggedLine<'a> {
+        let mut out = LoggedLine {
+            method: b"-",
+            target: b"-",
+            version: b"-",
+        };
+        let buf = &buf[skip_empty_lines(buf)..];
+        let head = &buf[..buf.len().min(MAX_LOGGED_TOKEN + 1)];
+        let Some(sp) = find_byte(b' ', head) else {
+            return out;
+        };
+        let method = &buf[..sp];
+        if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+            return out;
+        }
+        out.method = method;
+        let rest = &buf[sp + 1..];
+        let scan = &rest[..rest.len().min(MAX_REQUEST_LINE + 1)];
+        let Some(lf) = find_byte(b'\n', scan) else {
+            return out;
+        };
+        let line = scan[..lf].strip_suffix(b"\r").unwrap_or(&scan[..lf]);
+        let Some(sp) = find_byte(b' ', line) else {
+            return out;
+        };
+        let (target, version) = (&line[..sp], &line[sp + 1..]);
+        let well_formed = !target.is_empty()
+            && target.len() <= MAX_URI
+            && !target.contains(&b' ')
+            && version.len() <= MAX_LOGGED_TOKEN
+            && version.starts_with(b"HTTP/");
+        if well_formed {
+            out.target = target;
+            out.version = version;
+        }
+        out
+    }
+}
+
+impl fmt::Display for LoggedLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            log_escape_bytes(self.method),
+            log_escape_bytes(self.target),
+            log_escape_bytes(self.version)
+        )
+    }
 }
 
 /// Decodes `%XX` escapes (`+` stays `+`); `None` when a `%` is not
@@ -1793,6 +1888,53 @@ mod tests {
         for (raw, escaped) in cases {
             assert_eq!(log_escape(raw), escaped, "{raw:?}");
         }
+        assert_eq!(log_escape_bytes(b"/\xff\x80"), "/\\xFF\\x80");
+    }
+
+    // ---- LoggedLine ----
+
+    fn logged(buf: &[u8]) -> (String, String, String) {
+        let l = LoggedLine::from_refused(buf);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (text(l.method), text(l.target), text(l.version))
+    }
+
+    fn parts(m: &str, t: &str, v: &str) -> (String, String, String) {
+        (m.into(), t.into(), v.into())
+    }
+
+    #[test]
+    fn a_refused_request_logs_what_its_line_shows() {
+        // 414: the line has not ended, the method is known.
+        let mut long = b"GET /".to_vec();
+        long.resize(MAX_REQUEST_LINE + 100, b'a');
+        assert_eq!(parse_head(&long).err(), Some(HttpError::UriTooLong));
+        assert_eq!(logged(&long), parts("GET", "-", "-"));
+        long.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(logged(&long), parts("GET", "-", "-"));
+        // A complete line: all of it (431, a bad header).
+        assert_eq!(
+            logged(b"\r\nPOST /a?b HTTP/1.1\r\nX: \x01\r\n"),
+            parts("POST", "/a?b", "HTTP/1.1")
+        );
+        assert_eq!(
+            logged(b"GET /x HTTP/2.0\n\n"),
+            parts("GET", "/x", "HTTP/2.0")
+        );
+        // Not a request line: what cannot be read stays `-`.
+        assert_eq!(logged(b""), parts("-", "-", "-"));
+        assert_eq!(logged(b"GET"), parts("-", "-", "-"));
+        assert_eq!(logged(b" GET / HTTP/1.1\r\n"), parts("-", "-", "-"));
+        assert_eq!(logged(b"G(T / HTTP/1.1\r\n"), parts("-", "-", "-"));
+        assert_eq!(logged(&[b'A'; 64]), parts("-", "-", "-"));
+        assert_eq!(logged(b"GET /a b HTTP/1.1\r\n"), parts("GET", "-", "-"));
+        assert_eq!(logged(b"GET /a\r\n"), parts("GET", "-", "-"));
+        assert_eq!(logged(b"GET /a FOO\r\n"), parts("GET", "-", "-"));
+        assert_eq!(logged(b"\x16\x03\x01\x02\x00"), parts("-", "-", "-"));
+        // Written escaped, three fields always.
+        let line = LoggedLine::from_refused(b"GET /\"x\xff HTTP/1.1\r\n");
+        assert_eq!(line.to_string(), "GET /\\x22x\\xFF HTTP/1.1");
+        assert_eq!(LoggedLine::from_refused(b"").to_string(), "- - -");
     }
 
     // ---- head_end ----

@@ -24,6 +24,7 @@ mod date;
 mod fork;
 pub mod http;
 mod listeners;
+mod log;
 mod notify;
 mod parking;
 mod pool;

@@ -244,11 +244,46 @@ pub struct Listener {
 
 /// Why a bind failed; the message names the bind and what to do.
 #[derive(Debug)]
-pub struct BindError(pub String);
+pub struct BindError {
+    message: String,
+    /// The errno of the system call that failed (EADDRINUSE, EACCES...),
+    /// for systemd's `ERRNO=`; `None` when none failed (a socket name
+    /// nothing was passed under, a certificate that does not load).
+    errno: Option<i32>,
+}
+
+impl BindError {
+    pub(crate) fn new(message: String) -> BindError {
+        BindError {
+            message,
+            errno: None,
+        }
+    }
+
+    /// A failed system call: keeps its errno.
+    pub(crate) fn os(message: String, e: &io::Error) -> BindError {
+        BindError {
+            message,
+            errno: e.raw_os_error(),
+        }
+    }
+
+    /// A bind refused as bind(2) would refuse it, with `errno`.
+    pub(crate) fn with_errno(message: String, errno: i32) -> BindError {
+        BindError {
+            message,
+            errno: Some(errno),
+        }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        self.errno
+    }
+}
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -269,7 +304,7 @@ pub fn open_all(
     let mut tls_of = Vec::with_capacity(specs.len());
     for spec in specs {
         tls_of.push(match spec.tls() {
-            Some(o) => Some(Tls::load(o).map_err(|e| BindError(format!("bind {spec}: {e}")))?),
+            Some(o) => Some(Tls::load(o).map_err(|e| BindError::new(format!("bind {spec}: {e}")))?),
             None => None,
         });
     }
@@ -305,7 +340,7 @@ pub fn open_all(
                 match pos {
                     Some(p) => out.push(adopt(inherited.remove(p), tls, log)),
                     None => {
-                        return Err(BindError(format!(
+                        return Err(BindError::new(format!(
                             "bind {spec}: no inherited socket has that name or number (names passed: {}); \
                              check FileDescriptorName= in the .socket unit",
                             names_list(&inherited)
@@ -326,8 +361,8 @@ pub fn open_all(
                     out.extend(mine.into_iter().map(|i| adopt(i, tls.clone(), log)));
                     continue;
                 }
-                for addr in
-                    resolve(host, *port).map_err(|e| BindError(format!("bind {spec}: {e}")))?
+                for addr in resolve(host, *port)
+                    .map_err(|e| BindError::os(format!("bind {spec}: {e}"), &e))?
                 {
                     let found = inherited.iter().position(|i| same_inet(&i.addr, &addr));
                     if let Some(p) = found {
@@ -342,7 +377,10 @@ pub fn open_all(
                                 && addr.is_ipv6()
                                 && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
                         Err(e) => {
-                            return Err(BindError(format!("bind {spec} ({addr}): {e}{}", hint(&e))))
+                            return Err(BindError::os(
+                                format!("bind {spec} ({addr}): {e}{}", hint(&e)),
+                                &e,
+                            ))
                         }
                     }
                 }
@@ -358,8 +396,7 @@ pub fn open_all(
                     .position(|i| i.name == name || same_unix_path(&i.addr, path));
                 match found {
                     Some(p) => out.push(adopt(inherited.remove(p), None, log)),
-                    None => out
-                        .push(bind_unix(path, *umask, *perm, *backlog, &name).map_err(BindError)?),
+                    None => out.push(bind_unix(path, *umask, *perm, *backlog, &name)?),
                 }
             }
         }
@@ -606,17 +643,24 @@ fn bind_unix(
     mode: Option<u32>,
     backlog: i32,
     name: &str,
-) -> Result<Listener, String> {
+) -> Result<Listener, BindError> {
     let shown = path.display();
+    // A path in use is EADDRINUSE, as bind(2) itself says.
     clear_unix_path(path).map_err(|e| match e {
-        UnixPathError::Live => format!("There is already a server bound to: {shown}"),
-        UnixPathError::NotSocket => format!(
-            "bind unix://{shown}: the path exists and is not a socket; remove it or choose another path"
+        UnixPathError::Live => BindError::with_errno(
+            format!("There is already a server bound to: {shown}"),
+            libc::EADDRINUSE,
         ),
-        UnixPathError::Io(why) => format!("bind unix://{shown}: {why}"),
+        UnixPathError::NotSocket => BindError::with_errno(
+            format!(
+                "bind unix://{shown}: the path exists and is not a socket; remove it or choose another path"
+            ),
+            libc::EADDRINUSE,
+        ),
+        UnixPathError::Io(why) => BindError::new(format!("bind unix://{shown}: {why}")),
     })?;
     let (fd, created) = bind_unix_socket(path, mask, mode, backlog)
-        .map_err(|e| format!("bind unix://{shown}: {e}"))?;
+        .map_err(|e| BindError::os(format!("bind unix://{shown}: {e}"), &e))?;
     Ok(Listener {
         fd,
         is_tcp: false,

@@ -13,6 +13,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
+use crate::log;
 use crate::sys;
 
 /// sd_notify messages must stay under this size.
@@ -55,7 +56,7 @@ impl Notifier {
                 }
                 Some(b'/') => Some(b),
                 _ => {
-                    eprintln!("! NOTIFY_SOCKET={v:?} is neither a path nor an @abstract name; not notifying systemd");
+                    log::warn(&format!("! NOTIFY_SOCKET={v:?} is neither a path nor an @abstract name; not notifying systemd"));
                     None
                 }
             }
@@ -72,7 +73,9 @@ impl Notifier {
         let sock = dest.as_ref().and_then(|_| match sys::datagram_socket() {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("! cannot create the notify socket: {e}; not notifying systemd");
+                log::warn(&format!(
+                    "! cannot create the notify socket: {e}; not notifying systemd"
+                ));
                 None
             }
         });
@@ -113,7 +116,9 @@ impl Notifier {
             Ok(_) => true,
             Err(e) => {
                 if !self.warned.replace(true) {
-                    eprintln!("! cannot notify systemd: {e} (further failures are not logged)");
+                    log::warn(&format!(
+                        "! cannot notify systemd: {e} (further failures are not logged)"
+                    ));
                 }
                 false
             }

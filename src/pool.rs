@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::{self, Conn, Engine};
+use crate::log;
 use crate::sys::{Events, EPOLL_READ};
 
 /// A thread above `min` that waited this long for work exits (Puma trims
@@ -184,7 +185,9 @@ fn spawn(shared: &Arc<Shared>) {
         .spawn(move || worker_loop(&mine));
     if let Err(e) = spawned {
         stats.threads.fetch_sub(1, Ordering::AcqRel);
-        eprintln!("! could not start a pool thread: {e}; serving with the threads running");
+        log::warn(&format!(
+            "! could not start a pool thread: {e}; serving with the threads running"
+        ));
     }
 }
 
@@ -265,7 +268,9 @@ fn worker_loop(shared: &Arc<Shared>) {
             continue;
         }
         if let Err(e) = waited {
-            eprintln!("! epoll_wait in a pool thread failed: {e}; retrying");
+            log::warn(&format!(
+                "! epoll_wait in a pool thread failed: {e}; retrying"
+            ));
             std::thread::sleep(WAIT_RETRY);
             continue;
         }

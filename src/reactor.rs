@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::connection::{self, Conn, Engine, Progress};
 use crate::http::HttpError;
 use crate::listeners::Listener;
+use crate::log;
 use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
 use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
@@ -100,7 +101,7 @@ impl Reactor {
             stats.held.store(self.pending.len(), Ordering::Relaxed);
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
             if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
-                eprintln!("! epoll_wait failed: {e}; retrying");
+                log::warn(&format!("! epoll_wait failed: {e}; retrying"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
@@ -208,11 +209,11 @@ impl Reactor {
                 self.engine.epoll.delete(fd)
             };
             if let Err(e) = r {
-                eprintln!(
+                log::warn(&format!(
                     "! cannot {} {}: {e}",
                     if on { "watch" } else { "unwatch" },
                     l.url
-                );
+                ));
             }
         }
         self.accepting = on;
@@ -225,8 +226,8 @@ impl Reactor {
         let (lfd, is_tcp) = (listener.fd.as_raw_fd(), listener.is_tcp);
         let tls = listener.tls.as_ref().map(|t| Arc::clone(&t.config));
         for _ in 0..ACCEPT_BATCH {
-            match sys::accept(&lfd) {
-                Ok(fd) => {
+            match sys::accept_with_peer(&lfd) {
+                Ok((fd, peer)) => {
                     if is_tcp {
                         // Best effort: a connection reset already will fail later anyway.
                         let _ = sys::set_nodelay(&fd);
@@ -236,12 +237,14 @@ impl Reactor {
                         Some(config) => match TlsConn::new(config) {
                             Ok(t) => Some(Box::new(t)),
                             Err(e) => {
-                                eprintln!("! cannot start a TLS session: {e}");
+                                log::warn(&format!("! cannot start a TLS session: {e}"));
                                 continue;
                             }
                         },
                     };
-                    self.park(Conn::new(fd, tls));
+                    // The address is kept only to be logged.
+                    let peer = peer.filter(|_| self.engine.limits.log_requests);
+                    self.park(Conn::new(fd, peer.map(|a| a.ip()), tls));
                 }
 
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -255,11 +258,11 @@ impl Reactor {
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of a resource.
                     // Never stop for good: pause, then try again.
-                    eprintln!(
+                    log::warn(&format!(
                         "! accept on {} failed: {e}; pausing {} ms (raise LimitNOFILE= or ulimit -n if this repeats)",
                         self.listeners[index].url,
                         ACCEPT_BACKOFF.as_millis()
-                    );
+                    ));
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     self.set_accepting(false);
                     return;

@@ -7,7 +7,6 @@
 //! (reading and removing LISTEN_* and NOTIFY_SOCKET, binding with a umask,
 //! and later forking workers) happens before the pool and the reactor start.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -23,6 +22,7 @@ use crate::connection::{Engine, Limits};
 use crate::control::{self, ControlCommand, ControlServer, PoolStats};
 use crate::date;
 use crate::listeners::{self, Listener};
+use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
 use crate::parking::Parking;
 use crate::pool::{self, Pool, Stats};
@@ -126,9 +126,7 @@ pub(crate) struct Log {
 impl Log {
     pub(crate) fn say(&self, line: &str) {
         if !self.quiet {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            log::info(line);
         }
     }
 }
@@ -148,6 +146,8 @@ fn run(
 ) -> i32 {
     // `/stats` says `started_at`: when this process image started.
     let started_at = SystemTime::now();
+    // Whether stdout and stderr are the journal, before anything forks.
+    log::init();
     let log = Log {
         quiet: config.quiet,
     };
@@ -160,7 +160,7 @@ fn run(
         args: std::env::args_os().skip(1).collect(),
     };
     let fail = |msg: &str, errno: i32| {
-        eprintln!("catamount: error: {msg}");
+        log::error(&format!("catamount: error: {msg}"));
         notifier.failed(errno, &format!("failed to start: {msg}"));
         1
     };
@@ -198,7 +198,7 @@ fn run(
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
         Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), libc::EADDRNOTAVAIL),
+        Err(e) => return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL)),
     };
     // The control app's socket: bound before any thread or fork, like
     // the listeners (a unix bind sets the process-wide umask).
@@ -213,7 +213,7 @@ fn run(
             }
             Err(e) => {
                 cleanup(config, &listeners);
-                return fail(&e, libc::EADDRNOTAVAIL);
+                return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL));
             }
         },
     };
@@ -233,7 +233,10 @@ fn run(
         Ok(s) => s,
         Err(e) => {
             cleanup(config, &listeners);
-            return fail(&format!("cannot install signal handlers: {e}"), libc::EIO);
+            return fail(
+                &format!("cannot install signal handlers: {e}"),
+                e.raw_os_error().unwrap_or(libc::EIO),
+            );
         }
     };
     if let Some(path) = &config.pidfile {
@@ -306,7 +309,6 @@ fn run(
 
     let exit = main_loop(
         config,
-        &log,
         &notifier,
         &serving,
         &signals,
@@ -344,7 +346,7 @@ fn run(
                     0
                 }
                 Err(()) => {
-                    eprintln!("! Second signal: exiting at once");
+                    log::error("! Second signal: exiting at once");
                     1
                 }
             }
@@ -361,7 +363,7 @@ fn run(
             match drained {
                 Ok(listeners) => hot_restart(exe, &listeners, &notifier),
                 Err(()) => {
-                    eprintln!("! Second signal during restart: exiting at once");
+                    log::error("! Second signal during restart: exiting at once");
                     1
                 }
             }
@@ -471,7 +473,6 @@ struct Image<'a> {
 /// the watchdog while the reactor turns, sends STATUS when it changes.
 fn main_loop(
     config: &Config,
-    log: &Log,
     notifier: &Notifier,
     serving: &Serving,
     signals: &OwnedFd,
@@ -488,6 +489,9 @@ fn main_loop(
     serving.engine.wake.notify();
     let mut next_status = Instant::now() + STATUS_INTERVAL;
     let mut last_status = String::new();
+    // Why the last reload was refused: it stays in STATUS (a reload that
+    // passes the check execs a new image, which starts without it).
+    let mut refused: Option<String> = None;
     let mut got = Vec::new();
     let mut ready = Vec::new();
     loop {
@@ -509,9 +513,10 @@ fn main_loop(
             fds.extend(c.fds());
         }
         if let Err(e) = sys::poll_readable(&fds, timeout, &mut ready) {
-            eprintln!("! poll failed: {e}");
+            log::warn(&format!("! poll failed: {e}"));
             std::thread::sleep(DRAIN_POLL);
         }
+        let mut refusal_now = false;
         got.clear();
         sys::read_signals(signals, &mut got);
         for &sig in &got {
@@ -523,12 +528,17 @@ fn main_loop(
                     } else {
                         "hot restart (SIGUSR2)"
                     };
-                    if restart_allowed(config, notifier, what, exe) {
-                        return Exit::Restart;
+                    match restart_allowed(config, notifier, what, exe) {
+                        Ok(()) => return Exit::Restart,
+                        Err(e) => {
+                            refused = Some(e);
+                            refusal_now = true;
+                        }
                     }
                 }
-                libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log.say(&format!(
-                    "! signal {sig} ignored: phased restarts and workers need cluster mode"
+                libc::SIGUSR1 | libc::SIGTTIN | libc::SIGTTOU => log::warn(&format!(
+                    "! {} ignored: phased restarts and workers need cluster mode",
+                    sys::signal_name(sig)
                 )),
                 _ => {}
             }
@@ -539,14 +549,25 @@ fn main_loop(
                     ControlCommand::Stop => return Exit::Stop,
                     ControlCommand::Halt => return Exit::Halt,
                     ControlCommand::Restart => {
-                        if restart_allowed(config, notifier, "hot restart (control app)", exe) {
-                            return Exit::Restart;
+                        match restart_allowed(config, notifier, "hot restart (control app)", exe) {
+                            Ok(()) => return Exit::Restart,
+                            Err(e) => {
+                                refused = Some(e);
+                                refusal_now = true;
+                            }
                         }
                     }
                     // Answered 409 (set_phased_restart(false)): never yielded.
                     ControlCommand::PhasedRestart => {}
                 }
             }
+        }
+        if refusal_now {
+            // READY=1 ends the refused reload (systemd waits for it after
+            // RELOADING=1); the refusal is in the status from now on.
+            let s = with_refusal(status_line(&serving.engine, config), refused.as_deref());
+            notifier.ready(&s);
+            last_status = s;
         }
         let now = Instant::now();
         if let (Some(every), Some(at)) = (ping_every, next_ping) {
@@ -563,7 +584,7 @@ fn main_loop(
             }
         }
         if notifier.enabled() && now >= next_status {
-            let s = status_line(&serving.engine, config);
+            let s = with_refusal(status_line(&serving.engine, config), refused.as_deref());
             if s != last_status {
                 notifier.status(&s);
                 last_status = s;
@@ -586,22 +607,34 @@ pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
 /// the restart would exec with `--check` (the preflight; it blocks this
 /// loop for at most `check::preflight_timeout`, while the reactor and the
 /// pool go on serving). A restart the new image would not survive must
-/// not take the service down: keep serving, say why.
-fn restart_allowed(config: &Config, notifier: &Notifier, what: &str, exe: &Reexec) -> bool {
+/// not take the service down: keep serving, say why. `Err`: why it was
+/// refused; the caller ends the reload with READY=1.
+fn restart_allowed(
+    config: &Config,
+    notifier: &Notifier,
+    what: &str,
+    exe: &Reexec,
+) -> Result<(), String> {
     notifier.reloading(&format!("{what}: checking the configuration"));
     let checked = check_reload(config).and_then(|_| {
         let timeout = check::preflight_timeout(notifier.watchdog());
         check::preflight(exe, timeout).map_err(|e| format!("the new image would not start: {e}"))
     });
-    match checked {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("! {what} refused, still serving with the old configuration: {e}");
-            notifier.ready(&format!(
-                "{what} failed: {e}; serving with the old configuration"
-            ));
-            false
-        }
+    checked.map(|_| ()).map_err(|e| {
+        log::warn(&format!(
+            "! {what} refused, still serving with the old configuration: {e}"
+        ));
+        e
+    })
+}
+
+/// `status` and, after a refused reload, why it was refused: systemd
+/// shows it (`systemctl status`) until a reload succeeds, instead of
+/// losing it to the next periodic STATUS= (issue 12).
+pub(crate) fn with_refusal(status: String, refused: Option<&str>) -> String {
+    match refused {
+        Some(why) => format!("{status}; last reload refused: {why}"),
+        None => status,
     }
 }
 
@@ -673,7 +706,7 @@ pub(crate) fn stop_reactor(
             },
         )),
         Err(_) => {
-            eprintln!("! the reactor thread panicked");
+            log::error("! the reactor thread panicked");
             Err(())
         }
     }
@@ -714,13 +747,13 @@ pub(crate) fn wait_in_flight(
             return Err(());
         }
         if Instant::now() >= d.deadline {
-            eprintln!(
+            log::warn(&format!(
                 "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \
                  still being sent; going on without them",
                 config.shutdown_timeout.as_secs_f64(),
                 stats.busy.load(Ordering::Acquire),
                 d.engine.parking.writers()
-            );
+            ));
             break;
         }
         wait_signal(signals);
@@ -745,10 +778,10 @@ fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
             return Err(());
         }
         if Instant::now() >= deadline {
-            eprintln!(
+            log::warn(&format!(
                 "! pool threads still running {}s after the drain; restarting anyway",
                 RESTART_RELEASE_TIMEOUT.as_secs_f64()
-            );
+            ));
             return Ok(());
         }
         wait_signal(signals);
@@ -786,7 +819,7 @@ pub(crate) fn cleanup(config: &Config, listeners: &[Listener]) {
 /// sockets are never stored: it holds them already.
 fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
     if !notifier.enabled() {
-        eprintln!("! fd_store is on but NOTIFY_SOCKET is not set: run under systemd with Type=notify and FileDescriptorStoreMax=");
+        log::warn("! fd_store is on but NOTIFY_SOCKET is not set: run under systemd with Type=notify and FileDescriptorStoreMax=");
         return;
     }
     for l in listeners.iter().filter(|l| !l.systemd_owned) {
@@ -802,14 +835,16 @@ fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
 pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifier) -> i32 {
     let Reexec { exe, args } = exe;
     let Some(exe) = exe else {
-        eprintln!("! hot restart failed: the path of the running binary is unknown");
+        log::error("! hot restart failed: the path of the running binary is unknown");
         notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");
         return 1;
     };
     let fds: Vec<_> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     if let Err(e) = sys::renumber_for_exec(&fds) {
-        eprintln!("! hot restart failed: cannot pass the listeners on: {e}");
+        log::error(&format!(
+            "! hot restart failed: cannot pass the listeners on: {e}"
+        ));
         notifier.ready("hot restart failed; exiting for systemd to restart");
         return 1;
     }
@@ -823,7 +858,10 @@ pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifi
     }
     let err = cmd.exec();
     // The descriptors were renumbered; this image cannot go on serving.
-    eprintln!("! hot restart failed: cannot exec {}: {err}", exe.display());
+    log::error(&format!(
+        "! hot restart failed: cannot exec {}: {err}",
+        exe.display()
+    ));
     notifier.ready(&format!(
         "hot restart failed: {err}; exiting for systemd to restart"
     ));

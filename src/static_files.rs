@@ -538,12 +538,12 @@ impl StaticFiles {
         let error = StaticError::from_io(e);
         if error == StaticError::Forbidden && !FORBIDDEN_LOGGED.swap(true, Ordering::Relaxed) {
             let path = Path::new("/").join(rel);
-            eprintln!(
+            crate::log::warn(&format!(
                 "! 403 Forbidden for {path:?} under {}: the file system refused access ({e}); \
                  make the files under DIR readable, and its directories searchable, by the \
                  user catamount runs as (only the first 403 of a process is logged)",
                 self.root.display()
-            );
+            ));
         }
         error
     }
@@ -618,12 +618,12 @@ impl StaticFiles {
             if decoded.rel().as_os_str().is_empty()
                 && !EMPTY_ROOT_LOGGED.swap(true, Ordering::Relaxed)
             {
-                eprintln!(
+                crate::log::warn(&format!(
                     "! 404 Not Found for /: {} has no index.html and directory listings are \
                      off; add an index.html, or pass --dir-listing (dir_listing true) to list \
                      the files (logged once)",
                     self.root.display()
-                );
+                ));
             }
             return Err(StaticError::NotFound);
         }

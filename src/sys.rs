@@ -10,7 +10,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::ControlFlow;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -157,14 +157,29 @@ pub fn accept(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     Ok(owned(new))
 }
 
+/// [`accept`], with the peer's address as accept4(2) reports it (`None`
+/// for a unix socket): a client that leaves at once is gone before
+/// getpeername(2) could ask.
+pub fn accept_with_peer(fd: &impl AsRawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are live locals; len holds storage's size
+    // and accept4 writes at most that many bytes.
+    let new = cvt_r(|| unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    Ok((owned(new), inet_from_sockaddr(&storage)))
+}
+
 /// The local address of an inet socket (`None` for other families).
 pub fn local_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
     sock_name(fd, libc::getsockname)
-}
-
-/// The peer address of an inet socket (`None` for other families).
-pub fn peer_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
-    sock_name(fd, libc::getpeername)
 }
 
 type NameFn =
@@ -428,6 +443,17 @@ pub fn fd_is_open(fd: RawFd) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The (device, inode) of an open descriptor, as fstat(2) gives them:
+/// what `JOURNAL_STREAM` names (systemd.exec(5)).
+pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: stat is plain old data; all-zero is valid.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: st is a live local; fstat writes at most its size; the
+    // borrow keeps fd open for the call.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Sets or clears `FD_CLOEXEC` on a descriptor we may not own yet.
@@ -848,7 +874,7 @@ impl std::fmt::Display for ChildExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChildExit::Exited(c) => write!(f, "exit status {c}"),
-            ChildExit::Signaled(s) => write!(f, "signal {s}"),
+            ChildExit::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),
         }
     }
 }
@@ -1140,6 +1166,52 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     Ok(read)
 }
 
+/// The signals by name, as log lines show them (signal(7), x86_64 and
+/// aarch64 numbering through libc's constants).
+const SIGNAL_NAMES: [(libc::c_int, &str); 31] = [
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+    (libc::SIGCHLD, "SIGCHLD"),
+    (libc::SIGCONT, "SIGCONT"),
+    (libc::SIGSTOP, "SIGSTOP"),
+    (libc::SIGTSTP, "SIGTSTP"),
+    (libc::SIGTTIN, "SIGTTIN"),
+    (libc::SIGTTOU, "SIGTTOU"),
+    (libc::SIGURG, "SIGURG"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGWINCH, "SIGWINCH"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
+/// `SIGUSR1` for 10: log lines name signals rather than number them
+/// (issue 12); a number without a name (a real-time signal) stays a
+/// number.
+pub fn signal_name(sig: libc::c_int) -> std::borrow::Cow<'static, str> {
+    match SIGNAL_NAMES.iter().find(|(n, _)| *n == sig) {
+        Some((_, name)) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(format!("signal {sig}")),
+    }
+}
+
 /// Reads pending signal numbers from the self-pipe.
 pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
     let mut buf = [0u8; 64];
@@ -1156,6 +1228,18 @@ pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(signal_name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGTTOU), "SIGTTOU");
+        assert_eq!(signal_name(40), "signal 40"); // real-time: no name
+        assert_eq!(
+            ChildExit::Signaled(libc::SIGKILL).to_string(),
+            "killed by SIGKILL"
+        );
+    }
 
     #[test]
     fn cvt_maps_minus_one_to_last_error() {

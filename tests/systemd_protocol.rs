@@ -315,6 +315,248 @@ fn a_bad_config_on_reload_keeps_serving_and_still_ends_with_ready() {
     assert!(server.stop().success());
 }
 
+/// How long a refused reload's STATUS is watched: more than two STATUS
+/// periods (one second each, and one check-in per second in cluster mode
+/// with `--worker-timeout 3`).
+const REFUSAL_WATCH: Duration = Duration::from_millis(3500);
+
+impl NotifyListener {
+    /// The index of the first message from `from` on with the line `needle`.
+    fn index_of(&self, needle: &str, from: usize) -> Option<usize> {
+        (from..self.seen.len()).find(|&i| self.seen[i].lines().any(|l| l == needle))
+    }
+
+    /// Every `STATUS=` value from message `from` on.
+    fn statuses(&self, from: usize) -> Vec<String> {
+        self.seen[from..]
+            .iter()
+            .filter_map(|m| value(m, "STATUS"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Collects messages until `until`.
+    fn collect_until(&mut self, until: Instant) {
+        while Instant::now() < until {
+            self.wait_for("\u{0}never", until);
+        }
+    }
+}
+
+/// A refused reload stays in STATUS while the status line changes, until
+/// a reload passes (issue 12: the next STATUS= used to drop it within a
+/// second). `extra`: the arguments of the mode under test; `then_pass`:
+/// also check that a reload that passes ends it (cluster mode: a phased
+/// restart; in single mode a reload that passes execs a new image, which
+/// starts without it).
+fn a_refused_reload_stays_in_status(extra: &[&str], then_pass: bool) {
+    let dir = TempDir::new("notify-refused");
+    let path = dir.path().join("notify.sock");
+    let conf = dir.write("app.rb", "threads 1, 2\n");
+    let docroot = TempDir::docroot();
+    let mut systemd = NotifyListener::at_path(&path);
+    let mut args = vec!["-C", conf.as_str()];
+    args.extend_from_slice(extra);
+    args.push(docroot.path().to_str().unwrap());
+    let mut server = Server::start_env(&args, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let addr = server.addr();
+    systemd
+        .wait_for("READY=1", deadline_in(Duration::from_secs(10)))
+        .expect("READY=1");
+
+    let n = systemd.seen.len();
+    std::fs::write(&conf, "treads 1, 2\n").unwrap();
+    server.signal("HUP");
+    assert!(systemd.wait_for_new("READY=1", n, deadline_in(Duration::from_secs(10))));
+    let ready = systemd.index_of("READY=1", n).expect("just seen");
+    // Requests change the status line meanwhile: each STATUS= is new.
+    let until = Instant::now() + REFUSAL_WATCH;
+    while Instant::now() < until {
+        assert_serves(addr);
+        systemd.collect_until(deadline_in(Duration::from_millis(100)).min(until));
+    }
+    let statuses = systemd.statuses(ready);
+    assert!(
+        statuses.len() >= 3,
+        "READY=1's STATUS and at least two updates after the refusal: {statuses:#?}"
+    );
+    assert_ne!(statuses.first(), statuses.last(), "{statuses:#?}");
+    let why = format!("{conf}:1: unknown directive");
+    for st in &statuses {
+        assert!(
+            st.contains(&why),
+            "a STATUS that lost the refusal: {st:?}\nall: {statuses:#?}"
+        );
+    }
+    // The status line, then why.
+    let refusal = format!("; last reload refused: {why}");
+    for st in &statuses {
+        assert!(
+            st.starts_with("catamount ") && st.contains(&refusal),
+            "{st:?}"
+        );
+    }
+
+    if !then_pass {
+        assert!(server.stop().success());
+        return;
+    }
+    // A reload that passes ends it.
+    std::fs::write(&conf, "threads 1, 2\n").unwrap();
+    let m = systemd.seen.len();
+    server.signal("HUP");
+    assert!(
+        systemd.wait_for_new("READY=1", m, deadline_in(Duration::from_secs(20))),
+        "no READY=1 after a reload that passes: {:#?}\nstdout:\n{}\nstderr:\n{}",
+        &systemd.seen[m..],
+        server.stdout(),
+        server.stderr()
+    );
+    let ready = systemd.index_of("READY=1", m).expect("just seen");
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert_serves(addr);
+        systemd.collect_until(deadline_in(Duration::from_millis(100)).min(until));
+    }
+    let statuses = systemd.statuses(ready);
+    assert!(
+        statuses.iter().all(|s| !s.contains("last reload refused")),
+        "{statuses:#?}"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_refused_reload_stays_in_status_single() {
+    a_refused_reload_stays_in_status(&[], true);
+}
+
+#[test]
+fn a_refused_reload_stays_in_status_cluster() {
+    a_refused_reload_stays_in_status(&["-w", "2", "--worker-timeout", "3"], true);
+}
+
+/// Runs `cmd` (a catamount start that fails) with systemd listening at
+/// `notify`; returns its `ERRNO=` and `STATUS=`.
+fn failed_start(
+    systemd: &mut NotifyListener,
+    notify: &Path,
+    mut cmd: Command,
+    what: &[&str],
+) -> (String, String) {
+    cmd.env("NOTIFY_SOCKET", notify);
+    let n = systemd.seen.len();
+    let out = Server::run_command_named(cmd, what);
+    assert!(!out.status.success(), "{what:?} started: {out:?}");
+    let deadline = deadline_in(Duration::from_secs(5));
+    let msg = loop {
+        if let Some(m) = systemd.seen[n..]
+            .iter()
+            .find(|m| value(m, "ERRNO").is_some())
+        {
+            break m.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ERRNO= for {what:?}: {:?}\n{out:?}",
+            &systemd.seen[n..]
+        );
+        systemd.collect_until(deadline_in(Duration::from_millis(100)));
+    };
+    let field = |k: &str| value(&msg, k).unwrap_or_default().to_string();
+    (field("ERRNO"), field("STATUS"))
+}
+
+fn catamount(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+    cmd.args(args);
+    cmd
+}
+
+#[test]
+fn a_failed_start_sends_the_real_errno() {
+    let dir = TempDir::new("notify-errno");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let docroot = TempDir::docroot();
+    let root = docroot.path().to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let in_use = format!("tcp://{}", taken.local_addr().expect("addr"));
+
+    // EADDRINUSE (98): a port another process listens on, for a bind or
+    // the control app; a unix path taken by a file.
+    let file = dir.write("not-a-socket", "x");
+    for args in [
+        vec!["-b", &in_use, root],
+        vec![
+            "-b",
+            "tcp://127.0.0.1:0",
+            "--control-url",
+            &in_use,
+            "--control-token",
+            "t",
+            root,
+        ],
+        vec!["-b", &format!("unix://{file}"), root],
+    ] {
+        let (errno, status) = failed_start(&mut systemd, &path, catamount(&args), &args);
+        assert_eq!(errno, "98", "{args:?}: {status}");
+        assert!(status.starts_with("failed to start: "), "{status}");
+    }
+
+    // A config error stays EINVAL (22).
+    let args = ["--threads", "oops", root];
+    let (errno, status) = failed_start(&mut systemd, &path, catamount(&args), &args);
+    assert_eq!(errno, "22", "{status}");
+
+    // EACCES (13): a port below ip_unprivileged_port_start, bound by an
+    // unprivileged user (root drops to nobody with setpriv(1)).
+    let Some(cmd) = unprivileged(&path) else {
+        return;
+    };
+    let mut cmd = cmd;
+    cmd.args(["-b", "tcp://127.0.0.1:80", root]);
+    let (errno, status) = failed_start(&mut systemd, &path, cmd, &["unprivileged", "-b", ":80"]);
+    assert_eq!(errno, "13", "{status}");
+}
+
+/// A command that runs catamount unprivileged (as itself when not root,
+/// else as nobody through setpriv(1), with the notify socket at
+/// `notify` opened to it), or `None` and a "skipped:" line when port 80
+/// is not privileged here or there is no way to drop privileges.
+fn unprivileged(notify: &Path) -> Option<Command> {
+    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if start <= 80 {
+        eprintln!("skipped: EACCES part: port 80 is unprivileged here (ip_unprivileged_port_start={start})");
+        return None;
+    }
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if !root {
+        return Some(catamount(&[]));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(notify, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let setpriv = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_catamount"))
+            .args(args);
+        cmd
+    };
+    let works = setpriv(&["-V"]).output().is_ok_and(|o| o.status.success());
+    if !works {
+        eprintln!("skipped: EACCES part: cannot run catamount as nobody with setpriv(1)");
+        return None;
+    }
+    Some(setpriv(&[]))
+}
+
 // ------------------------------------------------------------ activation
 
 fn activate(listen: &[&str], fdname: Option<&str>, args: &[&str], docroot: &TempDir) -> Server {

@@ -1186,9 +1186,38 @@ fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
     );
     assert_eq!(sb.main_pid(svc), pid);
     assert_eq!(count_in_journal(&sb, pid, starting), images);
+    let refused = sb.show(svc, "StatusText");
     assert_serves(&sb, svc, "0.0.0.0:9292 after a refused reload", || {
         get_tcp(&sb, 9292)
     });
+    // The refusal stays in the status while it follows the requests.
+    sb.wait_for("StatusText to count the request", STATE_TIMEOUT, || {
+        sb.show(svc, "StatusText") != refused
+    });
+    let status = sb.show(svc, "StatusText");
+    assert!(
+        status.contains("; last reload refused: ") && status.contains("thraeds"),
+        "{status}"
+    );
+    // journald read each line's priority (JOURNAL_STREAM): the warning is
+    // there at -p warning, the info lines are not.
+    let filter = format!("_PID={pid}");
+    let warnings = sb.run(&[
+        "journalctl",
+        "--no-pager",
+        "--output=cat",
+        "--priority=warning",
+        &filter,
+    ]);
+    let warnings = text(&warnings.stdout);
+    assert!(
+        warnings.contains("! reload (SIGHUP) refused, still serving with the old configuration:"),
+        "{warnings}"
+    );
+    assert!(
+        !warnings.contains("* Activated") && !warnings.contains("Use Ctrl-C"),
+        "{warnings}"
+    );
     // The copy of the binary is of no use for a post-mortem.
     let _ = fs::remove_file(&bin);
     // Last, so that a failure here comes after every other check.

@@ -351,6 +351,75 @@ impl Server {
         server
     }
 
+    /// Runs catamount with `args` (nothing added) and `envs` until it
+    /// exits, like [`Server::run`].
+    pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Finished {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catamount"));
+        cmd.args(args).envs(envs.iter().copied());
+        Server::run_command_named(cmd, args)
+    }
+
+    /// Runs `cmd` (e.g. catamount under setpriv(1)) until it exits, like
+    /// [`Server::run`]; `what` names it in a failure.
+    pub fn run_command_named(cmd: Command, what: &[&str]) -> Finished {
+        Server::spawn_command(cmd, None).finish(what)
+    }
+
+    /// Spawns `cmd` with its stdout (and stderr, or with `None` stderr on
+    /// the same stream) on descriptors the test chose, read back from
+    /// their other ends: a unix stream socket, as systemd's journal hands
+    /// a service. `stderr()` is empty when both share one stream. Call
+    /// [`Server::wait_started`] or [`Server::finish`] next.
+    pub fn spawn_with_output(mut cmd: Command, stdout: Output, stderr: Option<Output>) -> Server {
+        let (err_stdio, err_reader) = match stderr {
+            Some(o) => (o.stdio, Some(o.reader)),
+            None => (stdout.stdio_again, None),
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout.stdio)
+            .stderr(err_stdio)
+            .spawn()
+            .expect("cannot spawn the catamount binary");
+        // The child holds its copies; the test's go with `cmd`.
+        drop(cmd);
+        let closed = Arc::new(Captured::default());
+        closed.state.lock().expect("log mutex poisoned").1 = true;
+        Server {
+            child,
+            stdout: Captured::spawn(stdout.reader),
+            stderr: err_reader.map_or(closed, Captured::spawn),
+            docroot: None,
+            listening: Vec::new(),
+            exited: None,
+        }
+    }
+
+    /// Waits until the server printed `Use Ctrl-C to stop` (panics at
+    /// [`START_DEADLINE`] with its output).
+    pub fn wait_started(&mut self) {
+        self.wait_ready();
+    }
+
+    /// Waits until the process exited and its output streams closed;
+    /// panics past [`EXIT_DEADLINE`] (`what` names it).
+    pub fn finish(mut self, what: &[&str]) -> Finished {
+        let status = self.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "catamount {what:?} still running after {EXIT_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        });
+        self.stdout.wait_eof(deadline_in(EXIT_DEADLINE));
+        self.stderr.wait_eof(deadline_in(EXIT_DEADLINE));
+        Finished {
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+
     /// Like [`Server::start`] with the example app `name` (built by
     /// `cargo test`) instead of the catamount binary; `None` (and a
     /// "skipped:" line) when it was not built.
@@ -413,7 +482,7 @@ impl Server {
         self.listening = self
             .stdout()
             .lines()
-            .filter_map(|l| l.strip_prefix("* Listening on "))
+            .filter_map(|l| without_priority(l).strip_prefix("* Listening on "))
             .map(str::to_string)
             .collect();
     }
@@ -529,8 +598,49 @@ impl Drop for Server {
     }
 }
 
+/// A descriptor to give a child as stdout or stderr, and the stream to
+/// read what it writes there.
+pub struct Output {
+    stdio: Stdio,
+    /// A second copy, for stderr when it shares this stream.
+    stdio_again: Stdio,
+    reader: Box<dyn Read + Send>,
+}
+
+impl Output {
+    /// One end of a new unix stream socket pair for the child, the other
+    /// for the test, as journald connects a service's stdout and stderr;
+    /// also `DEVICE:INODE` of the child's end, what systemd puts in
+    /// `JOURNAL_STREAM` (systemd.exec(5)).
+    pub fn socket_pair() -> (Output, String) {
+        use std::os::unix::fs::MetadataExt;
+        let (child, test) = UnixStream::pair().expect("socketpair");
+        let meta = std::fs::File::from(std::os::fd::OwnedFd::from(
+            child.try_clone().expect("dup the child's end"),
+        ))
+        .metadata()
+        .expect("fstat the child's end");
+        let again = child.try_clone().expect("dup the child's end");
+        let out = Output {
+            stdio: Stdio::from(std::os::fd::OwnedFd::from(child)),
+            stdio_again: Stdio::from(std::os::fd::OwnedFd::from(again)),
+            reader: Box::new(test),
+        };
+        (out, format!("{}:{}", meta.dev(), meta.ino()))
+    }
+}
+
+/// `line` without the `<N>` syslog priority catamount puts first when its
+/// output is the journal.
+pub fn without_priority(line: &str) -> &str {
+    match line.as_bytes() {
+        [b'<', d, b'>', ..] if d.is_ascii_digit() => &line[3..],
+        _ => line,
+    }
+}
+
 /// `args` plus the default bind and a temporary docroot where missing.
-fn with_defaults(args: &[&str]) -> (Vec<String>, Option<TempDir>) {
+pub fn with_defaults(args: &[&str]) -> (Vec<String>, Option<TempDir>) {
     let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let binds = args
         .iter()
