@@ -566,6 +566,9 @@ impl<'a> Master<'a> {
     }
 
     fn spawn(&mut self, index: usize) -> Option<libc::pid_t> {
+        // Taken here, not with getppid in the child: a master that died
+        // before the child looks would leave it with init as its parent.
+        let master = std::process::id() as libc::pid_t;
         match sys::fork() {
             Ok(Forked::Child) => {
                 // The control app is the master's: close the worker's
@@ -577,7 +580,13 @@ impl<'a> Master<'a> {
                     .handler
                     .take()
                     .expect("the master keeps its handler for every fork");
-                let code = worker_main(&self.config, index, handler, listeners, &self.report_wr);
+                let code = worker_main(
+                    &self.config,
+                    Origin { index, master },
+                    handler,
+                    listeners,
+                    &self.report_wr,
+                );
                 std::process::exit(code)
             }
             Ok(Forked::Parent(pid)) => {
@@ -984,14 +993,21 @@ fn rss_kib(pid: libc::pid_t) -> Option<u64> {
 
 /// The worker process: after fork, before any thread. Serves until TERM
 /// (or the master's death), reporting to the master; returns the exit code.
+/// Which worker a forked child is, and of which master.
+struct Origin {
+    index: usize,
+    /// The master's pid, taken before the fork.
+    master: libc::pid_t,
+}
+
 fn worker_main(
     config: &Config,
-    index: usize,
+    origin: Origin,
     handler: Box<dyn Handler>,
     listeners: Vec<Listener>,
     report: &OwnedFd,
 ) -> i32 {
-    let master = sys::parent_pid();
+    let Origin { index, master } = origin;
     // Exit with the master: the kernel signals us when it dies; the check
     // after covers a master that died before the call.
     if sys::set_parent_death_signal(libc::SIGTERM).is_err() || sys::parent_pid() != master {
@@ -1023,6 +1039,12 @@ fn worker_main(
             return 1;
         }
     };
+    // A master that died between the death-signal call and the pipe
+    // above sent its SIGTERM to the master's handler, inherited with the
+    // fork (written into the master's pipe, lost): look again.
+    if sys::parent_pid() != master {
+        return 0;
+    }
     if let Err(e) = server::boot(&*handler) {
         log::error(&format!("! worker {index}: {e}"));
         return 1;
