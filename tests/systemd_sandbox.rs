@@ -271,7 +271,12 @@ fn shipped_units_load_cleanly() {
     expect("catamount-reload.service", "RestartPreventExitStatus", "2");
     expect("catamount.service", "RuntimeDirectory", "");
     expect("catamount-fdstore.service", "FileDescriptorStoreMax", "8");
-    expect("catamount-fdstore.service", "RuntimeDirectory", "catamount");
+    // Its own directory: /run/catamount is the socket unit's.
+    expect(
+        "catamount-fdstore.service",
+        "RuntimeDirectory",
+        "catamount-fdstore",
+    );
     expect(
         "catamount-fdstore.service",
         "RuntimeDirectoryPreserve",
