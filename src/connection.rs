@@ -35,6 +35,9 @@ use crate::{Body, Config, Handler, Request, Response};
 /// holds a few KiB of memory, never a thread. A larger body is read by the
 /// handler, under the absolute `body_timeout`.
 pub const BUFFERED_BODY_MAX: usize = 64 * 1024;
+/// Capacity an idle keep-alive connection's buffer may keep; a larger one
+/// is given back when the connection is parked empty.
+const IDLE_BUFFER_MAX: usize = 2 * READ_CHUNK;
 /// Bytes read from a socket per call.
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Bytes of a response body read from a `Body::Stream` per chunk.
@@ -172,17 +175,20 @@ impl Conn {
                 let (decoder, at) = &mut **inc
                     .chunked
                     .get_or_insert_with(|| Box::new((ChunkedDecoder::with_limit(max_body), n)));
-                let mut sink = [0u8; 4096];
-                let mut failed = false;
-                while *at < self.buf.len() && !decoder.is_done() {
-                    match decoder.decode(&self.buf[*at..], &mut sink) {
-                        Ok((used, _)) => *at += used,
-                        Err(_) => {
-                            failed = true; // the pool decodes it again and answers
-                            break;
+                // The decoded bytes are not needed yet: into the thread's
+                // scratch buffer (no zeroed array per call).
+                let buf = &self.buf;
+                let failed = SCRATCH.with(|cell| {
+                    let mut sink = cell.borrow_mut();
+                    while *at < buf.len() && !decoder.is_done() {
+                        match decoder.decode(&buf[*at..], &mut sink[..]) {
+                            Ok((used, _)) => *at += used,
+                            // The pool decodes it again and answers.
+                            Err(_) => return true,
                         }
                     }
-                }
+                    false
+                });
                 failed || decoder.is_done() || *at - n > BUFFERED_BODY_MAX
             }
         };
@@ -285,6 +291,11 @@ impl Conn {
             };
         };
         use std::os::unix::fs::FileExt;
+        if !tls.flush_now(fd)? {
+            // Earlier records still wait for the client: reading more of
+            // the file now would be read again later.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         SCRATCH.with(|cell| {
             let mut chunk = cell.borrow_mut();
             let want = want.min(chunk.len());
@@ -444,6 +455,11 @@ impl Engine {
     /// request (or the rest of a pipelined one).
     fn park_keep_alive(&self, mut conn: Conn) {
         let partial = !conn.buf.is_empty();
+        if !partial && conn.buf.capacity() > IDLE_BUFFER_MAX {
+            // An idle connection does not keep the room a large head or
+            // body needed (up to ~128 KiB) for persistent_timeout.
+            conn.buf = Vec::new();
+        }
         let now = Instant::now();
         let deadline = match conn.request_ready(self.limits.max_body) {
             Progress::Body if conn.start_body_wait() => now + self.limits.body_timeout,
@@ -515,15 +531,33 @@ impl Engine {
 /// otherwise).
 pub fn on_parked_ready(engine: &Engine, token: u64) {
     let fd = (token & u64::from(u32::MAX)) as RawFd;
+    // Counted before it leaves the parking: a graceful stop never sees a
+    // moment with the connection in neither count.
+    let _reading = Counted::new(&engine.reading);
     let Some(mut p) = engine.parking.take(fd, token) else {
         return; // expired by the reactor since, or a stale event
     };
-    engine.reading.fetch_add(1, Ordering::AcqRel);
     match p.outgoing.take() {
         Some(out) => continue_sending(engine, p.conn, out),
         None => read_parked(engine, p),
     }
-    engine.reading.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// One unit of a counter a graceful stop waits on, held for a scope: the
+/// count goes down in `Drop`, so no return or panic leaves it up.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Counted<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn read_parked(engine: &Engine, mut p: Parked) {
@@ -537,10 +571,18 @@ fn read_parked(engine: &Engine, mut p: Parked) {
 /// The client can take more of a response: send what it takes, then
 /// serve its next request (or park it, or close it).
 fn continue_sending(engine: &Engine, mut conn: Conn, mut out: Box<Outgoing>) {
+    // A client slow to read may have sent more meanwhile, unread: closing
+    // over it would reset the end of the response away (plain TCP).
+    out.linger |= conn.tls.is_none();
     match send_out(&mut conn, &mut out) {
         None => engine.park_writer(conn, out),
         Some(Answered::Open) if !engine.stats.stopping.load(Ordering::Acquire) => {
             serve(engine, conn)
+        }
+        Some(Answered::Open) => {
+            if conn.tls.is_none() {
+                linger(&mut conn);
+            }
         }
         Some(_) => {} // dropped: closed
     }
@@ -549,10 +591,11 @@ fn continue_sending(engine: &Engine, mut conn: Conn, mut out: Box<Outgoing>) {
 /// Serves `conn` until it must wait for the client again, then parks it
 /// (or queues it behind others, or closes it).
 pub fn serve(engine: &Engine, mut conn: Conn) {
+    // Busy until the connection is parked, queued or closed, so a graceful
+    // stop never sees a moment with it in none of its counts.
+    let _busy = Counted::new(&engine.stats.busy);
     loop {
-        engine.stats.busy.fetch_add(1, Ordering::AcqRel);
         let next = serve_requests(engine, &mut conn);
-        engine.stats.busy.fetch_sub(1, Ordering::AcqRel);
         match next {
             Next::Park => return engine.park_keep_alive(conn),
             Next::Send(out) => return engine.park_writer(conn, out),
@@ -704,9 +747,14 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
 /// thread that made it, then, if the client does not take it all at once,
 /// by whichever pool thread the connection's EPOLLOUT wakes.
 pub struct Outgoing {
+    /// The head, and a body small enough to leave with it.
     bytes: Vec<u8>,
     /// Of `bytes`, how many have been sent.
     at: usize,
+    /// A larger in-memory body, the handler's own buffer (not copied).
+    body: Vec<u8>,
+    /// Of `body`, how many have been sent.
+    body_at: usize,
     file: Option<FilePart>,
     /// After the last byte, the connection waits for its next request.
     keep_alive: bool,
@@ -727,6 +775,8 @@ impl Outgoing {
         Outgoing {
             bytes,
             at: 0,
+            body: Vec::new(),
+            body_at: 0,
             file: None,
             keep_alive,
             linger: false,
@@ -737,9 +787,13 @@ impl Outgoing {
     fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
         loop {
             let sent = if self.at < self.bytes.len() {
-                let more = self.file.is_some();
+                let more = !self.body.is_empty() || self.file.is_some();
                 conn.send_some(&self.bytes[self.at..], more)
                     .map(|n| self.at += n)
+            } else if self.body_at < self.body.len() {
+                let more = self.file.is_some();
+                conn.send_some(&self.body[self.body_at..], more)
+                    .map(|n| self.body_at += n)
             } else if let Some(part) = self.file.as_mut().filter(|p| p.offset < p.end) {
                 conn.send_file_some(part)
             } else {
@@ -1019,13 +1073,17 @@ fn write_response(
         return Ok((Outgoing::new(out, keep_alive), 0));
     }
     let mut file = None;
+    let mut large = Vec::new();
     let sent = match resp.body {
         Body::Empty => 0,
         Body::Bytes(b) => {
-            // One buffer, so one send when the client takes it all (a
-            // large body is copied once; it is in memory already).
-            out.extend_from_slice(&b);
-            b.len() as u64
+            let len = b.len() as u64;
+            if b.len() <= COALESCE_LIMIT {
+                out.extend_from_slice(&b); // one send with the head
+            } else {
+                large = b; // sent after the head, not copied
+            }
+            len
         }
         Body::File {
             file: f,
@@ -1063,6 +1121,7 @@ fn write_response(
         }
     };
     let mut outgoing = Outgoing::new(out, keep_alive);
+    outgoing.body = large;
     outgoing.file = file;
     Ok((outgoing, sent))
 }

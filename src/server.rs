@@ -746,6 +746,13 @@ pub(crate) fn wait_in_flight(
         if second_signal(signals) {
             return Err(());
         }
+        // The reactor, which closes writers past write_timeout, has
+        // stopped: close them here, so a client that takes nothing holds
+        // a stop (and a hot restart's accept queue) no longer than it
+        // would hold a running server.
+        let mut expired = Vec::new();
+        d.engine.parking.expire(Instant::now(), &mut expired);
+        drop(expired);
         if Instant::now() >= d.deadline {
             log::warn(&format!(
                 "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \

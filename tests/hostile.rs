@@ -229,3 +229,55 @@ fn a_request_line_without_a_version_is_answered_at_once() {
         .unwrap_or_else(|e| panic!("no answer before first_data_timeout: {e}"));
     assert_eq!(r.status, 400, "{r:?}");
 }
+
+#[test]
+fn a_slow_download_closed_after_its_last_byte_is_not_reset_away() {
+    // The client sent another request while its download was still being
+    // sent, and the response says Connection: close (max_keep_alive 1):
+    // closing over the unread request made the kernel reset the
+    // connection and drop the end of the file still queued.
+    let docroot = docroot_with_big_file();
+    let s = Server::start(&["--max-keep-alive", "1", &docroot.path().to_string_lossy()]);
+    let mut c = Client::connect(s.addr());
+    c.send(&get_bytes("/big.bin"));
+    wait_response_begins(&c);
+    c.send(&get_bytes("/hello.txt"));
+    c.stream()
+        .set_read_timeout(None)
+        .expect("clear the timeout");
+    let r = c
+        .response_by("GET", deadline_in(Duration::from_secs(20)))
+        .expect("the whole download, not a reset");
+    assert_eq!((r.status, r.body.len()), (200, BIG));
+    assert!(r.connection_has("close"), "{:?}", r.headers);
+}
+
+#[test]
+fn a_graceful_stop_closes_a_client_that_takes_nothing_after_write_timeout() {
+    // The reactor, which enforces write_timeout, has stopped during a
+    // drain: the stop itself closes such a client, instead of waiting
+    // for it until shutdown_timeout.
+    let docroot = docroot_with_big_file();
+    let mut s = Server::start(&[
+        "--write-timeout",
+        "1",
+        "--shutdown-timeout",
+        "30",
+        &docroot.path().to_string_lossy(),
+    ]);
+    let c = Client::connect(s.addr());
+    let mut c = c;
+    c.send(&get_bytes("/big.bin"));
+    wait_response_begins(&c);
+    let t0 = Instant::now();
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("the stop ends once write_timeout closed the reader, not at shutdown_timeout");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        t0.elapsed()
+    );
+}
