@@ -114,7 +114,7 @@ fn unix_socket_request_has_no_addresses_but_names_its_listener() {
 }
 
 #[test]
-fn tls_request_sees_version_sni_and_alpn() {
+fn tls_request_sees_version_sni_alpn_and_client_certificate() {
     if !runs("openssl") || !runs("curl") {
         skip("openssl/curl not installed");
         return;
@@ -123,10 +123,17 @@ fn tls_request_sees_version_sni_and_alpn() {
     pki::init(dir.path(), &["ca"]);
     pki::p256_key(dir.path(), "a");
     pki::leaf(dir.path(), "a", "server_ext", "ca", 1001);
+    pki::p256_key(dir.path(), "client");
+    pki::leaf(dir.path(), "client", "client_ext", "ca", 5005);
+    pki::openssl(
+        dir.path(),
+        "x509 -in client.pem -outform DER -out client.der",
+    );
     let bind = format!(
-        "ssl://127.0.0.1:0?cert={}&key={}",
+        "ssl://127.0.0.1:0?cert={}&key={}&ca={}&verify_mode=peer",
         dir.join("a.pem"),
-        dir.join("a.key")
+        dir.join("a.key"),
+        dir.join("ca.pem")
     );
     let Some(mut server) = start_whoami(&["-b", &bind]) else {
         return;
@@ -166,6 +173,14 @@ fn tls_request_sees_version_sni_and_alpn() {
     let f = curl(&["--http1.1", "--tls-max", "1.2"]);
     assert_eq!(f["tls"], "TLSv1.2", "{f:?}");
     assert_eq!(f["sni"], "localhost", "{f:?}");
+    assert!(!f.contains_key("client-cert"), "{f:?}");
+    // verify_mode=peer: the certificate the client sent, as DER.
+    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+    let f = curl(&["--http1.1", "--cert", &cert, "--key", &key]);
+    let der = std::fs::metadata(dir.join("client.der"))
+        .expect("client.der")
+        .len();
+    assert_eq!(f["client-cert"], format!("{der} bytes of DER"), "{f:?}");
     assert!(server.stop().success());
 }
 
