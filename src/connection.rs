@@ -14,10 +14,11 @@
 //! is bounded by `write_timeout`.
 
 use std::io::{self, Read};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -72,12 +73,43 @@ pub struct Conn {
     /// a stale event for a closed connection cannot take a new one that
     /// got the same fd number.
     pub token: u64,
-    /// The client's address as accept4 gave it, kept for
-    /// `--log-requests` only (`None` otherwise, and on a unix socket).
-    /// Boxed: a `Conn` moves by value through the pool's queue.
-    pub peer: Option<Box<IpAddr>>,
+    /// Who is asking and where: the client's address, the local one and
+    /// the listener, for [`Request::peer_addr`] and friends and for
+    /// `--log-requests` (issue 17). Boxed: a `Conn` moves by value
+    /// through the pool's queue; one allocation per connection.
+    pub info: Box<ConnInfo>,
     /// How far the request at the front of `buf` has arrived.
     incoming: Incoming,
+}
+
+/// What a connection is, fixed at accept: read by handlers through
+/// [`Request`] and by the access log, never per request unless asked.
+pub struct ConnInfo {
+    /// The client's address as accept4(2) gave it; `None` on a unix socket.
+    pub peer: Option<SocketAddr>,
+    /// The local address, asked of getsockname(2) the first time a handler
+    /// wants it (most never do); `None` inside on a unix socket.
+    local: OnceLock<Option<SocketAddr>>,
+    /// The listener's name for handlers (`tcp://0.0.0.0:9292`, `fd://web`),
+    /// shared by all its connections.
+    pub listener: Arc<str>,
+}
+
+impl ConnInfo {
+    pub fn new(peer: Option<SocketAddr>, listener: Arc<str>) -> ConnInfo {
+        ConnInfo {
+            peer,
+            local: OnceLock::new(),
+            listener,
+        }
+    }
+
+    /// The local address of `fd` (this connection's socket), looked up once.
+    pub fn local(&self, fd: &OwnedFd) -> Option<SocketAddr> {
+        *self
+            .local
+            .get_or_init(|| sys::local_inet_addr(fd).ok().flatten())
+    }
 }
 
 /// How far the request at the front of a connection's buffer has come, so
@@ -116,8 +148,7 @@ pub enum Progress {
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd, peer: Option<IpAddr>, tls: Option<Box<TlsConn>>) -> Conn {
-        let peer = peer.map(Box::new);
+    pub fn new(fd: OwnedFd, info: ConnInfo, tls: Option<Box<TlsConn>>) -> Conn {
         Conn {
             fd,
             buf: Vec::new(),
@@ -125,7 +156,7 @@ impl Conn {
             tls,
             pooled: false,
             token: 0,
-            peer,
+            info: Box::new(info),
             incoming: Incoming::default(),
         }
     }
@@ -970,6 +1001,16 @@ impl<'a> BodyReader<'a> {
     }
 }
 
+impl crate::Source for BodyReader<'_> {
+    fn as_read(&mut self) -> &mut dyn Read {
+        self
+    }
+
+    fn conn(&self) -> Option<&Conn> {
+        Some(self.conn)
+    }
+}
+
 impl Read for BodyReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if let Some(e) = self.error {
@@ -1298,9 +1339,9 @@ fn parse_error(buf: &[u8]) -> HttpError {
 /// `request` is the quoted part, escaped ([`http::LoggedLine`]).
 fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Instant) {
     let peer = conn
+        .info
         .peer
-        .as_ref()
-        .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     let line = crate::date::with_now_clf(|d| {
         format!(
             "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}",

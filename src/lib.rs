@@ -35,6 +35,7 @@ mod sys;
 mod tls;
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 
 pub use config::{Config, ConfigError};
 pub use server::Server;
@@ -78,14 +79,116 @@ where
 }
 
 /// One parsed request, as a handler sees it.
+///
+/// Besides the head and the body, it tells who is asking and over what
+/// (issue 17; Rack's `REMOTE_ADDR`, `SERVER_PORT`, `HTTPS`): the client's
+/// address ([`peer_addr`](Self::peer_addr)), the local address
+/// ([`local_addr`](Self::local_addr)), the listener it came in on
+/// ([`listener`](Self::listener)) and the TLS session
+/// ([`tls`](Self::tls)). All are borrowed from the connection: nothing is
+/// allocated for a request that does not ask.
 pub struct Request<'a> {
     head: &'a http::Head,
-    body: &'a mut dyn Read,
+    body: &'a mut dyn Source,
+}
+
+/// Where a [`Request`] reads its body from, and the connection it came on
+/// (`None` for a request built without one, as in unit tests).
+pub(crate) trait Source: Read {
+    fn as_read(&mut self) -> &mut dyn Read;
+    fn conn(&self) -> Option<&connection::Conn> {
+        None
+    }
+}
+
+impl Source for &[u8] {
+    fn as_read(&mut self) -> &mut dyn Read {
+        self
+    }
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(head: &'a http::Head, body: &'a mut dyn Read) -> Self {
+    pub(crate) fn new(head: &'a http::Head, body: &'a mut dyn Source) -> Self {
         Request { head, body }
+    }
+
+    /// The client's address and port, as accept(2) reported them; `None`
+    /// on a unix socket, where the client has no address (see
+    /// [`listener`](Self::listener) for which socket it was). Behind a
+    /// proxy this is the proxy's address.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn handler(req: &mut Request<'_>) -> Response {
+    ///     match req.peer_addr() {
+    ///         Some(a) => Response::text(200, format!("you are {}:{}\n", a.ip(), a.port())),
+    ///         None => Response::text(200, "you came over a unix socket\n"),
+    ///     }
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.body.conn()?.info.peer
+    }
+
+    /// The local address and port the connection came in on (for a
+    /// listener bound to `0.0.0.0`, the address the client dialled);
+    /// `None` on a unix socket. Asked of getsockname(2) the first time
+    /// per connection, then kept.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn handler(req: &mut Request<'_>) -> Response {
+    ///     let port = req.local_addr().map_or(0, |a| a.port());
+    ///     Response::text(200, format!("served on port {port}\n"))
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        let conn = self.body.conn()?;
+        conn.info.local(&conn.fd)
+    }
+
+    /// The listener the request came in on: `fd://NAME` for a socket
+    /// systemd passed (its `FileDescriptorName=`, or `unknown`), otherwise
+    /// the bind URI with the address it got: `tcp://0.0.0.0:9292`,
+    /// `ssl://127.0.0.1:9443`, `unix:///run/app.sock`. Empty for a request
+    /// made without a connection.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn handler(req: &mut Request<'_>) -> Response {
+    ///     if req.listener() == "fd://admin" {
+    ///         return Response::text(200, "admin\n");
+    ///     }
+    ///     Response::text(404, "not here\n")
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn listener(&self) -> &str {
+        self.body.conn().map_or("", |c| &c.info.listener)
+    }
+
+    /// The TLS session, for a request that came over `ssl://`; `None` for
+    /// plain HTTP (Rack's `HTTPS` is `tls().is_some()`).
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn handler(req: &mut Request<'_>) -> Response {
+    ///     match req.tls() {
+    ///         Some(t) => Response::text(200, format!("{} {}\n", t.version(), t.sni().unwrap_or("-"))),
+    ///         None => Response::text(200, "plain http\n"),
+    ///     }
+    /// }
+    /// # let _ = handler;
+    /// ```
+    pub fn tls(&self) -> Option<TlsInfo<'_>> {
+        let tls = self.body.conn()?.tls.as_deref()?;
+        Some(TlsInfo { tls })
     }
 
     /// The method, e.g. `GET`.
@@ -138,7 +241,7 @@ impl<'a> Request<'a> {
 
     /// The request body (already de-chunked). Reads return 0 at its end.
     pub fn body(&mut self) -> &mut dyn Read {
-        self.body
+        self.body.as_read()
     }
 
     /// Reads the whole body into memory. The engine has already refused
@@ -147,6 +250,88 @@ impl<'a> Request<'a> {
         let mut v = Vec::new();
         self.body.read_to_end(&mut v)?;
         Ok(v)
+    }
+}
+
+/// The TLS session a request came over ([`Request::tls`]), borrowed
+/// from its connection.
+#[derive(Clone, Copy)]
+pub struct TlsInfo<'a> {
+    tls: &'a tls::TlsConn,
+}
+
+impl<'a> TlsInfo<'a> {
+    /// The protocol version: `"TLSv1.2"` or `"TLSv1.3"`.
+    ///
+    /// ```
+    /// # use catamount::Request;
+    /// fn is_tls13(req: &Request<'_>) -> bool {
+    ///     req.tls().is_some_and(|t| t.version() == "TLSv1.3")
+    /// }
+    /// # let _ = is_tls13;
+    /// ```
+    pub fn version(&self) -> &'static str {
+        self.tls.protocol_version().unwrap_or("TLS")
+    }
+
+    /// The cipher suite's IANA name, e.g. `"TLS13_AES_256_GCM_SHA384"`.
+    ///
+    /// ```
+    /// # use catamount::Request;
+    /// fn suite(req: &Request<'_>) -> &'static str {
+    ///     req.tls().map_or("-", |t| t.cipher_suite())
+    /// }
+    /// # let _ = suite;
+    /// ```
+    pub fn cipher_suite(&self) -> &'static str {
+        self.tls.cipher_suite().unwrap_or("unknown")
+    }
+
+    /// The protocol agreed with ALPN (`b"http/1.1"`), or `None` if the
+    /// client offered none.
+    ///
+    /// ```
+    /// # use catamount::Request;
+    /// fn alpn(req: &Request<'_>) -> String {
+    ///     let t = req.tls();
+    ///     let p = t.as_ref().and_then(|t| t.alpn()).unwrap_or(b"-");
+    ///     String::from_utf8_lossy(p).into_owned()
+    /// }
+    /// # let _ = alpn;
+    /// ```
+    pub fn alpn(&self) -> Option<&'a [u8]> {
+        self.tls.alpn()
+    }
+
+    /// The server name the client asked for with SNI, if it sent one
+    /// (clients send none for an IP address).
+    ///
+    /// ```
+    /// # use catamount::Request;
+    /// fn host(req: &Request<'_>) -> String {
+    ///     req.tls().and_then(|t| t.sni()).unwrap_or("-").to_string()
+    /// }
+    /// # let _ = host;
+    /// ```
+    pub fn sni(&self) -> Option<&'a str> {
+        self.tls.sni()
+    }
+
+    /// The client's certificate in DER, when it presented one the
+    /// verifier accepted (`verify_mode=peer` or `force_peer`); `None`
+    /// otherwise. The raw bytes, not the parsed subject: parse them with an
+    /// X.509 crate if the app needs names (catamount adds no dependency
+    /// for it).
+    ///
+    /// ```
+    /// # use catamount::Request;
+    /// fn has_client_cert(req: &Request<'_>) -> bool {
+    ///     req.tls().is_some_and(|t| t.peer_certificate_der().is_some())
+    /// }
+    /// # let _ = has_client_cert;
+    /// ```
+    pub fn peer_certificate_der(&self) -> Option<&'a [u8]> {
+        self.tls.peer_certificate_der()
     }
 }
 

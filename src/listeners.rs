@@ -546,6 +546,20 @@ fn close_unused(i: Inherited, log: &mut dyn FnMut(String)) {
 }
 
 impl Listener {
+    /// How a handler names this listener ([`crate::Request::listener`]):
+    /// `fd://NAME` for a socket systemd owns, otherwise its bind URI with
+    /// the address it got (`tcp://127.0.0.1:9292`, `ssl://...`,
+    /// `unix:///run/app.sock`).
+    pub fn label(&self) -> String {
+        if self.systemd_owned {
+            return format!("fd://{}", self.name);
+        }
+        match self.url.strip_prefix("http://") {
+            Some(rest) => format!("tcp://{rest}"),
+            None => self.url.clone(),
+        }
+    }
+
     fn with_tls(mut self, tls: Option<Tls>) -> Listener {
         if tls.is_some() {
             if let Some(rest) = self.url.strip_prefix("http://") {

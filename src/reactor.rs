@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::{self, Conn, Engine, Progress};
+use crate::connection::{self, Conn, ConnInfo, Engine, Progress};
 use crate::http::HttpError;
 use crate::listeners::Listener;
 use crate::log;
@@ -53,6 +53,8 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 pub struct Reactor {
     listeners: Vec<Listener>,
+    /// `Listener::label` of each listener, shared with its connections.
+    labels: Vec<Arc<str>>,
     accepting: bool,
     accept_paused_until: Option<Instant>,
     conns: HashMap<RawFd, Parked>,
@@ -75,8 +77,10 @@ impl Reactor {
         engine
             .epoll
             .add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
+        let labels = listeners.iter().map(|l| Arc::from(l.label())).collect();
         let mut r = Reactor {
             listeners,
+            labels,
             accepting: false,
             accept_paused_until: None,
             conns: HashMap::new(),
@@ -243,8 +247,8 @@ impl Reactor {
                         },
                     };
                     // The address is kept only to be logged.
-                    let peer = peer.filter(|_| self.engine.limits.log_requests);
-                    self.park(Conn::new(fd, peer.map(|a| a.ip()), tls));
+                    let info = ConnInfo::new(peer, Arc::clone(&self.labels[index]));
+                    self.park(Conn::new(fd, info, tls));
                 }
 
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

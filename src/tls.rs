@@ -733,19 +733,34 @@ impl TlsConn {
 
     /// The protocol agreed through ALPN (`Some(b"http/1.1")`), or `None` if
     /// the client offered none.
-    #[cfg_attr(not(test), allow(dead_code))] // inspected by the tests
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
     }
 
     /// The negotiated version as `"TLSv1.2"`/`"TLSv1.3"`, once known.
-    #[cfg_attr(not(test), allow(dead_code))] // inspected by the tests
     pub fn protocol_version(&self) -> Option<&'static str> {
         match self.conn.protocol_version()? {
             rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
             rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
             _ => Some("TLS (other)"),
         }
+    }
+
+    /// The negotiated cipher suite's IANA name
+    /// (`"TLS13_AES_256_GCM_SHA384"`), once known.
+    pub fn cipher_suite(&self) -> Option<&'static str> {
+        self.conn.negotiated_cipher_suite()?.suite().as_str()
+    }
+
+    /// The host name the client asked for with SNI, if it sent one.
+    pub fn sni(&self) -> Option<&str> {
+        self.conn.server_name()
+    }
+
+    /// The client's own certificate (DER), when it sent one that the
+    /// verifier accepted (verify_mode=peer or force_peer).
+    pub fn peer_certificate_der(&self) -> Option<&[u8]> {
+        Some(self.conn.peer_certificates()?.first()?.as_ref())
     }
 
     /// `read_tls` that looks at the client's very first byte before rustls
