@@ -285,22 +285,7 @@ impl Server {
     /// Runs catamount with `args` (nothing added) until it exits, e.g.
     /// for `-V` or a start-up error. Panics if it runs past the deadline.
     pub fn run(args: &[&str]) -> Finished {
-        let mut server = Server::spawn(args, None);
-        let status = server.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
-            panic!(
-                "catamount {args:?} still running after {EXIT_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
-                server.stdout(),
-                server.stderr()
-            )
-        });
-        // The pipes close when the process exits; take everything.
-        server.stdout.wait_eof(deadline_in(EXIT_DEADLINE));
-        server.stderr.wait_eof(deadline_in(EXIT_DEADLINE));
-        Finished {
-            status,
-            stdout: server.stdout(),
-            stderr: server.stderr(),
-        }
+        Server::spawn(args, None).finish(args)
     }
 
     /// Like [`Server::run`] for `cmd` (e.g. a `sh -c` wrapper that sets
@@ -308,21 +293,7 @@ impl Server {
     #[allow(dead_code)] // not every test file uses every helper
     pub fn run_command(cmd: Command) -> Finished {
         let shown = format!("{cmd:?}");
-        let mut server = Server::spawn_command(cmd, None);
-        let status = server.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
-            panic!(
-                "{shown} still running after {EXIT_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
-                server.stdout(),
-                server.stderr()
-            )
-        });
-        server.stdout.wait_eof(deadline_in(EXIT_DEADLINE));
-        server.stderr.wait_eof(deadline_in(EXIT_DEADLINE));
-        Finished {
-            status,
-            stdout: server.stdout(),
-            stderr: server.stderr(),
-        }
+        Server::spawn_command(cmd, None).finish(&[&shown])
     }
 
     /// [`Server::run`] with the defaults of [`Server::start`] added.
