@@ -1315,17 +1315,7 @@ fn activate(port: u16, fdname: Option<&str>, args: &[&str]) -> (Server, TempDir)
     cmd.arg("--").arg(BIN).args(args).arg(docroot.path());
     let first = std::thread::spawn(move || {
         // It may not listen yet: retry until a deadline.
-        let deadline = deadline_in(EVENT_DEADLINE);
-        loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => return s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("the activated socket never accepted: {e}"),
-            }
-        }
+        support::connect_by(port, deadline_in(EVENT_DEADLINE))
     });
     let server = Server::start_command(cmd);
     // That first client sent no ClientHello; the server drops it on EOF.

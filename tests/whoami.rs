@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{deadline_in, example, free_port, skip, Server, TempDir};
 
@@ -214,17 +214,7 @@ fn activated_socket_is_named_by_its_systemd_name() {
 
 /// Connects to `port` until systemd-socket-activate listens (deadline).
 fn first_connection(port: u16) -> TcpStream {
-    let deadline = deadline_in(CLIENT_DEADLINE);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("the activated socket never accepted: {e}"),
-        }
-    }
+    support::connect_by(port, deadline_in(CLIENT_DEADLINE))
 }
 
 /// `program --version` runs and succeeds.

@@ -71,6 +71,21 @@ pub fn example(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Connects to 127.0.0.1:`port`, retrying while nothing listens yet
+/// (e.g. systemd-socket-activate starting up); panics at the deadline.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn connect_by(port: u16, deadline: Instant) -> TcpStream {
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("127.0.0.1:{port} never accepted: {e}"),
+        }
+    }
+}
+
 /// Polls `f` every few milliseconds until it holds; false at the deadline.
 pub fn wait_until(deadline: Instant, mut f: impl FnMut() -> bool) -> bool {
     loop {
