@@ -221,7 +221,8 @@ fn parse_window(window: &[u8], buffered: usize) -> Result<Option<(Head, usize)>,
 }
 
 /// Where the head in `buf` ends (index just past the blank line), if it
-/// is complete. Cheap enough for the reactor to call after every read.
+/// is complete, scanning the whole buffer: for a head that arrives in
+/// pieces use [`HeadScan`], which looks only at the new bytes.
 ///
 /// Accepts the same line endings as [`parse_head`] (CRLF or bare LF, mixed)
 /// and skips the same leading empty lines, so for a well-formed head the
@@ -1068,8 +1069,8 @@ fn skip_empty_lines(buf: &[u8]) -> usize {
 }
 
 /// The first index of `needle` in `hay`, eight bytes at a time: a byte
-/// loop with an early exit does not vectorize, and the reactor rescans up
-/// to [`MAX_HEAD`] bytes after every read.
+/// loop with an early exit does not vectorize, and every request's head
+/// is searched with it.
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
