@@ -6,9 +6,10 @@
 //! cgroup2; elsewhere each one prints `skipped: <reason>` and passes.
 
 #[path = "support/sdsandbox.rs"]
+#[macro_use]
 mod sdsandbox;
 
-use sdsandbox::{Sandbox, TestDir, STATE_TIMEOUT};
+use sdsandbox::{Sandbox, Systemd, TestDir, STATE_TIMEOUT};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -37,18 +38,18 @@ fn setup(tag: &str) -> (TestDir, PathBuf, PathBuf) {
     (dir, units, www)
 }
 
-fn booted(units: &Path) -> Option<Sandbox> {
-    let sb = Sandbox::start_or_skip(units)?;
+fn booted(units: &Path, systemd: Systemd) -> Option<Sandbox> {
+    let sb = Sandbox::start_or_skip_with(units, systemd)?;
     eprintln!(
-        "sd-sandbox: systemd (pid {} on the host) booted in {} ms",
+        "sd-sandbox: systemd {} (pid {} on the host) booted in {} ms",
+        systemd.major(),
         sb.pid(),
         sb.boot_time().as_millis()
     );
     Some(sb)
 }
 
-#[test]
-fn simple_service_serves_then_stops_cleanly() {
+fn simple_service_serves_then_stops_cleanly(systemd: Systemd) {
     let (_dir, units, www) = setup("simple");
     let unit = "catamount-simple.service";
     fs::write(
@@ -65,7 +66,7 @@ fn simple_service_serves_then_stops_cleanly() {
         ),
     )
     .expect("write unit");
-    let Some(sb) = booted(&units) else { return };
+    let Some(sb) = booted(&units, systemd) else { return };
 
     // The binary comes from the host's target dir; the bind makes it visible.
     let seen = sb.run(&["test", "-x", BIN]);
@@ -105,8 +106,7 @@ fn simple_service_serves_then_stops_cleanly() {
     sb.stop().expect("sandbox stops cleanly");
 }
 
-#[test]
-fn socket_unit_listens_for_the_service() {
+fn socket_unit_listens_for_the_service(systemd: Systemd) {
     let (_dir, units, www) = setup("socket");
     // This test only shows that the sandbox runs socket units; adoption,
     // `only` mode and the rest are in systemd_scenarios.rs.
@@ -134,7 +134,7 @@ fn socket_unit_listens_for_the_service() {
         ),
     )
     .expect("write service unit");
-    let Some(sb) = booted(&units) else { return };
+    let Some(sb) = booted(&units, systemd) else { return };
 
     sb.systemctl_ok(&["start", "catamount-sock.socket"]);
     sb.wait_for_property(
@@ -159,8 +159,7 @@ fn socket_unit_listens_for_the_service() {
 /// by the binary under test: systemd 252 parses them without a warning
 /// (except what 252 cannot know, in catamount-reload.service), and what it
 /// parsed is what the comments promise.
-#[test]
-fn shipped_units_load_cleanly() {
+fn shipped_units_load_cleanly(systemd: Systemd) {
     let dir = TestDir::new("units");
     let units = dir.path().join("units");
     fs::create_dir_all(&units).expect("create units dir");
@@ -186,7 +185,7 @@ fn shipped_units_load_cleanly() {
             "catamount.socket"
         ]
     );
-    let Some(sb) = booted(&units) else { return };
+    let Some(sb) = booted(&units, systemd) else { return };
     let version = sb.systemd_version();
 
     // systemd-analyze verify: every directive parsed, every command
@@ -303,3 +302,9 @@ fn shipped_units_load_cleanly() {
     }
     sb.stop().expect("sandbox stops cleanly");
 }
+
+on_both_systemds!(
+    simple_service_serves_then_stops_cleanly,
+    socket_unit_listens_for_the_service,
+    shipped_units_load_cleanly,
+);

@@ -1,4 +1,4 @@
-//! catamount under a real systemd 252, scenario by scenario (see
+//! catamount under a real systemd, 252 and 254, scenario by scenario (see
 //! `support/sdsandbox.rs`: systemd is PID 1 in private namespaces, the host
 //! is never touched). Every scenario asserts on what systemd reports
 //! (`systemctl show`, the journal) AND on real requests made inside the
@@ -17,9 +17,10 @@
 //! makes that a failure).
 
 #[path = "support/sdsandbox.rs"]
+#[macro_use]
 mod sdsandbox;
 
-use sdsandbox::{Sandbox, Skip, TestDir, STATE_TIMEOUT};
+use sdsandbox::{Sandbox, Skip, Systemd, TestDir, STATE_TIMEOUT};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -220,10 +221,11 @@ impl Fixture {
         fs::write(self.units.join(name), text).expect("install shipped unit");
     }
 
-    fn boot(&self) -> Option<Sandbox> {
-        let sb = Sandbox::start_or_skip(&self.units)?;
+    fn boot(&self, systemd: Systemd) -> Option<Sandbox> {
+        let sb = Sandbox::start_or_skip_with(&self.units, systemd)?;
         eprintln!(
-            "sd-sandbox: systemd (pid {} on the host) booted in {} ms",
+            "sd-sandbox: systemd {} (pid {} on the host) booted in {} ms",
+            systemd.major(),
             sb.pid(),
             sb.boot_time().as_millis()
         );
@@ -605,8 +607,7 @@ fn status_line(requests: u64) -> String {
 // ---------------------------------------------------------------------------
 // 1. Socket activation of tcp and unix sockets, Type=notify, STATUS, MainPID.
 
-#[test]
-fn socket_activated_tcp_and_unix_with_notify_status_and_main_pid() {
+fn socket_activated_tcp_and_unix_with_notify_status_and_main_pid(systemd: Systemd) {
     let fx = Fixture::new("activate");
     fx.unit(
         "cat1.socket",
@@ -628,7 +629,7 @@ fn socket_activated_tcp_and_unix_with_notify_status_and_main_pid() {
          Type=notify\n\
          ExecStart={BIN} -b tcp://127.0.0.1:8080 -b unix:///run/cat1/cat1.sock {WWW}\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let (sock, svc) = ("cat1.socket", "cat1.service");
 
     sb.systemctl_ok(&["start", sock]);
@@ -704,8 +705,7 @@ fn socket_activated_tcp_and_unix_with_notify_status_and_main_pid() {
 // ---------------------------------------------------------------------------
 // 2. `only` mode: a mismatching configured bind is not listened on.
 
-#[test]
-fn only_mode_answers_on_the_activated_address_and_not_the_configured_one() {
+fn only_mode_answers_on_the_activated_address_and_not_the_configured_one(systemd: Systemd) {
     let fx = Fixture::new("only");
     fx.unit(
         "cat2.socket",
@@ -723,7 +723,7 @@ fn only_mode_answers_on_the_activated_address_and_not_the_configured_one() {
          Type=notify\n\
          ExecStart={BIN} --bind-to-activated-sockets=only -b tcp://127.0.0.1:8081 {WWW}\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "cat2.service";
 
     sb.systemctl_ok(&["start", svc]);
@@ -743,8 +743,7 @@ fn only_mode_answers_on_the_activated_address_and_not_the_configured_one() {
 // ---------------------------------------------------------------------------
 // 3. An activated socket no bind wants is closed, and its file kept.
 
-#[test]
-fn an_unmatched_activated_unix_socket_is_closed_and_its_file_stays() {
+fn an_unmatched_activated_unix_socket_is_closed_and_its_file_stays(systemd: Systemd) {
     let fx = Fixture::new("unmatched");
     fx.unit(
         "cat3.socket",
@@ -762,7 +761,7 @@ fn an_unmatched_activated_unix_socket_is_closed_and_its_file_stays() {
          Type=notify\n\
          ExecStart={BIN} -b tcp://127.0.0.1:8080 {WWW}\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let (sock, svc) = ("cat3.socket", "cat3.service");
 
     sb.systemctl_ok(&["start", svc]);
@@ -805,8 +804,7 @@ fn an_unmatched_activated_unix_socket_is_closed_and_its_file_stays() {
 // ---------------------------------------------------------------------------
 // 4. The watchdog: pings while healthy, a kill and a restart when hung.
 
-#[test]
-fn a_hung_service_is_killed_by_the_watchdog_and_restarted() {
+fn a_hung_service_is_killed_by_the_watchdog_and_restarted(systemd: Systemd) {
     let fx = Fixture::new("watchdog");
     // RestartSec=1 keeps the failed state (Result=watchdog) visible for a
     // second before the restart; LimitCORE=0: SIGABRT dumps no core.
@@ -820,7 +818,7 @@ fn a_hung_service_is_killed_by_the_watchdog_and_restarted() {
          RestartSec=1\n\
          LimitCORE=0\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "cat4.service";
 
     sb.systemctl_ok(&["start", svc]);
@@ -894,8 +892,7 @@ fn watchdog_pings(sb: &Sandbox, unit: &str, pid: u32, n: usize, timeout: Duratio
 /// systemd fires its watchdog timer up to 250 ms (sd-event's default
 /// accuracy) after the period ends, so a gap of a whole period is killed
 /// or not by chance; anything up to three quarters of it is safe.
-#[test]
-fn watchdog_pings_come_every_half_period_from_the_start() {
+fn watchdog_pings_come_every_half_period_from_the_start(systemd: Systemd) {
     let fx = Fixture::new("watchdog-pings");
     fx.unit(
         "pings.service",
@@ -905,7 +902,7 @@ fn watchdog_pings_come_every_half_period_from_the_start() {
          WatchdogSec=1\n\
          LimitCORE=0\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "pings.service";
 
     sb.systemctl_ok(&["start", svc]);
@@ -942,13 +939,12 @@ fn shipped_config(fx: &Fixture) -> PathBuf {
 const SHIPPED_TCP: &str = "tcp:127.0.0.1:9292";
 const SHIPPED_UNIX: &str = "unix:/run/catamount/catamount.sock";
 
-#[test]
-fn systemctl_restart_under_load_with_the_socket_unit_fails_no_request() {
+fn systemctl_restart_under_load_with_the_socket_unit_fails_no_request(systemd: Systemd) {
     let fx = Fixture::new("restart-socket");
     let config = shipped_config(&fx);
     fx.shipped("catamount.socket", &config);
     fx.shipped("catamount.service", &config);
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "catamount.service";
 
     sb.systemctl_ok(&["start", "catamount.socket", svc]);
@@ -981,8 +977,7 @@ fn systemctl_restart_under_load_with_the_socket_unit_fails_no_request() {
 // ---------------------------------------------------------------------------
 // 6. `systemctl restart` under load without a socket unit: the fd store.
 
-#[test]
-fn systemctl_restart_under_load_with_the_fd_store_fails_no_request() {
+fn systemctl_restart_under_load_with_the_fd_store_fails_no_request(systemd: Systemd) {
     let fx = Fixture::new("restart-fdstore");
     fx.unit(
         "cat6.service",
@@ -993,7 +988,7 @@ fn systemctl_restart_under_load_with_the_fd_store_fails_no_request() {
          RuntimeDirectory=cat6\n\
          RuntimeDirectoryPreserve=restart\n",
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "cat6.service";
     let sock = "/run/cat6/cat6.sock";
 
@@ -1084,8 +1079,7 @@ fn systemctl_restart_under_load_with_the_fd_store_fails_no_request() {
 // ---------------------------------------------------------------------------
 // 7. Hot restart (USR2) and `systemctl reload` (HUP) under load, `only` mode.
 
-#[test]
-fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
+fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets(systemd: Systemd) {
     let fx = Fixture::new("hot-restart");
     let config = shipped_config(&fx);
     // A copy of the binary, to upgrade it in place (a package update
@@ -1094,7 +1088,7 @@ fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
     fs::copy(BIN, &bin).expect("copy the binary");
     fx.shipped("catamount.socket", &config);
     fx.shipped_with("catamount.service", &config, &bin);
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "catamount.service";
     let starting = "starting in single mode";
 
@@ -1228,8 +1222,7 @@ fn hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets() {
 // ---------------------------------------------------------------------------
 // 8. A bad config file: the start fails, and systemd shows why.
 
-#[test]
-fn a_bad_config_fails_the_start_and_systemd_shows_the_reason() {
+fn a_bad_config_fails_the_start_and_systemd_shows_the_reason(systemd: Systemd) {
     let fx = Fixture::new("bad-config");
     let config = fx.file(
         "bad.rb",
@@ -1244,7 +1237,7 @@ fn a_bad_config_fails_the_start_and_systemd_shows_the_reason() {
             quoted(&config)
         ),
     );
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let svc = "cat8.service";
 
     let out = sb.systemctl(&["start", svc]);
@@ -1289,13 +1282,12 @@ fn a_bad_config_fails_the_start_and_systemd_shows_the_reason() {
 // 8b. A config typo, then `systemctl reload` and `systemctl restart`, with
 // the shipped units (issue 12).
 
-#[test]
-fn a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening() {
+fn a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening(systemd: Systemd) {
     let fx = Fixture::new("typo");
     let config = shipped_config(&fx);
     fx.shipped("catamount.socket", &config);
     fx.shipped("catamount.service", &config);
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
     let (svc, sock) = ("catamount.service", "catamount.socket");
     sb.systemctl_ok(&["start", sock, svc]);
     let pid = wait_running_pid(&sb, svc, 0);
@@ -1389,8 +1381,7 @@ fn a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening() {
 // ---------------------------------------------------------------------------
 // 9. Wrapper scripts must exec catamount (LISTEN_PID, NotifyAccess=main).
 
-#[test]
-fn a_wrapper_script_must_exec_catamount() {
+fn a_wrapper_script_must_exec_catamount(systemd: Systemd) {
     let fx = Fixture::new("wrapper");
     let script = |name: &str, exec: &str| {
         let path = fx.file(
@@ -1427,7 +1418,7 @@ fn a_wrapper_script_must_exec_catamount() {
             ),
         );
     }
-    let Some(sb) = fx.boot() else { return };
+    let Some(sb) = fx.boot(systemd) else { return };
 
     // exec: catamount is the main process, LISTEN_PID is its pid.
     sb.systemctl_ok(&["start", "good.service"]);
@@ -1452,3 +1443,17 @@ fn a_wrapper_script_must_exec_catamount() {
     assert!(journal.contains("Address already in use"), "{journal}");
     fx.done(sb);
 }
+
+on_both_systemds!(
+    socket_activated_tcp_and_unix_with_notify_status_and_main_pid,
+    only_mode_answers_on_the_activated_address_and_not_the_configured_one,
+    an_unmatched_activated_unix_socket_is_closed_and_its_file_stays,
+    a_hung_service_is_killed_by_the_watchdog_and_restarted,
+    watchdog_pings_come_every_half_period_from_the_start,
+    systemctl_restart_under_load_with_the_socket_unit_fails_no_request,
+    systemctl_restart_under_load_with_the_fd_store_fails_no_request,
+    hot_restart_and_reload_under_load_in_only_mode_keep_pid_and_sockets,
+    a_bad_config_fails_the_start_and_systemd_shows_the_reason,
+    a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening,
+    a_wrapper_script_must_exec_catamount,
+);

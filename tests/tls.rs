@@ -13,6 +13,7 @@
 mod support;
 
 #[path = "support/sdsandbox.rs"]
+#[macro_use]
 mod sdsandbox;
 
 #[path = "support/pki.rs"]
@@ -757,8 +758,7 @@ fn rotate_by_usr2(server: &mut Server, live: &LiveCert, port: u16, name: &str) {
 // 8. Real systemd
 // ---------------------------------------------------------------------
 
-#[test]
-fn tls_on_a_socket_activated_by_real_systemd_and_rotated_by_reload() {
+fn tls_on_a_socket_activated_by_real_systemd_and_rotated_by_reload(systemd: sdsandbox::Systemd) {
     let Some(pki) = pki() else { return };
     let started = Instant::now();
     let dir = sdsandbox::TestDir::new("tls");
@@ -799,7 +799,7 @@ fn tls_on_a_socket_activated_by_real_systemd_and_rotated_by_reload() {
         ),
     )
     .expect("write service unit");
-    let Some(sb) = sdsandbox::Sandbox::start_or_skip(&units) else {
+    let Some(sb) = sdsandbox::Sandbox::start_or_skip_with(&units, systemd) else {
         return;
     };
     let svc = "tlscat.service";
@@ -1370,3 +1370,5 @@ fn quoted(s: &str) -> String {
 fn logs(s: &Server) -> String {
     format!("\n--- stdout:\n{}--- stderr:\n{}", s.stdout(), s.stderr())
 }
+
+on_both_systemds!(tls_on_a_socket_activated_by_real_systemd_and_rotated_by_reload);

@@ -22,6 +22,13 @@
 //! keeps its docroot, config and logs in a [`TestDir`] and names them in unit
 //! files by their host paths. Anything else under /tmp is invisible inside.
 //!
+//! Two systemd builds: [`Systemd::V252`] is the host's own (Debian 12's
+//! 252), [`Systemd::V254`] Debian's backport (254: `Type=notify-reload`,
+//! `OpenFile=`, `FileDescriptorStorePreserve=`), extracted by
+//! `scripts/fetch-systemd` into `target/systemd-254` (or the directory in
+//! `CATAMOUNT_SYSTEMD_254`) and bound over the host's inside the sandbox
+//! only; never installed. Without it the 254 tests say `skipped:`.
+//!
 //! Sandboxes are independent (own state directory, own cgroup, own network
 //! namespace, so the same port can be used by parallel tests). A sandbox
 //! lives until it is dropped, and never longer than the thread that started
@@ -65,6 +72,57 @@ const CATAMOUNT_BIN: &str = env!("CARGO_BIN_EXE_catamount");
 const MODE_VAR: &str = "CATAMOUNT_SD_SANDBOX";
 /// The exit status with which `sd-sandbox check` means "cannot run here".
 const CHECK_SKIP: i32 = 77;
+/// Where a test finds the extracted systemd 254 when `CATAMOUNT_SYSTEMD_254`
+/// does not say (scripts/fetch-systemd's default, relative to the target
+/// directory, which is `CARGO_TARGET_TMPDIR`'s parent).
+const SYSTEMD_254_DIR: &str = "systemd-254";
+/// The environment variable naming another directory for systemd 254.
+const SYSTEMD_254_VAR: &str = "CATAMOUNT_SYSTEMD_254";
+
+/// Which systemd a sandbox boots: the versions every real-systemd scenario
+/// runs under (tests name them `v252::…` and `v254::…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Systemd {
+    /// The host's own build (252 on Debian 12, the CI machine).
+    V252,
+    /// Debian 12's backport, extracted by scripts/fetch-systemd.
+    V254,
+}
+
+impl Systemd {
+    /// The version a sandbox of this kind must report; a mismatch (a build
+    /// that silently fell back to the host's) fails the test.
+    pub fn major(self) -> u32 {
+        match self {
+            Systemd::V252 => 252,
+            Systemd::V254 => 254,
+        }
+    }
+
+    /// The extracted tree to bind over the host's build (`None`: the host's).
+    fn tree(self) -> Result<Option<PathBuf>, Skip> {
+        if self == Systemd::V252 {
+            return Ok(None);
+        }
+        let dir = match std::env::var_os(SYSTEMD_254_VAR) {
+            Some(d) => PathBuf::from(d),
+            None => Path::new(TARGET_TMPDIR)
+                .parent()
+                .expect("CARGO_TARGET_TMPDIR lies inside the target directory")
+                .join(SYSTEMD_254_DIR),
+        };
+        if !dir.join("lib/systemd/systemd").is_file() {
+            return Err(Skip {
+                reason: format!(
+                    "systemd 254 is not in {}: run scripts/fetch-systemd (downloads Debian's \
+                     backport and extracts it there; installs nothing)",
+                    dir.display()
+                ),
+            });
+        }
+        Ok(Some(fs::canonicalize(&dir).unwrap_or(dir)))
+    }
+}
 
 /// Why a sandbox cannot run on this machine. The test that gets one reports
 /// it (see [`Skip::report`]) and returns.
@@ -104,6 +162,13 @@ impl Sandbox {
     /// `Err(Skip)` when this machine cannot run one; panics when it can but
     /// the boot fails, with the boot log in the message.
     pub fn start(units_dir: &Path) -> Result<Sandbox, Skip> {
+        Sandbox::start_with(units_dir, Systemd::V252)
+    }
+
+    /// [`Sandbox::start`] with the systemd build `systemd`; `Err(Skip)` also
+    /// when that build is not on this machine. Panics when the booted
+    /// systemd reports another version than `systemd` stands for.
+    pub fn start_with(units_dir: &Path, systemd: Systemd) -> Result<Sandbox, Skip> {
         match std::env::var(MODE_VAR).as_deref() {
             Ok("off") | Ok("0") => {
                 return Err(Skip {
@@ -112,6 +177,7 @@ impl Sandbox {
             }
             _ => check()?,
         }
+        let tree = systemd.tree()?;
         let state = unique_dir("sandbox");
         let boot_err = state.join("boot.err");
         let stderr = fs::File::create(&boot_err)
@@ -130,6 +196,7 @@ impl Sandbox {
             .env("SD_SANDBOX_BIND", TARGET_TMPDIR)
             .env("SD_SANDBOX_BIND_RO", bin_dir)
             .env("SD_SANDBOX_TIMEOUT", BOOT_TIMEOUT.as_secs().to_string())
+            .env("SD_SANDBOX_SYSTEMD", tree.as_deref().unwrap_or(Path::new("")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -152,18 +219,31 @@ impl Sandbox {
                 );
             }
         };
-        Ok(Sandbox {
+        let sandbox = Sandbox {
             state,
             holder: Some(holder),
             pid,
             boot_time: started.elapsed(),
-        })
+        };
+        let booted = sandbox.systemd_version();
+        assert_eq!(
+            booted,
+            systemd.major(),
+            "sd-sandbox: asked for systemd {} but {booted} booted",
+            systemd.major()
+        );
+        Ok(sandbox)
     }
 
     /// [`Sandbox::start`], reporting a skip on stderr (`None`: the test
     /// returns). With `CATAMOUNT_SD_SANDBOX=require` a skip panics instead.
     pub fn start_or_skip(units_dir: &Path) -> Option<Sandbox> {
-        match Sandbox::start(units_dir) {
+        Sandbox::start_or_skip_with(units_dir, Systemd::V252)
+    }
+
+    /// [`Sandbox::start_or_skip`] with the systemd build `systemd`.
+    pub fn start_or_skip_with(units_dir: &Path, systemd: Systemd) -> Option<Sandbox> {
+        match Sandbox::start_with(units_dir, systemd) {
             Ok(sandbox) => Some(sandbox),
             Err(skip) if std::env::var(MODE_VAR).as_deref() == Ok("require") => {
                 panic!("sd-sandbox required by {MODE_VAR}=require, but: {skip}")
@@ -511,4 +591,19 @@ fn read_lossy(path: &Path) -> String {
         |e| format!("({}: {e})", path.display()),
         |b| String::from_utf8_lossy(&b).into_owned(),
     )
+}
+
+/// Runs each scenario `fn NAME(systemd: Systemd)` of the calling test file
+/// under both systemd builds, as the tests `v252::NAME` and `v254::NAME`,
+/// so the test output counts the scenarios of each version. (`mod
+/// sdsandbox` needs `#[macro_use]` for this.)
+macro_rules! on_both_systemds {
+    ($($name:ident),* $(,)?) => {
+        mod v252 {
+            $( #[test] fn $name() { super::$name(super::sdsandbox::Systemd::V252) } )*
+        }
+        mod v254 {
+            $( #[test] fn $name() { super::$name(super::sdsandbox::Systemd::V254) } )*
+        }
+    };
 }
