@@ -196,7 +196,10 @@ impl Sandbox {
             .env("SD_SANDBOX_BIND", TARGET_TMPDIR)
             .env("SD_SANDBOX_BIND_RO", bin_dir)
             .env("SD_SANDBOX_TIMEOUT", BOOT_TIMEOUT.as_secs().to_string())
-            .env("SD_SANDBOX_SYSTEMD", tree.as_deref().unwrap_or(Path::new("")))
+            .env(
+                "SD_SANDBOX_SYSTEMD",
+                tree.as_deref().unwrap_or(Path::new("")),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
