@@ -196,6 +196,8 @@ fn shipped_units_load_cleanly(systemd: Systemd) {
         [
             "catamount-fdstore.service",
             "catamount-reload.service",
+            "catamount-tls.service",
+            "catamount-tls.socket",
             "catamount.service",
             "catamount.socket"
         ]

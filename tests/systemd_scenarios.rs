@@ -20,11 +20,15 @@
 #[macro_use]
 mod sdsandbox;
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use sdsandbox::{Sandbox, Skip, Systemd, TestDir, STATE_TIMEOUT};
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -192,14 +196,24 @@ impl Fixture {
 
     /// [`Fixture::shipped`] with the binary at `bin`.
     fn shipped_with(&self, name: &str, config: &Path, bin: &Path) {
+        self.shipped_as(name, name, config, bin);
+    }
+
+    /// Installs the shipped unit `name` under the name `installed` (as
+    /// README says to install catamount-reload.service as catamount.service).
+    fn shipped_as(&self, name: &str, installed: &str, config: &Path, bin: &Path) {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("units")
             .join(name);
         let text = fs::read_to_string(&src).expect("read shipped unit");
         let config = config.to_str().expect("test paths are UTF-8");
+        // Other files under /etc/catamount (certificates, tokens) are the
+        // fixture's files of the same name.
+        let etc = format!("{}/", self.dir.path().display());
         let mut text = text
             .replace("/usr/bin/catamount", bin.to_str().expect("UTF-8 path"))
-            .replace("/etc/catamount/catamount.rb", config);
+            .replace("/etc/catamount/catamount.rb", config)
+            .replace("/etc/catamount/", &etc);
         // The hardened units hide /tmp (PrivateTmp=) and /root, /home
         // (ProtectHome=); a target dir or fixture there (CARGO_TARGET_DIR=
         // /tmp/..., a clone under /tmp) must be bound back in, read-only.
@@ -218,7 +232,7 @@ impl Fixture {
                 text.push_str(&binds.concat());
             }
         }
-        fs::write(self.units.join(name), text).expect("install shipped unit");
+        fs::write(self.units.join(installed), text).expect("install shipped unit");
     }
 
     fn boot(&self, systemd: Systemd) -> Option<Sandbox> {
@@ -1444,6 +1458,298 @@ fn a_wrapper_script_must_exec_catamount(systemd: Systemd) {
     fx.done(sb);
 }
 
+// ---------------------------------------------------------------------------
+// systemd 254 only. 12. Type=notify-reload: `systemctl reload` waits for the
+// reload, keeps the pid, and fails when catamount refuses the new config.
+
+fn notify_reload_waits_keeps_the_pid_and_fails_a_refused_reload(systemd: Systemd) {
+    let fx = Fixture::new("notify-reload");
+    let www = fx.www.display().to_string();
+    let config = fx.file(
+        "catamount.rb",
+        &format!("directory \"{www}\"\nthreads 0, 5\n"),
+    );
+    fx.shipped("catamount.socket", &config);
+    // As README says: installed under the name the socket unit starts.
+    fx.shipped_as(
+        "catamount-reload.service",
+        "catamount.service",
+        &config,
+        Path::new(BIN),
+    );
+    let Some(sb) = fx.boot(systemd) else { return };
+    let svc = "catamount.service";
+    sb.systemctl_ok(&["start", "catamount.socket", svc]);
+    let pid = wait_running_pid(&sb, svc, 0);
+    assert_eq!(sb.show(svc, "Type"), "notify-reload");
+    let Some(mut load) = Load::start(&sb, &fx, &[SHIPPED_TCP, SHIPPED_UNIX]) else {
+        return;
+    };
+    load.wait_ok(&sb, LOAD_STEP, "before the reload");
+
+    // A good change: when `systemctl reload` returns, the new process has
+    // already said READY=1 with the new thread count (synchronous), and it
+    // is the same process.
+    fs::write(&config, format!("directory \"{www}\"\nthreads 0, 7\n")).expect("edit config");
+    sb.systemctl_ok(&["reload", svc]);
+    let v = show_many(
+        &sb,
+        svc,
+        &["StatusText", "MainPID", "ReloadResult", "ActiveState"],
+    );
+    assert!(
+        v[0].contains("/7 threads busy") && !v[0].contains("refused"),
+        "status right after reload returned: {v:?}"
+    );
+    assert_eq!(
+        (v[1].as_str(), v[2].as_str(), v[3].as_str()),
+        (pid.to_string().as_str(), "success", "active")
+    );
+    let after = load.progress().0;
+    load.wait_ok(&sb, after + LOAD_STEP, "after the reload");
+
+    // A typo: catamount refuses and keeps serving the old config; the
+    // reload fails where the operator sees it.
+    fs::write(&config, format!("directory \"{www}\"\nthraeds 0, 9\n")).expect("edit config");
+    let out = sb.systemctl(&["reload", svc]);
+    assert!(
+        !out.status.success(),
+        "systemctl reload of a typo succeeded: {out:?}"
+    );
+    let v = show_many(
+        &sb,
+        svc,
+        &["ReloadResult", "ActiveState", "SubState", "MainPID"],
+    );
+    assert_eq!(
+        v,
+        ["exit-code", "active", "running", &pid.to_string()],
+        "after the refused reload"
+    );
+    sb.wait_for("the refusal in STATUS=", STATE_TIMEOUT, || {
+        let status = sb.show(svc, "StatusText");
+        status.contains("/7 threads busy")
+            && status.contains("last reload refused:")
+            && status.contains("thraeds")
+    });
+    let after = load.progress().0;
+    load.wait_ok(&sb, after + LOAD_STEP, "after the refused reload");
+
+    // Fixed: the next reload succeeds again and the refusal is gone.
+    fs::write(&config, format!("directory \"{www}\"\nthreads 0, 5\n")).expect("edit config");
+    sb.systemctl_ok(&["reload", svc]);
+    let v = show_many(&sb, svc, &["StatusText", "MainPID", "ReloadResult"]);
+    assert!(
+        v[0].contains("/5 threads busy") && !v[0].contains("refused"),
+        "{v:?}"
+    );
+    assert_eq!(
+        (v[1].as_str(), v[2].as_str()),
+        (pid.to_string().as_str(), "success")
+    );
+    assert_eq!(sb.show(svc, "NRestarts"), "0");
+    let report = load.finish();
+    assert_no_failed_requests(&sb, svc, &report, "notify-reload reloads");
+    fx.done(sb);
+}
+
+// ---------------------------------------------------------------------------
+// systemd 254 only. 13. FileDescriptorStorePreserve=yes: the shipped fd-store
+// unit's listeners survive `systemctl stop` + `start`; connections made
+// while it is stopped wait in the backlog and are answered after the start.
+
+/// Connections waiting in the accept queue of the listener on `port`
+/// (`ss`'s Recv-Q for a listening socket).
+fn accept_queue(sb: &Sandbox, port: u16) -> u32 {
+    let filter = format!("sport = :{port}");
+    let out = sb.run(&["ss", "-Hltn", &filter]);
+    text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fd_store_preserve_keeps_the_listeners_across_stop_and_start(systemd: Systemd) {
+    let fx = Fixture::new("fdstore-preserve");
+    let sock = "/run/catamount-fdstore/catamount.sock";
+    let config = fx.file(
+        "catamount.rb",
+        &format!(
+            "directory \"{}\"\nbind \"tcp://127.0.0.1:9292\"\nbind \"unix://{sock}\"\n",
+            fx.www.display()
+        ),
+    );
+    fx.shipped("catamount-fdstore.service", &config);
+    // Stands for multi-user.target wanting the enabled unit: systemd keeps
+    // a preserved store only while the unit stays loaded, and unloads a
+    // stopped unit that nothing references (measured: "Collecting",
+    // "Releasing all stored fds").
+    fx.unit("hold.target", "[Unit]\nWants=catamount-fdstore.service\n");
+    let Some(sb) = fx.boot(systemd) else { return };
+    let svc = "catamount-fdstore.service";
+    sb.systemctl_ok(&["start", "hold.target"]);
+    let pid = wait_running_pid(&sb, svc, 0);
+    sb.wait_for_property(svc, "NFileDescriptorStore", "2", STATE_TIMEOUT);
+    let (tcp, unix) = (tcp_holders(&sb, 9292), unix_holders(&sb, sock));
+    let Some(mut load) = Load::start(&sb, &fx, &[SHIPPED_TCP, &format!("unix:{sock}")]) else {
+        return;
+    };
+    load.wait_ok(&sb, LOAD_STEP, "before the stop");
+
+    sb.systemctl_ok(&["stop", svc]);
+    assert_eq!(
+        show_many(&sb, svc, &["ActiveState", "SubState"]),
+        ["inactive", "dead-resources-pinned"]
+    );
+    // The store kept both listeners: systemd is their only holder now.
+    assert_eq!(sb.show(svc, "NFileDescriptorStore"), "2");
+    for (h, first) in [
+        (tcp_holders(&sb, 9292), &tcp),
+        (unix_holders(&sb, sock), &unix),
+    ] {
+        assert_eq!(h.inode, first.inode, "{h:?} vs {first:?}");
+        assert_eq!(
+            (h.count("systemd", 1), h.users.len()),
+            (1, 1),
+            "while stopped: {h:?}"
+        );
+    }
+    // Clients keep connecting: their connections queue in the backlog.
+    sb.wait_for(
+        "connections waiting in the backlog while stopped",
+        STATE_TIMEOUT,
+        || accept_queue(&sb, 9292) > 0,
+    );
+    let served = load.progress().0;
+
+    sb.systemctl_ok(&["start", svc]);
+    let new = wait_running_pid(&sb, svc, pid);
+    load.wait_ok(&sb, served + LOAD_STEP, "after the start");
+    let log = sb.journal_of_pid(new);
+    assert!(
+        log.contains("* Inherited tcp://127.0.0.1:9292")
+            && log.contains(&format!("* Inherited unix://{sock}")),
+        "{log}"
+    );
+    let h = tcp_holders(&sb, 9292);
+    assert_eq!(h.inode, tcp.inode, "the same socket after start: {h:?}");
+    let report = load.finish();
+    assert_no_failed_requests(
+        &sb,
+        svc,
+        &report,
+        "systemctl stop + start (fd store preserved)",
+    );
+    fx.done(sb);
+}
+
+// ---------------------------------------------------------------------------
+// 14. Credentials: the shipped catamount-tls units serve HTTPS with a key
+// and a control token that only root can read, given as LoadCredential=.
+
+fn credentials_give_a_root_only_key_and_token_to_the_dynamic_user(systemd: Systemd) {
+    let fx = Fixture::new("credentials");
+    if !Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        skip("openssl is not installed (needed for the test certificate)");
+        return;
+    }
+    let dir = fx.dir.path();
+    pki::init(dir, &["ca"]);
+    pki::p256_key(dir, "tls");
+    pki::leaf(dir, "tls", "server_ext", "ca", 4242);
+    fs::rename(dir.join("tls.pem"), dir.join("tls.crt")).expect("rename the certificate");
+    fs::write(dir.join("control-token"), "t0ken-from-a-credential\n").expect("write the token");
+    // Root's alone: the service's dynamic user could not open these paths.
+    for f in ["tls.key", "control-token"] {
+        fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+    }
+    let config = fx.file(
+        "catamount.rb",
+        &format!("directory \"{}\"\n", fx.www.display()),
+    );
+    fx.shipped("catamount-tls.socket", &config);
+    fx.shipped("catamount-tls.service", &config);
+    let Some(sb) = fx.boot(systemd) else { return };
+    let svc = "catamount-tls.service";
+    sb.systemctl_ok(&["start", "catamount-tls.socket", svc]);
+    let pid = wait_running_pid(&sb, svc, 0);
+
+    // HTTPS on 443 with the credential's certificate.
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().expect("UTF-8 path");
+    let out = sb.run(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "5",
+        "--cacert",
+        ca,
+        "https://127.0.0.1/hello.txt",
+    ]);
+    assert!(
+        out.status.success() && text(&out.stdout) == HELLO,
+        "HTTPS with the key from a credential: {out:?}\n{}",
+        sb.journal(svc)
+    );
+    // The service user cannot read the key's own path (the test's premise),
+    // and the key reached it through its private credentials directory.
+    let user = sb.show(svc, "User");
+    let probe = sb.run(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "cat",
+        &format!("{}/tls.key", dir.display()),
+    ]);
+    assert!(
+        !probe.status.success(),
+        "the key is readable by an unprivileged user"
+    );
+    let creds = sb.run(&["ls", &format!("/run/credentials/{svc}")]);
+    assert_eq!(
+        text(&creds.stdout),
+        "control-token\ntls.crt\ntls.key\n",
+        "user {user}"
+    );
+
+    // The control app takes the token from the credential, never shown.
+    let ctl = "/run/catamount-tls/control.sock";
+    let stats = sb.curl_unix(ctl, "http://localhost/stats?token=t0ken-from-a-credential");
+    assert!(
+        stats.status.success(),
+        "control app with the credential's token: {stats:?}"
+    );
+    let wrong = sb.curl_unix(ctl, "http://localhost/stats?token=wrong");
+    assert!(
+        !wrong.status.success(),
+        "a wrong token was accepted: {wrong:?}"
+    );
+    let journal = sb.journal(svc);
+    assert!(
+        !journal.contains("t0ken-from-a-credential"),
+        "the token was logged:\n{journal}"
+    );
+    let cmdline = sb.run(&["cat", &format!("/proc/{pid}/cmdline")]);
+    assert!(
+        !text(&cmdline.stdout).contains("t0ken"),
+        "the token is on the command line"
+    );
+
+    // A reload (check first, then HUP) reads the credentials again.
+    sb.systemctl_ok(&["reload", svc]);
+    assert_eq!(sb.main_pid(svc), pid);
+    fx.done(sb);
+}
+
 on_both_systemds!(
     socket_activated_tcp_and_unix_with_notify_status_and_main_pid,
     only_mode_answers_on_the_activated_address_and_not_the_configured_one,
@@ -1456,4 +1762,8 @@ on_both_systemds!(
     a_bad_config_fails_the_start_and_systemd_shows_the_reason,
     a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening,
     a_wrapper_script_must_exec_catamount,
+    credentials_give_a_root_only_key_and_token_to_the_dynamic_user;
+    254:
+    notify_reload_waits_keeps_the_pid_and_fails_a_refused_reload,
+    fd_store_preserve_keeps_the_listeners_across_stop_and_start,
 );

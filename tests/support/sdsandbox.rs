@@ -598,15 +598,18 @@ fn read_lossy(path: &Path) -> String {
 
 /// Runs each scenario `fn NAME(systemd: Systemd)` of the calling test file
 /// under both systemd builds, as the tests `v252::NAME` and `v254::NAME`,
-/// so the test output counts the scenarios of each version. (`mod
+/// so the test output counts the scenarios of each version; the names
+/// after `254:` need systemd 254 (notify-reload, OpenFile=,
+/// FileDescriptorStorePreserve=) and run as `v254::NAME` only. (`mod
 /// sdsandbox` needs `#[macro_use]` for this.)
 macro_rules! on_both_systemds {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)? $(; 254: $($only:ident),* $(,)?)?) => {
         mod v252 {
             $( #[test] fn $name() { super::$name(super::sdsandbox::Systemd::V252) } )*
         }
         mod v254 {
             $( #[test] fn $name() { super::$name(super::sdsandbox::Systemd::V254) } )*
+            $($( #[test] fn $only() { super::$only(super::sdsandbox::Systemd::V254) } )*)?
         }
     };
 }
