@@ -21,6 +21,7 @@
 mod sdsandbox;
 
 #[path = "support/pki.rs"]
+#[allow(dead_code)] // pki::dated serves tests/tls.rs only
 mod pki;
 
 use sdsandbox::{Sandbox, Skip, Systemd, TestDir, STATE_TIMEOUT};

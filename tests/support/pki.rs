@@ -2,9 +2,6 @@
 //! the config, CAs, and leaf certificates they sign. Shared by the unit
 //! tests in src/tls.rs and by tests/tls.rs.
 
-// Each includer uses a different part of it.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
