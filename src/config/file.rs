@@ -20,6 +20,8 @@ pub(super) struct FileSettings {
     pub(super) directory_line: Option<usize>,
     /// The last line that set the control URL (for control errors).
     pub(super) control_line: Option<usize>,
+    /// The last `control_token_file` line (for errors reading it).
+    pub(super) token_file_line: Option<usize>,
 }
 
 pub(super) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
@@ -54,6 +56,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileSettings, Config
         layer: Overrides::default(),
         directory_line: None,
         control_line: None,
+        token_file_line: None,
     };
     // Line of each bind so far, for "repeats line N".
     let mut bind_lines: Vec<usize> = Vec::new();
@@ -92,6 +95,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileSettings, Config
         match name {
             "directory" => file.directory_line = Some(number),
             "activate_control_app" | "control_url" => file.control_line = Some(number),
+            "control_token_file" => file.token_file_line = Some(number),
             _ => {}
         }
     }

@@ -1,17 +1,21 @@
 //! Layering: the defaults, then the config file, then the command line
-//! ([`load`]), and the checks that need the merged result: DIR and the
-//! control app. Also [`reload`] and [`load_file`], the other two ways in.
+//! ([`load`]), and the checks that need the merged result: DIR, the
+//! control app, and reading the control token's file. Also [`reload`]
+//! and [`load_file`], the other two ways in.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::file::{parse_file, read_config_file};
-use super::types::{Config, ConfigError, ControlToken, Overrides};
+use super::lexer::NOT_SHOWN;
+use super::types::{Config, ConfigError, ControlToken, Overrides, MAX_CONTROL_TOKEN_FILE_BYTES};
+use super::values::parse_token;
 
 /// Re-reads `config.config_file` (when there is one) and applies the same
 /// command-line settings (`config.cli`) on top: what the operator typed
 /// still wins, what the file says is new. The returned `Config` is fully
-/// checked again (binds, DIR); on error the
+/// checked again (binds, DIR, a token file read again); on error the
 /// caller keeps the old one.
 pub fn reload(config: &Config) -> Result<Config, ConfigError> {
     load(config.config_file.clone(), config.cli.clone())
@@ -28,6 +32,7 @@ pub(super) fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Confi
     let mut config = Config::default();
     let mut dir_line = None;
     let mut control_line = None;
+    let mut token_file_line = None;
     let mut file_token = None;
     if let Some(path) = &config_file {
         let text = read_config_file(path)?;
@@ -35,6 +40,7 @@ pub(super) fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Confi
         file.layer.apply(&mut config);
         dir_line = file.directory_line;
         control_line = file.control_line;
+        token_file_line = file.token_file_line;
         file_token = file.layer.control_token;
     }
     cli.apply(&mut config);
@@ -43,6 +49,10 @@ pub(super) fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Confi
     }
     if cli.control_url.is_some() {
         control_line = None;
+    }
+    // The layer that says anything about the token decides it whole.
+    if cli.control_token.is_some() {
+        token_file_line = None;
     }
     let at_line = |line: Option<usize>, message: String| match (&config_file, line) {
         (Some(path), Some(line)) => format!("{}:{line}: {message}", path.display()),
@@ -56,14 +66,72 @@ pub(super) fn load(config_file: Option<PathBuf>, cli: Overrides) -> Result<Confi
     };
     check_dir(&config.dir, origin)?;
 
-    let no_token =
-        cli.control_token.as_ref().or(file_token.as_ref()) == Some(&ControlToken::NoToken);
+    let token = cli.control_token.as_ref().or(file_token.as_ref());
+    if let Some(ControlToken::File(path)) = token {
+        let token = read_token_file(path).map_err(|problem| {
+            ConfigError::new(match token_file_line {
+                Some(_) => at_line(
+                    token_file_line,
+                    format!("control_token_file {path:?} {problem}"),
+                ),
+                None => format!("--control-token-file {path:?} {problem}"),
+            })
+        })?;
+        config.control_token = Some(token);
+    }
+
+    let no_token = token == Some(&ControlToken::NoToken);
     check_control(&config, no_token)
         .map_err(|message| ConfigError::new(at_line(control_line, message)))?;
 
     config.config_file = config_file;
     config.cli = cli;
     Ok(config)
+}
+
+/// The token in a `control_token_file`: the whole file but one trailing
+/// newline (`\n` or `\r\n`), as `echo` or an editor leaves it, checked as
+/// a `control_token` is. systemd's `LoadCredential=` hands a service such
+/// a file under `$CREDENTIALS_DIRECTORY` (`%d` in the unit), readable by
+/// the service alone and shown by no `ps`. The error completes
+/// "control_token_file PATH ..."; it never shows the file's contents.
+fn read_token_file(path: &Path) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_CONTROL_TOKEN_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| {
+            format!(
+                "cannot be read ({e}); expected a file this process can read that holds the \
+                 control token (under systemd, LoadCredential=control-token:PATH provides one \
+                 as %d/control-token)"
+            )
+        })?;
+    if bytes.len() as u64 > MAX_CONTROL_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "is larger than {MAX_CONTROL_TOKEN_FILE_BYTES} bytes; expected a file that holds \
+             one token"
+        ));
+    }
+    let token = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
+    if token.is_empty() {
+        return Err("is empty; expected the control token in it, on one line".to_string());
+    }
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(parse_token)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "does not hold a valid token {NOT_SHOWN}; expected a non-empty token of \
+                 visible ASCII (no spaces), followed by at most one newline"
+            )
+        })
 }
 
 /// The control app's checks on the merged settings: a token unless

@@ -48,8 +48,10 @@
 //! DIR is a directory this process can read, and not `/` unless a layer
 //! named it (the default is the working directory, `/` under systemd), and
 //! a control URL has a token (or the file said `no_token: true`) and is
-//! not also a bind. Each message names the `FILE:LINE` when the setting
-//! came from the file. `--check` returns [`Command::Check`] instead of
+//! not also a bind; and a `control_token_file` (`--control-token-file`)
+//! is read, so the token need not sit in the file or the command line.
+//! Each message names the `FILE:LINE` when the setting came from the
+//! file. `--check` returns [`Command::Check`] instead of
 //! [`Command::Run`]: the server then checks what else a start needs
 //! (certificates, the control socket's directory) and exits.
 //!
@@ -96,6 +98,6 @@ pub use types::{
     DEFAULT_DIR, DEFAULT_ENVIRONMENT, DEFAULT_FIRST_DATA_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_MAX_KEEP_ALIVE, DEFAULT_MAX_THREADS, DEFAULT_MIN_THREADS, DEFAULT_PERSISTENT_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WORKERS, DEFAULT_WORKER_BOOT_TIMEOUT, DEFAULT_WORKER_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT, MAX_CONFIG_FILE_BYTES, MAX_THREADS_LIMIT, MAX_TIMEOUT, MAX_WORKERS,
-    MAX_WORKER_MAX_RSS_MIB,
+    DEFAULT_WRITE_TIMEOUT, MAX_CONFIG_FILE_BYTES, MAX_CONTROL_TOKEN_FILE_BYTES, MAX_THREADS_LIMIT,
+    MAX_TIMEOUT, MAX_WORKERS, MAX_WORKER_MAX_RSS_MIB,
 };

@@ -451,11 +451,9 @@ pub(super) const SETTINGS: &[Setting] = &[
         secret: true,
         handler: Handler::Own {
             cli: Some(|v, layer| {
-                layer.control_token = v.last(|s| {
-                    parse_token(s)
-                        .map(|t| ControlToken::Token(t.to_string()))
-                        .ok_or(INVALID)
-                })?;
+                if let Some(t) = v.last(|s| parse_token(s).map(str::to_string).ok_or(INVALID))? {
+                    set_token(layer, ControlToken::Token(t)).map_err(|()| cli_token_clash())?;
+                }
                 Ok(())
             }),
             file: Some(|d, layer| {
@@ -466,11 +464,39 @@ pub(super) const SETTINGS: &[Setting] = &[
                         d.name
                     )
                 })?;
-                layer.control_token = Some(ControlToken::Token(token.to_string()));
-                Ok(())
+                set_token(layer, ControlToken::Token(token.to_string()))
+                    .map_err(|()| file_token_clash(d.name))
             }),
         },
     },
+    own(
+        "control_token_file",
+        value(
+            "--control-token-file",
+            "",
+            "a file path, as in --control-token-file \
+             /run/credentials/catamount.service/control-token",
+        ),
+        Some(|v, layer| {
+            if let Some(path) = v.last_path()? {
+                if path.as_os_str().is_empty() {
+                    return Err(v.invalid("\"\""));
+                }
+                set_token(layer, ControlToken::File(path)).map_err(|()| cli_token_clash())?;
+            }
+            Ok(())
+        }),
+        Some(|d, layer| {
+            let path = non_empty_string(&d.args).ok_or_else(|| {
+                d.bad(
+                    "a quoted path to the file holding the token, as in control_token_file \
+                     \"/run/credentials/catamount.service/control-token\"",
+                )
+            })?;
+            set_token(layer, ControlToken::File(PathBuf::from(path)))
+                .map_err(|()| file_token_clash(d.name))
+        }),
+    ),
     own(
         "state_path",
         value("--state", "-S", "a file path, as in --state /run/app.state"),
@@ -713,8 +739,7 @@ fn control_app_from_file(d: &Directive<'_>, layer: &mut Overrides) -> Result<(),
             "both auth_token: and no_token: true; expected one of them",
         )),
         (Some(t), false) => {
-            layer.control_token = Some(ControlToken::Token(t));
-            Ok(())
+            set_token(layer, ControlToken::Token(t)).map_err(|()| file_token_clash(name))
         }
         (None, true) => {
             layer.control_token = Some(ControlToken::NoToken);
@@ -722,4 +747,36 @@ fn control_app_from_file(d: &Directive<'_>, layer: &mut Overrides) -> Result<(),
         }
         (None, false) => Ok(()),
     }
+}
+
+/// Writes where the layer's control token comes from. A token and a
+/// token file in one layer contradict each other (which one was meant?),
+/// so that is `Err`; `no_token: true` and either simply give way to the
+/// later line, as a later line does everywhere in the file.
+fn set_token(layer: &mut Overrides, token: ControlToken) -> Result<(), ()> {
+    let clash = matches!(
+        (&layer.control_token, &token),
+        (Some(ControlToken::Token(_)), ControlToken::File(_))
+            | (Some(ControlToken::File(_)), ControlToken::Token(_))
+    );
+    if clash {
+        return Err(());
+    }
+    layer.control_token = Some(token);
+    Ok(())
+}
+
+fn cli_token_clash() -> ConfigError {
+    ConfigError::new(
+        "--control-token and --control-token-file both give the control token; expected \
+         one of them (--control-token-file keeps the token out of ps)",
+    )
+}
+
+fn file_token_clash(name: &str) -> String {
+    format!(
+        "{name}: this file gives the control token both with control_token_file and with \
+         control_token or auth_token:; expected one of them (control_token_file keeps the \
+         token out of this file)"
+    )
 }

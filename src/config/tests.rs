@@ -1919,3 +1919,256 @@ fn every_option_and_directive_reaches_its_handler() {
         }
     }
 }
+
+#[test]
+fn control_token_file_is_read_at_load() {
+    let tmp = TempDir::new();
+    for (contents, want) in [
+        ("s3cr3t\n", "s3cr3t"),
+        ("s3cr3t\r\n", "s3cr3t"),
+        ("s3cr3t", "s3cr3t"),
+        (
+            "!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\n",
+            "!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+        ),
+    ] {
+        let token = tmp.file("control-token", contents);
+        let token = token.to_str().unwrap();
+        let c = run(&["--control-token-file", token]);
+        assert_eq!(c.control_token.as_deref(), Some(want), "{contents:?}");
+        let c = with_file(&format!("control_token_file \"{token}\"\n"), &[]).unwrap();
+        assert_eq!(c.control_token.as_deref(), Some(want), "{contents:?}");
+    }
+    // It satisfies a control URL's need for a token, and --check reads it.
+    let token = tmp.file("control-token", "s3cr3t\n");
+    let token = token.to_str().unwrap();
+    let c = with_file(
+        &format!("activate_control_app \"unix:///run/ctl.sock\"\ncontrol_token_file \"{token}\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.control_token.as_deref(), Some("s3cr3t"));
+    match parse_args(os_args(&[
+        "--check",
+        "--control-url",
+        "unix:///c",
+        "--control-token-file",
+        token,
+    ])) {
+        Ok(Command::Check(c)) => assert_eq!(c.control_token.as_deref(), Some("s3cr3t")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn control_token_file_errors_name_the_path_and_never_the_token() {
+    let tmp = TempDir::new();
+    let expect_token = "expected a non-empty token of visible ASCII (no spaces), followed by \
+                        at most one newline";
+    for (contents, problem) in [
+        (
+            "",
+            "is empty; expected the control token in it, on one line".to_string(),
+        ),
+        (
+            "\n",
+            "is empty; expected the control token in it, on one line".to_string(),
+        ),
+        (
+            "\r\n",
+            "is empty; expected the control token in it, on one line".to_string(),
+        ),
+        (
+            "hunter2\n\n",
+            format!("does not hold a valid token {NOT_SHOWN_TEXT}; {expect_token}"),
+        ),
+        (
+            "hunter2 secret\n",
+            format!("does not hold a valid token {NOT_SHOWN_TEXT}; {expect_token}"),
+        ),
+        (
+            "hunter2\tx",
+            format!("does not hold a valid token {NOT_SHOWN_TEXT}; {expect_token}"),
+        ),
+        (
+            "hunter2\u{e9}",
+            format!("does not hold a valid token {NOT_SHOWN_TEXT}; {expect_token}"),
+        ),
+        (
+            "\nhunter2",
+            format!("does not hold a valid token {NOT_SHOWN_TEXT}; {expect_token}"),
+        ),
+    ] {
+        let path = tmp.file("control-token", contents);
+        let shown = path.to_str().unwrap();
+        let e = error(&["--control-token-file", shown]);
+        assert_eq!(
+            e,
+            format!("--control-token-file {path:?} {problem}"),
+            "{contents:?}"
+        );
+        let e = file_error(&format!("tag \"x\"\ncontrol_token_file \"{shown}\"\n"));
+        assert_eq!(
+            e,
+            format!("app.rb:2: control_token_file {path:?} {problem}"),
+            "{contents:?}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+    let big = "x".repeat(MAX_CONTROL_TOKEN_FILE_BYTES as usize + 1);
+    let path = tmp.file("control-token", &big);
+    assert_eq!(
+        error(&["--control-token-file", path.to_str().unwrap()]),
+        format!(
+            "--control-token-file {path:?} is larger than 4096 bytes; expected a file that \
+             holds one token"
+        )
+    );
+    let missing = tmp.path().join("missing");
+    let e = error(&["--control-token-file", missing.to_str().unwrap()]);
+    assert!(
+        e.starts_with(&format!(
+            "--control-token-file {missing:?} cannot be read ("
+        )),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(
+            "); expected a file this process can read that holds the control token (under \
+             systemd, LoadCredential=control-token:PATH provides one as %d/control-token)"
+        ),
+        "{e}"
+    );
+    // A directory is not a token file either.
+    let e = error(&["--control-token-file", tmp.path().to_str().unwrap()]);
+    assert!(e.contains(" cannot be read ("), "{e}");
+    // An empty path is not "off": there is no token file to turn off.
+    assert_eq!(
+        error(&["--control-token-file", ""]),
+        "--control-token-file \"\"; expected a file path, as in --control-token-file \
+         /run/credentials/catamount.service/control-token"
+    );
+    assert_eq!(
+        file_error("control_token_file \"\""),
+        "app.rb:1: control_token_file \"\"; expected a quoted path to the file holding the \
+         token, as in control_token_file \"/run/credentials/catamount.service/control-token\""
+    );
+}
+
+#[test]
+fn control_token_and_its_file_in_one_layer_are_refused() {
+    let tmp = TempDir::new();
+    let token = tmp.file("control-token", "fromfile\n");
+    let token = token.to_str().unwrap();
+    for args in [
+        ["--control-token", "hunter2", "--control-token-file", token],
+        ["--control-token-file", token, "--control-token", "hunter2"],
+    ] {
+        let e = error(&args);
+        assert_eq!(
+            e,
+            "--control-token and --control-token-file both give the control token; expected \
+             one of them (--control-token-file keeps the token out of ps)"
+        );
+    }
+    let clash = "this file gives the control token both with control_token_file and with \
+                 control_token or auth_token:; expected one of them (control_token_file keeps \
+                 the token out of this file)";
+    for (text, name) in [
+        (
+            format!("control_token \"hunter2\"\ncontrol_token_file \"{token}\""),
+            "control_token_file",
+        ),
+        (
+            format!("control_token_file \"{token}\"\ncontrol_token \"hunter2\""),
+            "control_token",
+        ),
+        (
+            format!(
+                "control_token_file \"{token}\"\n\
+                 activate_control_app \"unix:///c\", {{ auth_token: \"hunter2\" }}"
+            ),
+            "activate_control_app",
+        ),
+    ] {
+        assert_eq!(
+            file_error(&text),
+            format!("app.rb:2: {name}: {clash}"),
+            "{text}"
+        );
+    }
+    // A later no_token: true gives way as it does to a token, and the
+    // file then goes unread.
+    let text = "control_token_file \"/nonexistent/token\"\n\
+                activate_control_app \"unix:///c\", { no_token: true }\n";
+    assert_eq!(with_file(text, &[]).unwrap().control_token, None);
+}
+
+#[test]
+fn control_token_file_layers() {
+    let tmp = TempDir::new();
+    let token = tmp.file("control-token", "fromfile\n");
+    let token = token.to_str().unwrap();
+    // The command line's token wins over the file's token file, which is
+    // then not read at all.
+    let c = with_file(
+        "control_token_file \"/nonexistent/token\"\n",
+        &["--control-token", "fromcli"],
+    )
+    .unwrap();
+    assert_eq!(c.control_token.as_deref(), Some("fromcli"));
+    // The command line's token file wins over the file's token.
+    let c = with_file(
+        "control_token \"intext\"\n",
+        &["--control-token-file", token],
+    )
+    .unwrap();
+    assert_eq!(c.control_token.as_deref(), Some("fromfile"));
+    // And over the file's no_token: true.
+    let c = with_file(
+        "activate_control_app \"unix:///c\", { no_token: true }\n",
+        &["--control-token-file", token],
+    )
+    .unwrap();
+    assert_eq!(c.control_token.as_deref(), Some("fromfile"));
+    // An error reading the command line's file names the option, not a line.
+    let e = with_file(
+        "tag \"x\"\n",
+        &["--control-token-file", "/nonexistent/token"],
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("--control-token-file \"/nonexistent/token\" cannot be read ("),
+        "{e}"
+    );
+}
+
+#[test]
+fn reload_reads_the_control_token_file_again() {
+    let tmp = TempDir::new();
+    let token = tmp.file("control-token", "first\n");
+    let first = run(&["--control-token-file", token.to_str().unwrap()]);
+    assert_eq!(first.control_token.as_deref(), Some("first"));
+    fs::write(&token, "second\n").unwrap();
+    let second = reload(&first).unwrap();
+    assert_eq!(second.control_token.as_deref(), Some("second"));
+    fs::write(&token, "").unwrap();
+    let e = reload(&second).unwrap_err().to_string();
+    assert!(
+        e.ends_with(" is empty; expected the control token in it, on one line"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_token_file_layer_keeps_the_path_not_the_token() {
+    // The token read from the file lands in Config::control_token, as a
+    // --control-token would; the layer keeps only the path, so a reload
+    // reads the file again rather than reusing an old token.
+    let tmp = TempDir::new();
+    let token = tmp.file("control-token", "hunter2\n");
+    let c = run(&["--control-token-file", token.to_str().unwrap()]);
+    assert!(!format!("{:?}", c.cli).contains("hunter2"));
+}
+
+const NOT_SHOWN_TEXT: &str = "(value not shown, as it may be a token)";

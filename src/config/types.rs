@@ -53,6 +53,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest config file read. `-C /dev/zero` must fail, not eat memory; a
 /// real file of directives is a few hundred bytes.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest `control_token_file` read. A token is a line; the bound keeps
+/// a wrong path (a log, a device) from being read whole.
+pub const MAX_CONTROL_TOKEN_FILE_BYTES: u64 = 4096;
 /// Most worker processes accepted. A typo guard like
 /// [`MAX_THREADS_LIMIT`]: each worker is a whole process.
 pub const MAX_WORKERS: usize = 256;
@@ -261,6 +264,10 @@ pub(super) enum ControlToken {
     Token(String),
     /// `no_token: true`: no token is checked, on purpose.
     NoToken,
+    /// The token is read from this file when the configuration loads
+    /// (`control_token_file`), so it need not sit in the config file or
+    /// the command line; systemd's `LoadCredential=` provides such files.
+    File(PathBuf),
 }
 
 /// What the command line asked for.
@@ -307,7 +314,9 @@ impl ConfigError {
 }
 
 impl Overrides {
-    /// Writes every setting this layer has over `config`.
+    /// Writes every setting this layer has over `config`. A token file
+    /// leaves no token here: [`super::load`] reads the file of the layer
+    /// that wins.
     pub(super) fn apply(&self, config: &mut Config) {
         if !self.binds.is_empty() {
             config.binds = self.binds.clone();
@@ -382,7 +391,7 @@ impl Overrides {
         }
         match &self.control_token {
             Some(ControlToken::Token(token)) => config.control_token = Some(token.clone()),
-            Some(ControlToken::NoToken) => config.control_token = None,
+            Some(ControlToken::NoToken | ControlToken::File(_)) => config.control_token = None,
             None => {}
         }
         if let Some(path) = &self.state_path {
