@@ -323,15 +323,7 @@ fn names_an_option(arg: &[u8]) -> bool {
 fn unknown_option(arg: &OsStr) -> ConfigError {
     let arg = arg.to_string_lossy();
     let name = arg.split('=').next().unwrap_or(&arg);
-    let known = options().filter(|o| {
-        matches!(
-            o.kind,
-            OptionKind::Flag
-                | OptionKind::Value { .. }
-                | OptionKind::FlagOrValue { .. }
-                | OptionKind::Alias(_)
-        )
-    });
+    let known = options().filter(|o| o.is_accepted());
     let hint = closest(name, known.map(|o| o.long))
         .map(|s| format!(" (did you mean {s}?)"))
         .unwrap_or_default();

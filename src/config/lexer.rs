@@ -317,6 +317,11 @@ pub(super) fn boolean(args: &[Arg]) -> Option<bool> {
     }
 }
 
+/// One numeric word (`_` separators allowed), read by `parse`.
+pub(super) fn number<T>(args: &[Arg], parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    word(args).and_then(ruby_number).and_then(|w| parse(&w))
+}
+
 /// A Ruby numeric literal with its `_` digit separators removed
 /// (`10_485_760`); `None` when an underscore is not between two digits.
 pub(super) fn ruby_number(word: &str) -> Option<String> {

@@ -134,6 +134,17 @@ impl Values<'_> {
 }
 
 impl CliOption {
+    /// Whether catamount takes this option (rather than refusing it).
+    pub(super) fn is_accepted(&self) -> bool {
+        matches!(
+            self.kind,
+            OptionKind::Flag
+                | OptionKind::Value { .. }
+                | OptionKind::FlagOrValue { .. }
+                | OptionKind::Alias(_)
+        )
+    }
+
     /// What "expected ..." says about this option's value.
     pub(super) fn expect_text(&self) -> &'static str {
         match self.kind {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::lexer::{
-    boolean, non_empty_string, ruby_number, string, word, Arg, Directive, NOT_SHOWN,
+    boolean, non_empty_string, number, ruby_number, string, Arg, Directive, NOT_SHOWN,
 };
 use super::options::{CliOption, OptionKind, Values, INVALID};
 use super::types::{ActivatedMode, ConfigError, ControlToken, Overrides, MAX_WORKER_MAX_RSS_MIB};
@@ -246,12 +246,9 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         }),
         Some(|d, layer| {
-            let n = word(&d.args)
-                .and_then(ruby_number)
-                .and_then(|w| parse_keep_alive(&w))
-                .ok_or_else(|| {
-                    d.bad("a whole number from 1 to 4294967295, as in max_keep_alive 999")
-                })?;
+            let n = number(&d.args, parse_keep_alive).ok_or_else(|| {
+                d.bad("a whole number from 1 to 4294967295, as in max_keep_alive 999")
+            })?;
             layer.max_keep_alive = Some(n);
             Ok(())
         }),
@@ -268,9 +265,7 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         }),
         Some(|d, layer| {
-            let n = word(&d.args)
-                .and_then(ruby_number)
-                .and_then(|w| w.parse().ok())
+            let n = number(&d.args, |w| w.parse().ok())
                 .ok_or_else(|| d.bad("a whole number of bytes, as in max_body 10_485_760"))?;
             layer.max_body = Some(n);
             Ok(())
@@ -335,12 +330,9 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         }),
         Some(|d, layer| {
-            let n = word(&d.args)
-                .and_then(ruby_number)
-                .and_then(|w| parse_workers(&w))
-                .ok_or_else(|| {
-                    d.bad("a whole number from 0 to 256 (0 is single mode), as in workers 4")
-                })?;
+            let n = number(&d.args, parse_workers).ok_or_else(|| {
+                d.bad("a whole number from 0 to 256 (0 is single mode), as in workers 4")
+            })?;
             layer.workers = Some(n);
             Ok(())
         }),
@@ -565,9 +557,7 @@ impl Setting {
         let name = d.name;
         match self.handler {
             Handler::Secs(field) => {
-                let secs = word(&d.args)
-                    .and_then(ruby_number)
-                    .and_then(|w| parse_secs(&w))
+                let secs = number(&d.args, parse_secs)
                     .ok_or_else(|| d.bad(&format!("{SECS_EXPECT}, as in {name} 30")))?;
                 *field(layer) = Some(secs);
             }
@@ -653,10 +643,10 @@ fn threads_from_file(d: &Directive<'_>, layer: &mut Overrides) -> Result<(), Str
     let [Arg::Word(min), Arg::Word(max)] = d.args.as_slice() else {
         return Err(d.bad(EXPECT));
     };
-    let number = |w: &str| ruby_number(w).and_then(|n| n.parse::<usize>().ok());
+    let whole = |w: &str| ruby_number(w).and_then(|n| n.parse::<usize>().ok());
     layer.threads = Some(
-        number(min)
-            .zip(number(max))
+        whole(min)
+            .zip(whole(max))
             .and_then(|(min, max)| check_threads(min, max))
             .ok_or_else(|| d.bad(EXPECT))?,
     );
@@ -683,9 +673,7 @@ fn activated_from_file(d: &Directive<'_>, layer: &mut Overrides) -> Result<(), S
 /// `max_requests N` and `worker_max_rss MIB`: a whole number from 1 to
 /// `max`.
 fn limit_from_file(d: &Directive<'_>, max: u64, example: &str) -> Result<u64, String> {
-    word(&d.args)
-        .and_then(ruby_number)
-        .and_then(|w| parse_limit(&w, max))
+    number(&d.args, |w| parse_limit(w, max))
         .ok_or_else(|| d.bad(&format!("a whole number from 1 to {max}, as in {example}")))
 }
 

@@ -1859,13 +1859,7 @@ fn every_setting_has_its_handlers_and_its_help() {
         );
         if let Some(o) = &s.option {
             assert!(
-                matches!(
-                    o.kind,
-                    OptionKind::Flag
-                        | OptionKind::Value { .. }
-                        | OptionKind::FlagOrValue { .. }
-                        | OptionKind::Alias(_)
-                ),
+                o.is_accepted(),
                 "{name}: a setting's option is never a refused one"
             );
             assert!(
