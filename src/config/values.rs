@@ -1,0 +1,182 @@
+//! The rules for values that the command line and the config file share
+//! (seconds, thread counts, names, tokens, control URLs...), each a
+//! function over `&str` that returns the value or `None`; the callers
+//! word the errors, as each spells the setting its own way. Also the
+//! "did you mean" matcher both use for unknown names.
+
+use std::time::Duration;
+
+use super::types::{ActivatedMode, MAX_THREADS_LIMIT, MAX_TIMEOUT, MAX_WORKERS};
+use crate::listeners::BindSpec;
+
+/// `MIN:MAX` or `N` (meaning `N:N`).
+pub(super) fn parse_threads(s: &str) -> Option<(usize, usize)> {
+    match s.split_once(':') {
+        Some((min, max)) => check_threads(min.parse().ok()?, max.parse().ok()?),
+        None => {
+            let n = s.parse().ok()?;
+            check_threads(n, n)
+        }
+    }
+}
+
+pub(super) fn check_threads(min: usize, max: usize) -> Option<(usize, usize)> {
+    (min <= max && (1..=MAX_THREADS_LIMIT).contains(&max)).then_some((min, max))
+}
+
+/// Seconds, fraction allowed: above zero (after rounding to whole
+/// nanoseconds), finite, at most [`MAX_TIMEOUT`].
+pub(super) fn parse_secs(s: &str) -> Option<Duration> {
+    let secs: f64 = s.parse().ok()?;
+    // Written so that NaN fails too.
+    if !(secs > 0.0 && secs <= MAX_TIMEOUT.as_secs_f64()) {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs)).filter(|d| !d.is_zero())
+}
+
+/// `true`, `false` or `only` (a bare `--bind-to-activated-sockets`
+/// arrives as `true`).
+pub(super) fn parse_activated(s: &str) -> Option<ActivatedMode> {
+    match s {
+        "true" => Some(ActivatedMode::On),
+        "false" => Some(ActivatedMode::Off),
+        "only" => Some(ActivatedMode::Only),
+        _ => None,
+    }
+}
+
+pub(super) fn parse_workers(s: &str) -> Option<usize> {
+    s.parse().ok().filter(|&n| n <= MAX_WORKERS)
+}
+
+/// A whole number from 1 to `max`.
+pub(super) fn parse_limit(s: &str, max: u64) -> Option<u64> {
+    s.parse().ok().filter(|n| (1..=max).contains(n))
+}
+
+/// `Some(None)` for "" (turn the setting off), else `parse`'s result.
+pub(super) fn optional<T>(s: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<Option<T>> {
+    if s.is_empty() {
+        Some(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
+/// A control token: non-empty, visible ASCII only, so it can travel in a
+/// header or a query string and cannot split either.
+pub(super) fn parse_token(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+/// A control URL: a bind URI (see [`BindSpec::parse`]) that is `unix://`,
+/// or `tcp://` on a loopback host, since the control app can stop the
+/// server. The error is the message after `"URI": `.
+pub(super) fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
+    // Name only the schemes a control URL takes, not every bind's.
+    match uri.split_once("://") {
+        Some(("tcp" | "unix" | "ssl" | "fd", _)) => {}
+        Some((scheme, _)) => {
+            return Err(format!(
+                "unknown scheme {scheme:?}; expected tcp:// or unix://"
+            ))
+        }
+        None => return Err("expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH".to_string()),
+    }
+    let spec = BindSpec::parse(uri).map_err(|e| {
+        // BindSpec's message starts `bind "URI": `; the caller names the URI.
+        match e.strip_prefix(&format!("bind {uri:?}: ")) {
+            Some(rest) => rest.to_string(),
+            None => e,
+        }
+    })?;
+    match &spec {
+        BindSpec::Unix { .. } => Ok(spec),
+        BindSpec::Tcp { tls: Some(_), .. } => Err(
+            "the control app speaks plain HTTP; expected unix:// or tcp://, not ssl://".to_string(),
+        ),
+        BindSpec::Tcp { host, .. } if is_loopback_host(host) => Ok(spec),
+        BindSpec::Tcp { host, .. } => Err(format!(
+            "host {host:?} is not a loopback address; expected 127.0.0.1, [::1] or localhost, \
+             since the control app can stop the server"
+        )),
+        _ => Err(
+            "expected unix:///PATH or tcp://HOST:PORT; the control app listens on a socket \
+             of its own"
+                .to_string(),
+        ),
+    }
+}
+
+/// `localhost`, or an IP literal in 127.0.0.0/8 or `::1`.
+pub(super) fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub(super) fn parse_keep_alive(s: &str) -> Option<u32> {
+    s.parse().ok().filter(|&n| n >= 1)
+}
+
+/// A non-empty name without control characters.
+pub(super) fn parse_name(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s).and_then(parse_optional_name)
+}
+
+/// A name without control characters; empty means "off".
+pub(super) fn parse_optional_name(s: &str) -> Option<&str> {
+    (!s.chars().any(char::is_control)).then_some(s)
+}
+
+/// A header value catamount can write as is: visible ASCII, space and
+/// tab (RFC 9110 section 5.5, without obs-text); empty means "off".
+/// Refusing CR and LF here is what keeps the value from splitting the
+/// response head.
+pub(super) fn parse_header_value(s: &str) -> Option<&str> {
+    s.bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        .then_some(s)
+}
+
+/// The candidate within edit distance 2 of `typed`, for "did you mean".
+pub(super) fn closest<'a>(
+    typed: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(typed, c), c))
+        .filter(|&(d, _)| d <= 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars.
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The first bind that names the same listener as an earlier one (same
+/// text once normalised, whatever the backlog), with that earlier one.
+pub(super) fn first_repeat(binds: &[BindSpec]) -> Option<(&BindSpec, usize)> {
+    binds.iter().enumerate().find_map(|(i, b)| {
+        let name = b.to_string();
+        binds[..i]
+            .iter()
+            .position(|a| a.to_string() == name)
+            .map(|j| (b, j))
+    })
+}
