@@ -1751,6 +1751,75 @@ fn credentials_give_a_root_only_key_and_token_to_the_dynamic_user(systemd: Syste
     fx.done(sb);
 }
 
+// ---------------------------------------------------------------------------
+// systemd 254 only. 15. OpenFile=: the key and certificate arrive as open
+// files among LISTEN_FDS (after the socket), are never taken for
+// listeners, and serve TLS through `key=fd://NAME` without the service
+// ever opening the key's path.
+
+fn open_file_descriptors_are_files_and_carry_the_tls_key(systemd: Systemd) {
+    let fx = Fixture::new("openfile");
+    if !Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        skip("openssl is not installed (needed for the test certificate)");
+        return;
+    }
+    let dir = fx.dir.path();
+    pki::init(dir, &["ca"]);
+    pki::p256_key(dir, "tls");
+    pki::leaf(dir, "tls", "server_ext", "ca", 4343);
+    fs::set_permissions(dir.join("tls.key"), fs::Permissions::from_mode(0o600))
+        .expect("chmod 0600");
+    let key = dir.join("tls.key");
+    let crt = dir.join("tls.pem");
+    fx.unit(
+        "of.socket",
+        "[Socket]\nListenStream=127.0.0.1:8443\nFileDescriptorName=https\n",
+    );
+    fx.unit(
+        "of.service",
+        &format!(
+            "[Unit]\nRequires=of.socket\nAfter=of.socket\n\
+             [Service]\nType=notify\nDynamicUser=yes\n\
+             OpenFile={}:tls-key\nOpenFile={}:tls-crt\n\
+             ExecStart={{BIN}} --bind-to-activated-sockets=only \
+             -b \"fd://https?cert=fd://tls-crt&key=fd://tls-key\" {{WWW}}\n",
+            key.display(),
+            crt.display()
+        ),
+    );
+    let Some(sb) = fx.boot(systemd) else { return };
+    let svc = "of.service";
+    sb.systemctl_ok(&["start", "of.socket", svc]);
+    wait_running_pid(&sb, svc, 0);
+    let ca = dir.join("ca.pem");
+    let out = sb.run(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "5",
+        "--cacert",
+        ca.to_str().expect("UTF-8 path"),
+        "https://127.0.0.1:8443/hello.txt",
+    ]);
+    let journal = sb.journal(svc);
+    assert!(
+        out.status.success() && text(&out.stdout) == HELLO,
+        "HTTPS with the key from OpenFile=: {out:?}\n{journal}"
+    );
+    // One listener adopted; the two files neither listened on nor closed
+    // as unused sockets.
+    assert_eq!(journal.matches("* Activated ").count(), 1, "{journal}");
+    assert!(!journal.contains("Closing unused"), "{journal}");
+    fx.done(sb);
+}
+
 on_both_systemds!(
     socket_activated_tcp_and_unix_with_notify_status_and_main_pid,
     only_mode_answers_on_the_activated_address_and_not_the_configured_one,
