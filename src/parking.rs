@@ -15,12 +15,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::connection::{Conn, Limits, Outgoing, Progress};
+use crate::connection::{Conn, Limits, Progress};
+use crate::response::Outgoing;
 
 /// Independent locks, so pool threads parking and taking different
 /// connections rarely wait for each other.
@@ -86,9 +87,9 @@ impl Parked {
         if progress == Progress::Body && self.conn.start_body_wait() {
             self.partial = true;
             self.deadline = Instant::now() + limits.body_timeout;
-        } else if !self.partial && !self.conn.buf.is_empty() {
+        } else if !self.partial && !self.conn.buffered().is_empty() {
             self.partial = true;
-            if self.conn.served > 0 {
+            if self.conn.served() > 0 {
                 self.deadline = Instant::now() + limits.first_data_timeout;
             }
         }
@@ -133,7 +134,7 @@ impl Parking {
     /// Parks a connection. Call before arming its epoll registration, so
     /// the thread the event wakes finds it.
     pub fn put(&self, p: Parked) {
-        let fd = p.conn.fd.as_raw_fd();
+        let fd = p.conn.fd();
         let at = p.deadline.saturating_duration_since(self.base).as_nanos();
         if p.outgoing.is_some() {
             self.writers.fetch_add(1, Ordering::AcqRel);
@@ -156,7 +157,7 @@ impl Parking {
     /// connection.
     pub fn take(&self, fd: RawFd, token: u64) -> Option<Parked> {
         let mut map = self.shard(fd);
-        if map.get(&fd)?.conn.token != token {
+        if map.get(&fd)?.conn.token() != token {
             return None;
         }
         let p = map.remove(&fd)?;

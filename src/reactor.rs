@@ -9,16 +9,17 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::{self, Conn, ConnInfo, Engine, Progress};
+use crate::connection::{Conn, ConnInfo, Progress};
+use crate::engine::Engine;
 use crate::http::HttpError;
 use crate::listeners::Listener;
 use crate::log;
 use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
+use crate::response;
 use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::{HandshakeState, TlsConn};
 
@@ -74,9 +75,7 @@ impl Reactor {
         engine: Arc<Engine>,
         timeouts: Timeouts,
     ) -> io::Result<Reactor> {
-        engine
-            .epoll
-            .add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
+        engine.watch_wake(WAKE_TOKEN)?;
         let labels = listeners.iter().map(|l| Arc::from(l.label())).collect();
         let mut r = Reactor {
             listeners,
@@ -99,24 +98,19 @@ impl Reactor {
     /// caller to clean up) and the pool (to wait for in-flight requests).
     pub fn run(mut self) -> (Vec<Listener>, Pool) {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
-        while !self.engine.stats.stopping.load(Ordering::Acquire) {
-            let stats = &self.engine.stats;
-            stats.heartbeat.fetch_add(1, Ordering::Relaxed);
-            stats.held.store(self.pending.len(), Ordering::Relaxed);
+        while !self.engine.stats().is_stopping() {
+            let stats = self.engine.stats();
+            stats.beat();
+            stats.set_held(self.pending.len());
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
-            if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
+            if let Err(e) = self.engine.reactor_epoll().wait(&mut events, timeout) {
                 log::warn(&format!("! epoll_wait failed: {e}; retrying"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => {
-                        // Drain first, then clear: a wake-up that lands
-                        // after the clear is a fresh eventfd write.
-                        self.engine.wake.drain();
-                        self.engine.wake_pending.store(false, Ordering::Release);
-                    }
+                    WAKE_TOKEN => self.engine.on_wake(),
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
                     t => self.on_ready(t as RawFd),
                 }
@@ -131,7 +125,7 @@ impl Reactor {
         self.set_accepting(false);
         // Connections parked in the pool come back here: the idle ones are
         // closed below, the ones with part of a request get the grace.
-        for p in self.engine.parking.take_all() {
+        for p in self.engine.parking().take_all() {
             // Idle ones (given back) are dropped: closed.
             drop(self.reclaim(p.conn, p.partial));
         }
@@ -139,7 +133,7 @@ impl Reactor {
         let idle: Vec<RawFd> = self
             .conns
             .iter()
-            .filter(|(_, p)| p.conn.served > 0 && !p.partial)
+            .filter(|(_, p)| p.conn.served() > 0 && !p.partial)
             .map(|(&fd, _)| fd)
             .collect();
         for fd in idle {
@@ -160,7 +154,7 @@ impl Reactor {
             }
             if self
                 .engine
-                .epoll
+                .reactor_epoll()
                 .wait(&mut events, Some(grace - now))
                 .is_err()
             {
@@ -168,7 +162,7 @@ impl Reactor {
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => self.engine.wake.drain(),
+                    WAKE_TOKEN => self.engine.drain_wake(),
                     t if t >= LISTENER_BASE => {}
                     t => self.on_ready(t as RawFd),
                 }
@@ -207,10 +201,10 @@ impl Reactor {
             let fd = l.fd.as_raw_fd();
             let r = if on {
                 self.engine
-                    .epoll
+                    .reactor_epoll()
                     .add(fd, EPOLL_READ, LISTENER_BASE + i as u64)
             } else {
-                self.engine.epoll.delete(fd)
+                self.engine.reactor_epoll().delete(fd)
             };
             if let Err(e) = r {
                 log::warn(&format!(
@@ -278,17 +272,17 @@ impl Reactor {
     /// Registers `conn` to wait for its first request: a new connection,
     /// or (at a stop) one that was parked in the pool with part of one.
     fn park(&mut self, conn: Conn) {
-        let fd = conn.fd.as_raw_fd();
-        let partial = !conn.buf.is_empty();
+        let fd = conn.fd();
+        let partial = !conn.buffered().is_empty();
         let deadline = Instant::now()
-            + if partial || conn.served == 0 {
+            + if partial || conn.served() == 0 {
                 self.timeouts.first_data
             } else {
                 self.timeouts.persistent
             };
         if self
             .engine
-            .epoll
+            .reactor_epoll()
             .add(fd, EPOLL_READ_ONESHOT, fd as u64)
             .is_err()
         {
@@ -304,7 +298,7 @@ impl Reactor {
             return;
         };
         self.deadlines.remove(&(p.deadline, fd));
-        if let Some(tls) = p.conn.tls.as_mut().filter(|t| t.is_handshaking()) {
+        if let Some(tls) = p.conn.handshaking_tls() {
             // TLS handshakes run here, never on the acceptor or a pool
             // thread, under the connection's first-data deadline.
             let wait = match tls.handshake_step(fd) {
@@ -321,7 +315,12 @@ impl Reactor {
                 }
             };
             if let Some(events) = wait {
-                if self.engine.epoll.modify(fd, events, fd as u64).is_ok() {
+                if self
+                    .engine
+                    .reactor_epoll()
+                    .modify(fd, events, fd as u64)
+                    .is_ok()
+                {
                     self.deadlines.insert((p.deadline, fd));
                     self.conns.insert(fd, p);
                 }
@@ -330,7 +329,7 @@ impl Reactor {
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
         }
-        match p.read_available(&self.engine.limits) {
+        match p.read_available(self.engine.limits()) {
             // Complete, or too large: the pool answers either way.
             Arrived::Request => return self.dispatch(p.conn),
             Arrived::Gone => return, // dropped: closed
@@ -338,7 +337,7 @@ impl Reactor {
         }
         if self
             .engine
-            .epoll
+            .reactor_epoll()
             .modify(fd, EPOLL_READ_ONESHOT, fd as u64)
             .is_ok()
         {
@@ -355,7 +354,7 @@ impl Reactor {
         if let Err(conn) = self.pool.try_dispatch(conn) {
             // All threads busy and the queue full: hold it, stop accepting
             // so the kernel backlog (and sibling workers) take the load.
-            self.engine.backlogged.store(true, Ordering::Release);
+            self.engine.set_backlogged(true);
             self.pending.push_back(conn);
             self.set_accepting(false);
         }
@@ -368,9 +367,9 @@ impl Reactor {
                 return;
             }
         }
-        self.engine.backlogged.store(false, Ordering::Release);
+        self.engine.set_backlogged(false);
         let paused = self.accept_paused_until.is_some_and(|t| t > Instant::now());
-        if !paused && !self.engine.stats.stopping.load(Ordering::Acquire) {
+        if !paused && !self.engine.stats().is_stopping() {
             self.accept_paused_until = None;
             self.set_accepting(true);
         }
@@ -390,7 +389,7 @@ impl Reactor {
             // A connection parked after this scan has a deadline at least
             // the shorter timeout away (or lowers the parking's hint).
             let soonest = now + self.timeouts.first_data.min(self.timeouts.persistent);
-            let earliest = self.engine.parking.expire(now, &mut expired);
+            let earliest = self.engine.parking().expire(now, &mut expired);
             self.next_parking_scan = earliest.map_or(soonest, |e| e.min(soonest));
         }
         for mut p in expired {
@@ -399,7 +398,7 @@ impl Reactor {
                 // dropping closes it.
                 continue;
             }
-            if p.conn.pooled && !p.partial {
+            if p.conn.pooled() && !p.partial {
                 // Idle by its deadline, unless a request came that no pool
                 // thread has read yet (all busy): then it is not idle.
                 match self.reclaim(p.conn, false) {
@@ -409,7 +408,7 @@ impl Reactor {
             }
             if p.partial {
                 // Part of a request came, the rest did not: say so.
-                let bytes = connection::error_response(HttpError::Timeout);
+                let bytes = response::error_response(HttpError::Timeout);
                 p.conn.send_now(&bytes);
             }
             // Dropping closes; an idle keep-alive connection just closes.
@@ -424,9 +423,8 @@ impl Reactor {
         if !partial && !matches!(conn.read_some(), Ok(n) if n > 0) {
             return Some(conn);
         }
-        let _ = self.engine.pool_epoll.delete(conn.fd.as_raw_fd());
-        conn.pooled = false;
-        if conn.request_ready(self.engine.limits.max_body) == Progress::Ready {
+        self.engine.unpool(&mut conn);
+        if conn.request_ready(self.engine.limits().max_body) == Progress::Ready {
             self.dispatch(conn);
         } else {
             self.park(conn);
@@ -437,7 +435,7 @@ impl Reactor {
     /// When the pool's parked connections must next be checked.
     fn next_parking_scan(&self) -> Instant {
         self.engine
-            .parking
+            .parking()
             .hint()
             .map_or(self.next_parking_scan, |h| h.min(self.next_parking_scan))
     }
