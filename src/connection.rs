@@ -734,3 +734,112 @@ fn parse_error(buf: &[u8]) -> HttpError {
         Ok(_) => HttpError::HeadersTooLarge,
     }
 }
+
+/// Helpers for the unit tests of the engine, the parking, the pool and the
+/// reactor: connections over socketpairs, driven from the test thread.
+#[cfg(test)]
+pub mod testing {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Conn, ConnInfo, Limits, Progress};
+
+    /// A complete request.
+    pub const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /// How long a test waits for an event before it fails.
+    pub const EVENT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// Distinct timeouts, so a test can tell which deadline was set.
+    pub fn limits() -> Limits {
+        Limits {
+            first_data_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(100),
+            write_timeout: Duration::from_secs(20),
+            persistent_timeout: Duration::from_secs(1000),
+            max_keep_alive: 100,
+            max_body: 1 << 20,
+            log_requests: false,
+        }
+    }
+
+    /// A connection over a socketpair (its end non-blocking, as accept4
+    /// gives it) and the client's end, whose reads wait at most
+    /// [`EVENT_DEADLINE`].
+    pub fn pair() -> (Conn, UnixStream) {
+        let (server, client) = UnixStream::pair().expect("socketpair");
+        server.set_nonblocking(true).expect("non-blocking");
+        client
+            .set_read_timeout(Some(EVENT_DEADLINE))
+            .expect("read timeout");
+        let info = ConnInfo::new(None, Arc::from("unix:///test"));
+        (Conn::new(server.into(), info, None), client)
+    }
+
+    /// The client sends `bytes`; the connection reads all that arrived
+    /// (a socketpair delivers at once) and says how far its request got.
+    pub fn receive(conn: &mut Conn, client: &mut UnixStream, bytes: &[u8]) -> Progress {
+        client.write_all(bytes).expect("client write");
+        while matches!(conn.read_some(), Ok(n) if n > 0) {}
+        conn.request_ready(limits().max_body)
+    }
+
+    /// A connection that has answered one request (so it is a kept-alive
+    /// one), with nothing buffered.
+    pub fn served_once() -> (Conn, UnixStream) {
+        let (mut conn, mut client) = pair();
+        assert_eq!(receive(&mut conn, &mut client, REQUEST), Progress::Ready);
+        assert!(conn.next_request().expect("parsed").is_some());
+        assert_eq!(conn.served(), 1);
+        (conn, client)
+    }
+
+    /// Reads one response (head and Content-Length body) from the
+    /// client's end, failing after [`EVENT_DEADLINE`].
+    pub fn read_response(client: &mut UnixStream) -> String {
+        read_responses(client, 1).remove(0)
+    }
+
+    /// Reads `n` responses (heads and Content-Length bodies), failing
+    /// after [`EVENT_DEADLINE`] without one.
+    pub fn read_responses(client: &mut UnixStream, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut responses = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while responses.len() < n {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().expect("length"));
+                if got.len() >= end + 4 + len {
+                    let rest = got.split_off(end + 4 + len);
+                    responses.push(String::from_utf8_lossy(&got).into_owned());
+                    got = rest;
+                    continue;
+                }
+            }
+            match client.read(&mut chunk) {
+                Ok(0) => panic!("closed after {:?}", String::from_utf8_lossy(&got)),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("no response within {EVENT_DEADLINE:?}: {e}"),
+            }
+        }
+        responses
+    }
+
+    /// True when the server closed its end (after what it sent).
+    pub fn closed(client: &mut UnixStream) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match client.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -585,3 +585,307 @@ impl Engine {
 pub fn token_fd(token: u64) -> RawFd {
     (token & u64::from(u32::MAX)) as RawFd
 }
+
+/// An engine for unit tests: a handler that answers `200 ok`, the test
+/// limits, and a queue of `queue` connections.
+#[cfg(test)]
+pub fn test_engine(queue: usize) -> Arc<Engine> {
+    let handler = |_: &mut crate::Request<'_>| crate::Response::text(200, "ok\n");
+    let limits = crate::connection::testing::limits();
+    Arc::new(Engine::new(Box::new(handler), limits, queue).expect("engine"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The doorbell, the reactor's wake-up, the guards and parking, driven
+    //! step by step from the test thread: each pool thread's step is a
+    //! call, so every interleaving of two threads is written out, and an
+    //! epoll wait with a zero timeout says whether a sleeping thread would
+    //! wake now (never a sleep).
+
+    use std::io::Write;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::*;
+    use crate::connection::testing::{self, pair, served_once};
+
+    const DOORBELL: u64 = u64::MAX;
+    const WAKE: u64 = u64::MAX - 1;
+
+    fn engine(queue: usize) -> Arc<Engine> {
+        let e = test_engine(queue);
+        e.watch_doorbell(DOORBELL).expect("doorbell");
+        e.watch_wake(WAKE).expect("wake");
+        e
+    }
+
+    /// What a pool thread sleeping in the pool's epoll would wake for
+    /// now (a zero-timeout wait).
+    fn pool_ready(e: &Engine) -> Option<u64> {
+        let mut events = Events::with_capacity(8);
+        e.pool_wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let token = events.tokens().next();
+        token
+    }
+
+    fn reactor_woken(e: &Engine) -> bool {
+        let mut events = Events::with_capacity(8);
+        e.reactor_epoll()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let woken = events.tokens().any(|t| t == WAKE);
+        woken
+    }
+
+    #[test]
+    fn a_connection_queued_before_a_thread_waits_is_found_by_its_last_look() {
+        let e = engine(4);
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        // No thread waited: nobody to ring for (a follower on the queue
+        // takes it).
+        assert_eq!(pool_ready(&e), None);
+        let waiting = e.start_waiting();
+        assert!(e.try_take().is_some(), "the look after registering");
+        assert_eq!(waiting.leave(), 0);
+    }
+
+    #[test]
+    fn a_connection_queued_after_the_last_look_rings_the_sleeping_thread() {
+        // The window that once left a connection queued for
+        // IDLE_THREAD_TIMEOUT (30 s): the thread has looked at the queue
+        // and is about to sleep in epoll when the connection is queued.
+        let e = engine(4);
+        let waiting = e.start_waiting();
+        assert!(e.try_take().is_none());
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert_eq!(pool_ready(&e), Some(DOORBELL), "the sleep ends at once");
+        assert_eq!(waiting.leave(), 0);
+        e.answer_doorbell();
+        assert!(e.try_take().is_some());
+        assert_eq!(pool_ready(&e), None, "one ring, one wake");
+    }
+
+    #[test]
+    fn every_queued_connection_rings_once_so_none_is_stranded() {
+        // Two threads asleep in epoll, two connections queued: each ring
+        // wakes one thread (a semaphore eventfd), so the second connection
+        // does not wait for a timeout while a thread sleeps.
+        let e = engine(4);
+        let first = e.start_waiting();
+        let second = e.start_waiting();
+        assert!(e.try_take().is_none() && e.try_take().is_none());
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        for waiter in [first, second] {
+            assert_eq!(pool_ready(&e), Some(DOORBELL));
+            waiter.leave();
+            e.answer_doorbell();
+            assert!(e.try_take().is_some());
+        }
+        assert_eq!(pool_ready(&e), None);
+        assert_eq!(e.queued(), 0);
+    }
+
+    #[test]
+    fn a_ring_for_a_connection_the_last_look_took_costs_one_spurious_wake() {
+        // Queued between registering and the look: the look takes it and
+        // the ring stays. The next sleep wakes once for nothing, then
+        // sleeps: harmless, and nothing is lost.
+        let e = engine(4);
+        let waiting = e.start_waiting();
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert!(e.try_take().is_some());
+        waiting.leave();
+        let again = e.start_waiting();
+        assert!(e.try_take().is_none());
+        assert_eq!(pool_ready(&e), Some(DOORBELL));
+        again.leave();
+        e.answer_doorbell();
+        assert!(e.try_take().is_none());
+        assert_eq!(pool_ready(&e), None);
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_connection_back() {
+        let e = engine(1);
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert!(e.enqueue(pair().0).is_err(), "given back, not dropped");
+        assert_eq!(e.backlog(), 1);
+        e.stats().set_held(1);
+        assert_eq!(e.backlog(), 2, "held by the reactor counts too");
+    }
+
+    #[test]
+    fn a_dequeue_wakes_a_backlogged_reactor_once_per_turn() {
+        let e = engine(4);
+        e.on_dequeue();
+        assert!(!reactor_woken(&e), "not backlogged: no wake-up");
+        e.set_backlogged(true);
+        e.on_dequeue();
+        e.on_dequeue();
+        assert!(reactor_woken(&e));
+        assert!(e.reactor.wake_pending.load(Ordering::Acquire));
+        // The reactor's turn: drained, then the next dequeue wakes again.
+        e.on_wake();
+        assert!(!reactor_woken(&e));
+        e.on_dequeue();
+        assert!(reactor_woken(&e));
+    }
+
+    #[test]
+    fn a_stop_wakes_the_reactor_and_is_seen_by_all() {
+        let e = engine(4);
+        assert!(!e.stats().is_stopping());
+        e.begin_stop();
+        assert!(e.stats().is_stopping());
+        assert!(reactor_woken(&e));
+    }
+
+    #[test]
+    fn busy_and_reading_fall_when_a_handler_panics() {
+        let e = engine(4);
+        let stats = e.stats();
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            let _busy = stats.serving();
+            let _reading = stats.reading_one();
+            assert_eq!((stats.busy(), stats.reading()), (1, 1));
+            panic!("in the handler");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!((stats.busy(), stats.reading()), (0, 0));
+    }
+
+    #[test]
+    fn a_waiter_dropped_without_leaving_is_counted_out() {
+        let e = engine(4);
+        let one = e.start_waiting();
+        let two = e.start_waiting();
+        assert_eq!(e.stats().waiting(), 2);
+        drop(one);
+        assert_eq!(two.leave(), 0);
+    }
+
+    #[test]
+    fn thread_slots_stop_at_max_and_fall_with_their_thread() {
+        let e = engine(4);
+        let a = e.add_thread(2).expect("first");
+        let b = e.add_thread(2).expect("second");
+        assert!(e.add_thread(2).is_none(), "max is 2");
+        assert_eq!(e.stats().threads(), 2);
+        drop(a);
+        assert_eq!(e.stats().threads(), 1);
+        // A thread that panics still counts itself out.
+        let dying = std::thread::spawn(move || {
+            let _slot = b;
+            panic!("in a pool thread");
+        });
+        assert!(dying.join().is_err());
+        assert_eq!(e.stats().threads(), 0);
+    }
+
+    #[test]
+    fn trimming_never_goes_below_min_and_a_rejoin_counts_again() {
+        let e = engine(4);
+        let mut a = e.add_thread(4).expect("a");
+        let mut b = e.add_thread(4).expect("b");
+        assert!(a.leave_above(1), "2 > min 1: a may go");
+        assert!(!b.leave_above(1), "1 = min: b stays");
+        assert_eq!(e.stats().threads(), 1);
+        a.rejoin(); // a connection was queued meanwhile: a stays
+        assert_eq!(e.stats().threads(), 2);
+        assert!(a.leave_above(1));
+        drop(a); // already counted out: not twice
+        assert_eq!(e.stats().threads(), 1);
+        drop(b);
+        assert_eq!(e.stats().threads(), 0);
+    }
+
+    #[test]
+    fn retiring_rings_once_per_thread() {
+        let e = engine(4);
+        let slots: Vec<_> = (0..3).map(|_| e.add_thread(3).expect("slot")).collect();
+        e.retire();
+        assert!(e.is_retired());
+        for _ in 0..3 {
+            assert_eq!(pool_ready(&e), Some(DOORBELL));
+            e.answer_doorbell();
+        }
+        assert_eq!(pool_ready(&e), None);
+        drop(slots);
+    }
+
+    #[test]
+    fn a_parked_connection_gets_a_fresh_generation_and_its_bytes_wake_the_pool() {
+        let e = engine(4);
+        let (conn, mut client) = served_once();
+        let (conn2, _client2) = served_once();
+        let fd = conn.fd();
+        e.park_keep_alive(conn);
+        e.park_keep_alive(conn2);
+        assert_eq!(e.parking().len(), 2);
+        assert_eq!(pool_ready(&e), None, "idle: nothing to wake for");
+        client.write_all(b"GET /next").expect("write");
+        let token = pool_ready(&e).expect("the bytes wake a pool thread");
+        assert_eq!(token_fd(token), fd);
+        let p = e.parking().take(fd, token).expect("the event finds it");
+        assert!(p.conn.pooled());
+        assert_eq!(p.conn.token(), token);
+        // Idle, so the persistent deadline (1000 s) applies.
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(900), "{left:?}");
+        // Parked again (the same token, re-armed): one shot per park.
+        e.park(p);
+        assert_eq!(pool_ready(&e), Some(token));
+        assert!(e.parking().take(fd, token).is_some());
+        assert_eq!(pool_ready(&e), None, "one-shot: disarmed until re-parked");
+    }
+
+    #[test]
+    fn generations_differ_between_connections() {
+        let e = engine(4);
+        let (a, _ca) = served_once();
+        let (b, _cb) = served_once();
+        let (fa, fb) = (a.fd(), b.fd());
+        e.park_keep_alive(a);
+        e.park_keep_alive(b);
+        let ta = e.parking().take(fa, u64::MAX).map(|_| ());
+        assert!(ta.is_none(), "a wrong token takes nothing");
+        let (pa, pb) = (take_any(&e, fa), take_any(&e, fb));
+        assert_ne!(pa.conn.token() >> 32, pb.conn.token() >> 32);
+    }
+
+    /// Takes the connection parked under `fd`, whatever its token.
+    fn take_any(e: &Engine, fd: RawFd) -> Parked {
+        (0..64)
+            .find_map(|g| e.parking().take(fd, (g << 32) | fd as u64))
+            .expect("parked")
+    }
+
+    #[test]
+    fn a_connection_parked_while_stopping_is_closed() {
+        let e = engine(4);
+        let (conn, mut client) = served_once();
+        e.begin_stop();
+        e.park_keep_alive(conn);
+        assert_eq!(e.parking().len(), 0);
+        assert!(testing::closed(&mut client));
+    }
+
+    #[test]
+    fn a_writer_is_parked_for_writability_and_counted_for_the_stop() {
+        let e = engine(4);
+        let (conn, _client) = served_once();
+        let fd = conn.fd();
+        let out = Box::new(Outgoing::new(b"rest".to_vec(), true));
+        e.begin_stop(); // writers are parked even while stopping
+        e.park_writer(conn, out);
+        assert_eq!(e.parking().writers(), 1);
+        let token = pool_ready(&e).expect("writable at once");
+        let p = e.parking().take(fd, token).expect("parked");
+        assert!(p.outgoing.is_some());
+        assert_eq!(e.parking().writers(), 0);
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(15) && left <= Duration::from_secs(20));
+    }
+}
