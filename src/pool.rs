@@ -287,3 +287,141 @@ fn trim(shared: &Shared, slot: &mut ThreadSlot) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pool's threads against the doorbell and the parking, and its
+    //! trimming rule, over socketpairs. Every wait ends on an event (a
+    //! response, a counter reaching its value) or fails at a deadline far
+    //! below IDLE_THREAD_TIMEOUT, the delay a lost doorbell ring costs.
+
+    use std::io::Write;
+
+    use super::*;
+    use crate::connection::testing::{
+        pair, read_response, read_responses, served_once, EVENT_DEADLINE, REQUEST,
+    };
+    use crate::connection::Progress;
+    use crate::engine::test_engine;
+    use crate::parking::Parked;
+
+    /// Waits until `cond` holds, failing after `EVENT_DEADLINE`.
+    fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_thread_asleep_in_the_pool_epoll_wakes_for_a_queued_connection() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 1, 1, 1).expect("pool");
+        // The one thread goes to sleep in the pool's epoll (nothing queued,
+        // nothing parked): only the doorbell can wake it in time.
+        until("the thread to wait in epoll", || {
+            engine.stats().waiting() == 1
+        });
+        let (mut conn, mut client) = pair();
+        client.write_all(REQUEST).expect("write");
+        while matches!(conn.read_some(), Ok(n) if n > 0) {}
+        assert_eq!(conn.request_ready(1 << 20), Progress::Ready);
+        assert!(pool.try_dispatch(conn).is_ok());
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // Then parked in the pool's epoll: its next request wakes the
+        // thread waiting there, with no other thread involved.
+        until("the connection to be parked", || {
+            engine.parking().len() == 1
+        });
+        client.write_all(REQUEST).expect("write");
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // Counted just after the answer leaves.
+        until("two requests counted", || engine.stats().requests() == 2);
+        drop(pool);
+        until("the thread to leave", || engine.stats().threads() == 0);
+    }
+
+    #[test]
+    fn a_pipelined_request_is_served_inline_and_the_busy_guard_falls() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 1, 1, 1).expect("pool");
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(&[REQUEST, REQUEST].concat())
+            .expect("write");
+        while matches!(conn.read_some(), Ok(n) if n > 0) {}
+        assert_eq!(conn.request_ready(1 << 20), Progress::Ready);
+        assert!(pool.try_dispatch(conn).is_ok());
+        for response in read_responses(&mut client, 2) {
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        }
+        until("the connection to be parked", || {
+            engine.parking().len() == 1
+        });
+        // The guard falls just after the connection is parked.
+        until("the busy guard to fall", || engine.stats().busy() == 0);
+        assert_eq!(engine.stats().reading(), 0);
+        drop(pool);
+    }
+
+    #[test]
+    fn dropping_the_pool_lets_every_idle_thread_leave_and_the_engine_go() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 3, 3, 1).expect("pool");
+        // One waits in epoll, two on the queue (followers).
+        until("one epoll waiter", || engine.stats().waiting() == 1);
+        assert_eq!(engine.stats().threads(), 3);
+        drop(pool);
+        until("the threads to leave", || engine.stats().threads() == 0);
+        // A hot restart drops the engine in the main thread once the
+        // threads let go of it (server::release_engine).
+        until("the threads to drop the engine", || {
+            Arc::strong_count(&engine) == 1
+        });
+    }
+
+    fn shared(min: usize) -> (Arc<Shared>, ThreadSlot, ThreadSlot) {
+        let engine = test_engine(8);
+        let a = engine.add_thread(4).expect("a");
+        let b = engine.add_thread(4).expect("b");
+        let shared = Arc::new(Shared {
+            engine,
+            min,
+            max: 4,
+            epoll_waiters: 1,
+        });
+        (shared, a, b)
+    }
+
+    #[test]
+    fn an_idle_thread_above_min_is_trimmed_once() {
+        let (shared, mut a, mut b) = shared(1);
+        assert!(trim(&shared, &mut a));
+        drop(a);
+        assert!(!trim(&shared, &mut b), "the last one above min stays");
+        assert_eq!(shared.engine.stats().threads(), 1);
+    }
+
+    #[test]
+    fn no_thread_is_trimmed_while_a_connection_is_queued() {
+        let (shared, mut a, _b) = shared(0);
+        let (conn, _client) = pair();
+        shared.engine.enqueue(conn).map_err(drop).expect("queued");
+        assert!(!trim(&shared, &mut a));
+        assert_eq!(shared.engine.stats().threads(), 2);
+    }
+
+    #[test]
+    fn the_last_watcher_of_parked_connections_is_not_trimmed() {
+        let (shared, mut a, _b) = shared(0);
+        let (conn, _client) = served_once();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        shared.engine.park(Parked::waiting(conn, deadline, false));
+        assert_eq!(shared.engine.parking().len(), 1);
+        assert!(!trim(&shared, &mut a), "nobody else waits in epoll");
+        let waiting = shared.engine.start_waiting();
+        assert!(trim(&shared, &mut a), "another thread watches them");
+        waiting.leave();
+    }
+}

@@ -440,3 +440,150 @@ impl Reactor {
             .map_or(self.next_parking_scan, |h| h.min(self.next_parking_scan))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reactor's steps (`park`, `on_ready`, `dispatch`,
+    //! `flush_pending`, `expire`, `stop`) driven one by one from the test
+    //! thread, with no listener and a pool without threads (max 0): what
+    //! it hands over stays in the queue for the test to see.
+
+    use std::io::Write;
+
+    use super::*;
+    use crate::connection::testing::{self, pair, served_once, REQUEST};
+    use crate::engine::test_engine;
+    use crate::response::Outgoing;
+
+    /// A reactor whose new connections get `first_data` for their head.
+    fn reactor(queue: usize, first_data: Duration) -> (Reactor, Arc<Engine>) {
+        let engine = test_engine(queue);
+        let pool = Pool::start(Arc::clone(&engine), 0, 0, 1).expect("pool");
+        let timeouts = Timeouts {
+            first_data,
+            persistent: Duration::from_secs(1000),
+            shutdown: Duration::from_secs(1),
+        };
+        let r = Reactor::new(Vec::new(), pool, Arc::clone(&engine), timeouts).expect("reactor");
+        (r, engine)
+    }
+
+    fn accept(r: &mut Reactor) -> (RawFd, std::os::unix::net::UnixStream) {
+        let (conn, client) = pair();
+        let fd = conn.fd();
+        r.park(conn);
+        (fd, client)
+    }
+
+    #[test]
+    fn a_head_completed_in_the_reactor_is_queued_for_the_pool() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let (fd, mut client) = accept(&mut r);
+        client.write_all(b"GET / HTTP/1.1\r\n").expect("write");
+        r.on_ready(fd);
+        assert_eq!(engine.queued(), 0, "half a head stays here");
+        assert!(r.conns.contains_key(&fd));
+        client.write_all(b"Host: t\r\n\r\n").expect("write");
+        r.on_ready(fd);
+        assert_eq!(engine.queued(), 1);
+        assert!(r.conns.is_empty() && r.deadlines.is_empty());
+    }
+
+    #[test]
+    fn a_half_sent_head_is_answered_408_at_its_deadline() {
+        let (mut r, engine) = reactor(4, Duration::ZERO);
+        let (fd, mut client) = accept(&mut r);
+        client.write_all(b"GET / HT").expect("write");
+        r.on_ready(fd);
+        r.expire();
+        assert!(r.conns.is_empty());
+        let answer = testing::read_response(&mut client);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(engine.queued(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_holds_connections_and_pauses_accepting_until_a_thread_takes_one() {
+        let (mut r, engine) = reactor(1, Duration::from_secs(10));
+        let (a, mut ca) = accept(&mut r);
+        let (b, mut cb) = accept(&mut r);
+        ca.write_all(REQUEST).expect("write");
+        cb.write_all(REQUEST).expect("write");
+        r.on_ready(a);
+        r.on_ready(b);
+        assert_eq!((engine.queued(), r.pending.len()), (1, 1));
+        assert!(!r.accepting, "the kernel backlog takes the load");
+        // A pool thread takes one and, the reactor being backlogged,
+        // wakes it.
+        assert!(engine.try_take().is_some());
+        engine.on_dequeue();
+        let mut events = Events::with_capacity(8);
+        engine
+            .reactor_epoll()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        assert!(events.tokens().any(|t| t == WAKE_TOKEN), "woken");
+        engine.on_wake();
+        r.flush_pending();
+        assert_eq!((engine.queued(), r.pending.len()), (1, 0));
+        assert!(r.accepting);
+    }
+
+    #[test]
+    fn an_idle_connection_past_its_deadline_is_read_once_before_it_is_closed() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        // Two kept-alive connections parked in the pool, both due.
+        let (idle, mut idle_client) = served_once();
+        let (busy, mut busy_client) = served_once();
+        engine.park(Parked::waiting(idle, Instant::now(), false));
+        engine.park(Parked::waiting(busy, Instant::now(), false));
+        // A request came on one while every pool thread was busy: its
+        // deadline is not idleness.
+        busy_client.write_all(REQUEST).expect("write");
+        r.expire();
+        assert_eq!(engine.parking().len(), 0);
+        assert!(testing::closed(&mut idle_client), "the idle one closes");
+        assert_eq!(engine.queued(), 1, "the other is served");
+        let queued = engine.try_take().expect("queued");
+        assert!(!queued.pooled(), "taken out of the pool's epoll");
+        drop(busy_client);
+    }
+
+    #[test]
+    fn a_writer_the_client_does_not_read_is_closed_at_its_deadline() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let (conn, mut client) = served_once();
+        let mut p = Parked::waiting(conn, Instant::now(), false);
+        p.outgoing = Some(Box::new(Outgoing::new(b"rest".to_vec(), true)));
+        engine.park(p);
+        assert_eq!(engine.parking().writers(), 1);
+        r.expire();
+        assert_eq!(engine.parking().writers(), 0);
+        assert!(testing::closed(&mut client));
+    }
+
+    #[test]
+    fn a_stop_closes_idle_connections_and_answers_requests_already_sent() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let later = Instant::now() + Duration::from_secs(60);
+        let (idle, mut idle_client) = served_once();
+        let (sent, mut sent_client) = served_once();
+        engine.park(Parked::waiting(idle, later, false));
+        engine.park(Parked::waiting(sent, later, false));
+        sent_client.write_all(REQUEST).expect("write");
+        // A new connection that never sends: closed after the grace.
+        let (_fresh, mut fresh_client) = accept(&mut r);
+        engine.begin_stop();
+        let started = Instant::now();
+        let (_listeners, _pool) = r.stop();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "STOP_GRACE bounds it"
+        );
+        assert!(testing::closed(&mut idle_client));
+        assert!(testing::closed(&mut fresh_client));
+        assert_eq!(engine.queued(), 1, "the sent request is handed to the pool");
+        assert_eq!(engine.parking().len(), 0);
+    }
+}

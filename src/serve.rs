@@ -266,3 +266,135 @@ fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Ins
     });
     log::info(&line);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hand-offs of the request path, driven from the test thread:
+    //! queue → serve → park (or requeue, or close), and a parked writer's
+    //! EPOLLOUT → `on_parked_ready` → the rest of its response.
+
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::connection::testing::{self, pair, read_response, EVENT_DEADLINE, REQUEST};
+    use crate::sys::Events;
+
+    const BIG: usize = 4 << 20;
+
+    fn engine_with(
+        handler: impl Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+    ) -> Arc<Engine> {
+        let e = Engine::new(Box::new(handler), testing::limits(), 4).expect("engine");
+        Arc::new(e)
+    }
+
+    /// A connection whose client sent `bytes`, read until ready.
+    fn ready(bytes: &[u8]) -> (Conn, UnixStream) {
+        let (mut conn, mut client) = pair();
+        assert_eq!(
+            testing::receive(&mut conn, &mut client, bytes),
+            Progress::Ready
+        );
+        (conn, client)
+    }
+
+    #[test]
+    fn a_served_connection_is_parked_for_its_next_request() {
+        let e = engine::test_engine(4);
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.parking().len(), 1);
+        assert_eq!((e.stats().busy(), e.stats().requests()), (0, 1));
+    }
+
+    #[test]
+    fn a_pipelined_request_queues_behind_others_instead_of_jumping_them() {
+        let e = engine::test_engine(4);
+        let (other, _other_client) = pair();
+        e.enqueue(other).map_err(drop).expect("queued");
+        let (conn, mut client) = ready(&[REQUEST, REQUEST].concat());
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.queued(), 2, "requeued behind the waiting one");
+        assert_eq!(e.parking().len(), 0);
+        // Served inline when nothing else waits.
+        let _ = e.try_take();
+        serve(&e, e.try_take().expect("the requeued one"));
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.stats().requests(), 2);
+    }
+
+    #[test]
+    fn while_stopping_the_answer_closes_the_connection() {
+        let e = engine::test_engine(4);
+        let (conn, mut client) = ready(&[REQUEST, REQUEST].concat());
+        e.begin_stop();
+        serve(&e, conn);
+        // The answer says so; the pipelined request behind it is not
+        // begun (the client retries it elsewhere).
+        let r = read_response(&mut client);
+        assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(e.parking().len(), 0);
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500_and_leaves_no_count_raised() {
+        let e = engine_with(|_| panic!("handler bug"));
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 500"));
+        assert_eq!(e.stats().busy(), 0);
+    }
+
+    #[test]
+    fn a_response_the_client_is_slow_to_take_is_finished_from_the_pool_epoll() {
+        let e = engine_with(|_| Response::new(200).body(crate::Body::Bytes(vec![b'x'; BIG])));
+        e.watch_doorbell(u64::MAX).expect("doorbell");
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert_eq!(e.parking().writers(), 1, "parked with its unsent rest");
+        assert_eq!(e.stats().busy(), 0, "no thread waits for the client");
+        client.set_nonblocking(true).expect("non-blocking");
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut events = Events::with_capacity(4);
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        while got < BIG {
+            assert!(Instant::now() < deadline, "stalled at {got} bytes");
+            match client.read(&mut chunk) {
+                Ok(0) => panic!("closed at {got} bytes"),
+                Ok(n) => got += n,
+                Err(_) => {
+                    // The socket has room again: the EPOLLOUT event is
+                    // ready in the pool's epoll; be the pool thread.
+                    e.pool_wait(&mut events, Some(Duration::from_millis(100)))
+                        .expect("wait");
+                    let tokens: Vec<u64> = events.tokens().collect();
+                    for token in tokens {
+                        on_parked_ready(&e, token);
+                    }
+                }
+            }
+        }
+        assert!(got >= BIG, "the head and all of the body arrived");
+        assert_eq!(e.parking().writers(), 0);
+        assert_eq!(e.parking().len(), 1, "then parked for its next request");
+        assert_eq!(e.stats().reading(), 0);
+    }
+
+    #[test]
+    fn a_stale_event_takes_nothing_and_leaves_no_count_raised() {
+        let e = engine::test_engine(4);
+        let (conn, _client) = ready(REQUEST);
+        serve(&e, conn);
+        assert_eq!(e.parking().len(), 1);
+        on_parked_ready(&e, (999 << 32) | 3);
+        assert_eq!(e.parking().len(), 1);
+        assert_eq!(e.stats().reading(), 0);
+    }
+}
