@@ -757,7 +757,8 @@ pub(crate) fn wait_in_flight(
 fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
     let deadline = Instant::now() + RESTART_RELEASE_TIMEOUT;
     // The reactor is joined and the pool dropped: only the pool threads
-    // (through `pool::Shared`) still hold the engine besides this clone.
+    // (through `pool::Shared` and their `ThreadSlot`) still hold the
+    // engine besides this clone.
     while Arc::strong_count(&engine) > 1 {
         if second_signal(signals) {
             return Err(());
