@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ControlCommand, ControlServer, PoolStats};
@@ -1059,14 +1058,14 @@ fn worker_main(
     };
     let pid = std::process::id();
     let send = |serving: &server::Serving| {
-        let st = &serving.engine.stats;
+        let st = serving.engine.stats();
         let line = format!(
             "{pid} {} {} {} {} {}\n",
-            st.busy.load(Ordering::Relaxed),
+            st.busy(),
             config.max_threads,
             serving.engine.backlog(),
-            st.requests.load(Ordering::Relaxed),
-            st.threads.load(Ordering::Relaxed)
+            st.requests(),
+            st.threads()
         );
         let _ = sys::write_fd(report, line.as_bytes());
     };
@@ -1088,8 +1087,7 @@ fn worker_main(
         if got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT) {
             break;
         }
-        let crossed =
-            limit.is_some_and(|l| serving.engine.stats.requests.load(Ordering::Relaxed) >= l);
+        let crossed = limit.is_some_and(|l| serving.engine.stats().requests() >= l);
         if Instant::now() >= next || (crossed && !limit_reported) {
             // Crossing max_requests is reported at once, so the master
             // recycles after about max_requests, not 5 s later.

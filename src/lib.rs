@@ -21,6 +21,7 @@ pub mod config;
 mod connection;
 pub mod control;
 mod date;
+mod engine;
 mod fork;
 pub mod http;
 mod listeners;
@@ -29,6 +30,8 @@ mod notify;
 mod parking;
 mod pool;
 mod reactor;
+mod response;
+mod serve;
 mod server;
 pub mod static_files;
 mod sys;
@@ -129,7 +132,7 @@ impl<'a> Request<'a> {
     /// # let _ = handler;
     /// ```
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.body.conn()?.info.peer
+        self.body.conn()?.info().peer()
     }
 
     /// The local address and port the connection came in on (for a
@@ -147,8 +150,7 @@ impl<'a> Request<'a> {
     /// # let _ = handler;
     /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        let conn = self.body.conn()?;
-        conn.info.local(&conn.fd)
+        self.body.conn()?.local_addr()
     }
 
     /// The listener the request came in on: `fd://NAME` for a socket
@@ -169,7 +171,7 @@ impl<'a> Request<'a> {
     /// # let _ = handler;
     /// ```
     pub fn listener(&self) -> &str {
-        self.body.conn().map_or("", |c| &c.info.listener)
+        self.body.conn().map_or("", |c| c.info().listener())
     }
 
     /// The TLS session, for a request that came over `ssl://`; `None` for
@@ -187,7 +189,7 @@ impl<'a> Request<'a> {
     /// # let _ = handler;
     /// ```
     pub fn tls(&self) -> Option<TlsInfo<'_>> {
-        let tls = self.body.conn()?.tls.as_deref()?;
+        let tls = self.body.conn()?.tls()?;
         Some(TlsInfo { tls })
     }
 

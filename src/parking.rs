@@ -15,12 +15,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::connection::{Conn, Limits, Outgoing, Progress};
+use crate::connection::{Conn, Limits, Progress};
+use crate::response::Outgoing;
 
 /// Independent locks, so pool threads parking and taking different
 /// connections rarely wait for each other.
@@ -86,9 +87,9 @@ impl Parked {
         if progress == Progress::Body && self.conn.start_body_wait() {
             self.partial = true;
             self.deadline = Instant::now() + limits.body_timeout;
-        } else if !self.partial && !self.conn.buf.is_empty() {
+        } else if !self.partial && !self.conn.buffered().is_empty() {
             self.partial = true;
-            if self.conn.served > 0 {
+            if self.conn.served() > 0 {
                 self.deadline = Instant::now() + limits.first_data_timeout;
             }
         }
@@ -133,7 +134,7 @@ impl Parking {
     /// Parks a connection. Call before arming its epoll registration, so
     /// the thread the event wakes finds it.
     pub fn put(&self, p: Parked) {
-        let fd = p.conn.fd.as_raw_fd();
+        let fd = p.conn.fd();
         let at = p.deadline.saturating_duration_since(self.base).as_nanos();
         if p.outgoing.is_some() {
             self.writers.fetch_add(1, Ordering::AcqRel);
@@ -156,7 +157,7 @@ impl Parking {
     /// connection.
     pub fn take(&self, fd: RawFd, token: u64) -> Option<Parked> {
         let mut map = self.shard(fd);
-        if map.get(&fd)?.conn.token != token {
+        if map.get(&fd)?.conn.token() != token {
             return None;
         }
         let p = map.remove(&fd)?;
@@ -237,5 +238,163 @@ impl Parking {
             self.remove_where(&mut map, |p| p.outgoing.is_none(), &mut all);
         }
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The parking's bookkeeping (tokens, deadlines, the hint, writers) and
+    //! what a parked connection's read finds, over socketpairs.
+
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::connection::testing::{self, pair, served_once, REQUEST};
+    use crate::response::Outgoing;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Parks a kept-alive connection under `generation` with `deadline`.
+    /// Returns its fd, its token, and the client's end.
+    fn park(parking: &Parking, generation: u64, deadline: Instant) -> (RawFd, u64, UnixStream) {
+        let (mut conn, client) = served_once();
+        let fd = conn.fd();
+        let token = (generation << 32) | fd as u64;
+        conn.enter_pool(token);
+        parking.put(Parked::waiting(conn, deadline, false));
+        (fd, token, client)
+    }
+
+    #[test]
+    fn a_stale_token_cannot_take_a_newer_connection_on_the_same_fd() {
+        let parking = Parking::default();
+        let (fd, token, _client) = park(&parking, 7, Instant::now() + SECOND);
+        let stale = (6 << 32) | fd as u64;
+        assert!(parking.take(fd, stale).is_none());
+        assert_eq!(parking.len(), 1, "still parked");
+        assert!(parking.take(fd, token).is_some());
+        assert!(parking.take(fd, token).is_none(), "taken once");
+        assert_eq!(parking.len(), 0);
+    }
+
+    #[test]
+    fn expire_takes_what_is_due_and_names_the_next_deadline() {
+        let parking = Parking::default();
+        let now = Instant::now();
+        let _clients: Vec<_> = [
+            (1, now + SECOND),
+            (2, now + 2 * SECOND),
+            (3, now + 3 * SECOND),
+        ]
+        .into_iter()
+        .map(|(g, at)| park(&parking, g, at).2)
+        .collect();
+        let mut out = Vec::new();
+        let next = parking.expire(now + SECOND, &mut out);
+        assert_eq!(out.len(), 1, "a deadline at `now` is due");
+        assert_eq!(next, Some(now + 2 * SECOND));
+        assert_eq!(parking.len(), 2);
+        out.clear();
+        assert_eq!(parking.expire(now + 10 * SECOND, &mut out), None);
+        assert_eq!((out.len(), parking.len()), (2, 0));
+    }
+
+    #[test]
+    fn the_hint_is_the_earliest_deadline_parked_since_the_last_scan() {
+        let parking = Parking::default();
+        let now = Instant::now();
+        assert_eq!(parking.hint(), None);
+        let _a = park(&parking, 1, now + 5 * SECOND);
+        let near = |h: Option<Instant>, want: Instant| {
+            let h = h.expect("a hint");
+            h.max(want) - h.min(want) < Duration::from_micros(1)
+        };
+        assert!(near(parking.hint(), now + 5 * SECOND));
+        let _b = park(&parking, 2, now + 9 * SECOND);
+        assert!(
+            near(parking.hint(), now + 5 * SECOND),
+            "a later one leaves it"
+        );
+        let _c = park(&parking, 3, now + 2 * SECOND);
+        assert!(
+            near(parking.hint(), now + 2 * SECOND),
+            "an earlier one lowers it"
+        );
+        // A scan clears it: what stays is reported by expire itself.
+        let mut out = Vec::new();
+        parking.expire(now, &mut out);
+        assert_eq!(parking.hint(), None);
+        // A connection re-parked with an old deadline after the scan is
+        // not overlooked.
+        let _d = park(&parking, 4, now);
+        assert!(near(parking.hint(), now));
+    }
+
+    #[test]
+    fn writers_are_counted_and_stay_when_a_stop_takes_the_waiting_ones() {
+        let parking = Parking::default();
+        let _waiting = park(&parking, 1, Instant::now() + SECOND);
+        let (mut conn, _client) = served_once();
+        let fd = conn.fd();
+        conn.enter_pool(fd as u64);
+        let mut p = Parked::waiting(conn, Instant::now() + SECOND, false);
+        p.outgoing = Some(Box::new(Outgoing::new(b"rest".to_vec(), true)));
+        parking.put(p);
+        assert_eq!((parking.len(), parking.writers()), (2, 1));
+        let taken = parking.take_all();
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].outgoing.is_none());
+        assert_eq!((parking.len(), parking.writers()), (1, 1));
+        assert!(parking.take(fd, fd as u64).is_some());
+        assert_eq!((parking.len(), parking.writers()), (0, 0));
+    }
+
+    #[test]
+    fn a_head_arriving_in_pieces_waits_then_is_a_request() {
+        let limits = testing::limits();
+        let (conn, mut client) = served_once();
+        let idle_deadline = Instant::now() + limits.persistent_timeout;
+        let mut p = Parked::waiting(conn, idle_deadline, false);
+        client.write_all(b"GET / HTTP/1.1\r\nHo").expect("write");
+        assert!(matches!(p.read_available(&limits), Arrived::Waiting));
+        // Its head has first_data_timeout (10 s) from now, not the idle
+        // deadline (1000 s).
+        assert!(p.partial);
+        assert!(p.deadline < Instant::now() + limits.first_data_timeout + SECOND);
+        client.write_all(b"st: t\r\n\r\n").expect("write");
+        assert!(matches!(p.read_available(&limits), Arrived::Request));
+    }
+
+    #[test]
+    fn a_small_body_is_awaited_under_the_body_deadline() {
+        let limits = testing::limits();
+        let (conn, mut client) = pair();
+        let first_data = Instant::now() + limits.first_data_timeout;
+        let mut p = Parked::waiting(conn, first_data, false);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+            .expect("write");
+        assert!(matches!(p.read_available(&limits), Arrived::Waiting));
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > 90 * SECOND, "body_timeout (100 s) applies: {left:?}");
+        client.write_all(b"cd").expect("write");
+        assert!(matches!(p.read_available(&limits), Arrived::Request));
+    }
+
+    #[test]
+    fn a_closed_client_is_gone_and_an_idle_one_waits() {
+        let limits = testing::limits();
+        let (conn, client) = served_once();
+        let mut p = Parked::waiting(conn, Instant::now() + SECOND, false);
+        assert!(matches!(p.read_available(&limits), Arrived::Waiting));
+        assert!(!p.partial, "nothing came: still idle");
+        drop(client);
+        assert!(matches!(p.read_available(&limits), Arrived::Gone));
+        let (conn, mut client) = pair();
+        let mut p = Parked::waiting(conn, Instant::now() + SECOND, false);
+        client.write_all(REQUEST).expect("write");
+        assert!(matches!(p.read_available(&limits), Arrived::Request));
     }
 }

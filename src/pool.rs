@@ -7,14 +7,14 @@
 //! The channel's bound is the backpressure: when it is full the reactor
 //! stops accepting.
 
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::{self, Conn, Engine};
+use crate::connection::Conn;
+use crate::engine::{Engine, ThreadSlot};
 use crate::log;
-use crate::sys::{Events, EPOLL_READ};
+use crate::serve;
+use crate::sys::Events;
 
 /// A thread above `min` that waited this long for work exits (Puma trims
 /// idle threads every 30 s).
@@ -51,40 +51,6 @@ const FOLLOWER_IDLE_POLL: Duration = Duration::from_millis(50);
 /// Pause after a failed epoll_wait before trying again.
 const WAIT_RETRY: Duration = Duration::from_millis(100);
 
-/// Counters shared by the pool, the reactor and the main loop.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Pool threads alive.
-    pub threads: AtomicUsize,
-    /// Threads blocked waiting for a connection.
-    pub waiting: AtomicUsize,
-    /// Threads serving a request right now.
-    pub busy: AtomicUsize,
-    /// Requests answered since start.
-    pub requests: AtomicU64,
-    /// Bumped by the reactor on every loop turn; the main loop pings the
-    /// systemd watchdog only while it moves.
-    pub heartbeat: AtomicU64,
-    /// Connections with a complete request that the reactor holds
-    /// because the pool's queue was full (stored each reactor turn).
-    /// [`Engine::backlog`] counts every connection waiting for a thread.
-    pub held: AtomicUsize,
-    /// Set at the start of a graceful stop: answer in-flight requests with
-    /// `Connection: close`, hand nothing back to the reactor.
-    pub stopping: AtomicBool,
-}
-
-impl Engine {
-    /// Connections with a complete request waiting for a thread (Puma's
-    /// `backlog`): those in the pool's queue now, plus those the reactor
-    /// holds while the queue is full. Read live, not stored by the
-    /// reactor: it may sleep for seconds after queueing a connection,
-    /// and a stored count would still show it after a thread took it.
-    pub fn backlog(&self) -> usize {
-        self.queue.len() + self.stats.held.load(Ordering::Relaxed)
-    }
-}
-
 /// The reactor's handle on the pool.
 pub struct Pool {
     shared: Arc<Shared>,
@@ -106,9 +72,7 @@ impl Pool {
         max: usize,
         epoll_waiters: usize,
     ) -> std::io::Result<Pool> {
-        engine
-            .pool_epoll
-            .add(engine.doorbell.as_raw_fd(), EPOLL_READ, DOORBELL_TOKEN)?;
+        engine.watch_doorbell(DOORBELL_TOKEN)?;
         let shared = Arc::new(Shared {
             engine,
             min,
@@ -132,24 +96,18 @@ impl Pool {
     /// stopping, to hand over requests already received).
     pub fn dispatch_wait(&self, conn: Conn, timeout: Duration) {
         self.grow_if_needed();
-        let engine = &self.shared.engine;
-        if engine.queue.send_timeout(conn, timeout).is_ok() {
-            engine.ring();
-        }
+        self.shared.engine.enqueue_wait(conn, timeout);
     }
 
     /// Connections queued and not yet taken by a thread.
     pub fn queued(&self) -> usize {
-        self.shared.engine.queue.len()
+        self.shared.engine.queued()
     }
 
     fn grow_if_needed(&self) {
-        let stats = &self.shared.engine.stats;
-        let idle = stats
-            .threads
-            .load(Ordering::Acquire)
-            .saturating_sub(stats.busy.load(Ordering::Acquire));
-        if self.shared.engine.queue.len() > idle {
+        let stats = self.shared.engine.stats();
+        let idle = stats.threads().saturating_sub(stats.busy());
+        if self.shared.engine.queued() > idle {
             spawn(&self.shared);
         }
     }
@@ -158,42 +116,31 @@ impl Pool {
 impl Drop for Pool {
     /// The engine is done: threads exit once idle.
     fn drop(&mut self) {
-        let engine = &self.shared.engine;
-        engine.retired.store(true, Ordering::Release);
-        for _ in 0..engine.stats.threads.load(Ordering::Acquire) {
-            engine.doorbell.notify();
-        }
+        self.shared.engine.retire();
     }
 }
 
 /// Starts one more thread unless `max` are running.
 fn spawn(shared: &Arc<Shared>) {
-    let stats = &shared.engine.stats;
-    let max = shared.max;
-    if stats
-        .threads
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .is_err()
-    {
+    let Some(mut slot) = shared.engine.add_thread(shared.max) else {
         return;
-    }
+    };
     let mine = Arc::clone(shared);
+    // The slot moves into the thread: the count goes down when the thread
+    // leaves, panics, or (the closure dropped) never starts.
     let spawned = std::thread::Builder::new()
         .name("catamount-pool".into())
-        .spawn(move || worker_loop(&mine));
+        .spawn(move || worker_loop(&mine, &mut slot));
     if let Err(e) = spawned {
-        stats.threads.fetch_sub(1, Ordering::AcqRel);
         log::warn(&format!(
             "! could not start a pool thread: {e}; serving with the threads running"
         ));
     }
 }
 
-fn worker_loop(shared: &Arc<Shared>) {
+fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
     let engine = &*shared.engine;
-    let stats = &engine.stats;
+    let stats = engine.stats();
     let mut events = Events::with_capacity(1);
     let mut idle_since = Instant::now();
     // After a queued connection, look at the parked ones first, so that
@@ -204,17 +151,16 @@ fn worker_loop(shared: &Arc<Shared>) {
             idle_since = Instant::now();
             continue;
         }
-        if let Ok(conn) = engine.jobs.try_recv() {
+        if let Some(conn) = engine.try_take() {
             idle_since = Instant::now();
             serve_queued(engine, conn);
             parked_first = true;
             continue;
         }
-        if engine.retired.load(Ordering::Acquire) {
-            stats.threads.fetch_sub(1, Ordering::AcqRel);
-            return;
+        if engine.is_retired() {
+            return; // the slot, dropped, counts this thread out
         }
-        if stats.waiting.load(Ordering::SeqCst) >= shared.epoll_waiters {
+        if stats.waiting() >= shared.epoll_waiters {
             // Enough threads wait in the pool's epoll. Take an event that
             // is ready without waiting for it (never sleep while work is
             // pending)...
@@ -227,40 +173,37 @@ fn worker_loop(shared: &Arc<Shared>) {
             // serving them, this thread takes a place). While nothing is
             // being served nothing can hold the waiters: look rarely (an
             // idle server stays idle).
-            let poll = if stats.busy.load(Ordering::Acquire) > 0 {
+            let poll = if stats.busy() > 0 {
                 FOLLOWER_POLL
             } else {
                 FOLLOWER_IDLE_POLL
             };
-            match engine.jobs.recv_timeout(poll) {
-                Ok(conn) => {
+            match engine.take_timeout(poll) {
+                Some(conn) => {
                     idle_since = Instant::now();
                     serve_queued(engine, conn);
                     parked_first = true;
                 }
-                Err(_) if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
-                    if trim(shared) {
+                None if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
+                    if trim(shared, slot) {
                         return;
                     }
                     idle_since = Instant::now();
                 }
-                Err(_) => {}
+                None => {}
             }
             continue;
         }
-        stats.waiting.fetch_add(1, Ordering::SeqCst);
-        // Pairs with `Engine::ring`: a connection queued after the
-        // try_recv above is either seen here or rings the doorbell.
-        fence(Ordering::SeqCst);
-        let queued = engine.jobs.try_recv().ok();
+        let waiting = engine.start_waiting();
+        // A connection queued after the try_take above is either seen
+        // here or rings the doorbell (see `Engine::start_waiting`).
+        let queued = engine.try_take();
         let waited = if queued.is_none() {
-            engine
-                .pool_epoll
-                .wait(&mut events, Some(IDLE_THREAD_TIMEOUT))
+            engine.pool_wait(&mut events, Some(IDLE_THREAD_TIMEOUT))
         } else {
             Ok(())
         };
-        let still_waiting = stats.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        let still_waiting = waiting.leave();
         idle_since = Instant::now();
         if let Some(conn) = queued {
             serve_queued(engine, conn);
@@ -276,7 +219,7 @@ fn worker_loop(shared: &Arc<Shared>) {
         }
         match events.tokens().next() {
             None => {
-                if trim(shared) {
+                if trim(shared, slot) {
                     return;
                 }
             }
@@ -287,24 +230,20 @@ fn worker_loop(shared: &Arc<Shared>) {
 
 fn serve_queued(engine: &Engine, conn: Conn) {
     engine.on_dequeue();
-    connection::serve(engine, conn);
+    serve::serve(engine, conn);
 }
 
 /// Handles an event the pool's epoll has ready now, without waiting;
 /// false when none is.
 fn serve_ready_now(shared: &Arc<Shared>, events: &mut Events) -> bool {
     let engine = &shared.engine;
-    if engine
-        .pool_epoll
-        .wait(events, Some(Duration::ZERO))
-        .is_err()
-    {
+    if engine.pool_wait(events, Some(Duration::ZERO)).is_err() {
         return false;
     }
     let Some(token) = events.tokens().next() else {
         return false;
     };
-    on_event(shared, token, engine.stats.waiting.load(Ordering::Acquire));
+    on_event(shared, token, engine.stats().waiting());
     true
 }
 
@@ -313,48 +252,176 @@ fn serve_ready_now(shared: &Arc<Shared>, events: &mut Events) -> bool {
 /// waiting in the pool's epoll.
 fn on_event(shared: &Arc<Shared>, token: u64, still_waiting: usize) {
     let engine = &*shared.engine;
-    let stats = &engine.stats;
+    let stats = engine.stats();
     if token == DOORBELL_TOKEN {
-        engine.doorbell.take();
+        engine.answer_doorbell();
         return;
     }
-    let idle_others = stats
-        .threads
-        .load(Ordering::Acquire)
-        .saturating_sub(stats.busy.load(Ordering::Acquire) + 1);
+    let idle_others = stats.threads().saturating_sub(stats.busy() + 1);
     if still_waiting == 0 && idle_others == 0 {
         // Keep a thread free for the other parked connections while this
         // one serves.
         spawn(shared);
     }
-    connection::on_parked_ready(engine, token);
+    serve::on_parked_ready(engine, token);
 }
 
 /// After [`IDLE_THREAD_TIMEOUT`] without work: true when this thread may
 /// leave: not below min, not while connections are queued (one queued as
 /// this thread decided may have found no thread to start), and not when
 /// connections are parked and no other thread waits in the pool's epoll.
-fn trim(shared: &Shared) -> bool {
+fn trim(shared: &Shared, slot: &mut ThreadSlot) -> bool {
     let engine = &shared.engine;
-    let threads = &engine.stats.threads;
-    if !engine.jobs.is_empty() {
+    if !engine.queue_is_empty() {
         return false;
     }
-    let unwatched = engine.parking.len() > 0 && engine.stats.waiting.load(Ordering::SeqCst) == 0;
-    if unwatched
-        || threads
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n > shared.min).then(|| n - 1)
-            })
-            .is_err()
-    {
+    let unwatched = engine.parking().len() > 0 && engine.stats().waiting() == 0;
+    if unwatched || !slot.leave_above(shared.min) {
         return false;
     }
-    if !engine.jobs.is_empty() {
+    if !engine.queue_is_empty() {
         // Queued meanwhile: stay (the reactor may have seen no room to
         // start a thread for it).
-        threads.fetch_add(1, Ordering::AcqRel);
+        slot.rejoin();
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's threads against the doorbell and the parking, and its
+    //! trimming rule, over socketpairs. Every wait ends on an event (a
+    //! response, a counter reaching its value) or fails at a deadline far
+    //! below IDLE_THREAD_TIMEOUT, the delay a lost doorbell ring costs.
+
+    use std::io::Write;
+
+    use super::*;
+    use crate::connection::testing::{
+        pair, read_response, read_responses, served_once, EVENT_DEADLINE, REQUEST,
+    };
+    use crate::connection::Progress;
+    use crate::engine::test_engine;
+    use crate::parking::Parked;
+
+    /// Waits until `cond` holds, failing after `EVENT_DEADLINE`.
+    fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_thread_asleep_in_the_pool_epoll_wakes_for_a_queued_connection() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 1, 1, 1).expect("pool");
+        // The one thread goes to sleep in the pool's epoll (nothing queued,
+        // nothing parked): only the doorbell can wake it in time.
+        until("the thread to wait in epoll", || {
+            engine.stats().waiting() == 1
+        });
+        let (mut conn, mut client) = pair();
+        client.write_all(REQUEST).expect("write");
+        while matches!(conn.read_some(), Ok(n) if n > 0) {}
+        assert_eq!(conn.request_ready(1 << 20), Progress::Ready);
+        assert!(pool.try_dispatch(conn).is_ok());
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // Then parked in the pool's epoll: its next request wakes the
+        // thread waiting there, with no other thread involved.
+        until("the connection to be parked", || {
+            engine.parking().len() == 1
+        });
+        client.write_all(REQUEST).expect("write");
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // Counted just after the answer leaves.
+        until("two requests counted", || engine.stats().requests() == 2);
+        drop(pool);
+        until("the thread to leave", || engine.stats().threads() == 0);
+    }
+
+    #[test]
+    fn a_pipelined_request_is_served_inline_and_the_busy_guard_falls() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 1, 1, 1).expect("pool");
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(&[REQUEST, REQUEST].concat())
+            .expect("write");
+        while matches!(conn.read_some(), Ok(n) if n > 0) {}
+        assert_eq!(conn.request_ready(1 << 20), Progress::Ready);
+        assert!(pool.try_dispatch(conn).is_ok());
+        for response in read_responses(&mut client, 2) {
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        }
+        until("the connection to be parked", || {
+            engine.parking().len() == 1
+        });
+        // The guard falls just after the connection is parked.
+        until("the busy guard to fall", || engine.stats().busy() == 0);
+        assert_eq!(engine.stats().reading(), 0);
+        drop(pool);
+    }
+
+    #[test]
+    fn dropping_the_pool_lets_every_idle_thread_leave_and_the_engine_go() {
+        let engine = test_engine(8);
+        let pool = Pool::start(Arc::clone(&engine), 3, 3, 1).expect("pool");
+        // One waits in epoll, two on the queue (followers).
+        until("one epoll waiter", || engine.stats().waiting() == 1);
+        assert_eq!(engine.stats().threads(), 3);
+        drop(pool);
+        until("the threads to leave", || engine.stats().threads() == 0);
+        // A hot restart drops the engine in the main thread once the
+        // threads let go of it (server::release_engine).
+        until("the threads to drop the engine", || {
+            Arc::strong_count(&engine) == 1
+        });
+    }
+
+    fn shared(min: usize) -> (Arc<Shared>, ThreadSlot, ThreadSlot) {
+        let engine = test_engine(8);
+        let a = engine.add_thread(4).expect("a");
+        let b = engine.add_thread(4).expect("b");
+        let shared = Arc::new(Shared {
+            engine,
+            min,
+            max: 4,
+            epoll_waiters: 1,
+        });
+        (shared, a, b)
+    }
+
+    #[test]
+    fn an_idle_thread_above_min_is_trimmed_once() {
+        let (shared, mut a, mut b) = shared(1);
+        assert!(trim(&shared, &mut a));
+        drop(a);
+        assert!(!trim(&shared, &mut b), "the last one above min stays");
+        assert_eq!(shared.engine.stats().threads(), 1);
+    }
+
+    #[test]
+    fn no_thread_is_trimmed_while_a_connection_is_queued() {
+        let (shared, mut a, _b) = shared(0);
+        let (conn, _client) = pair();
+        shared.engine.enqueue(conn).map_err(drop).expect("queued");
+        assert!(!trim(&shared, &mut a));
+        assert_eq!(shared.engine.stats().threads(), 2);
+    }
+
+    #[test]
+    fn the_last_watcher_of_parked_connections_is_not_trimmed() {
+        let (shared, mut a, _b) = shared(0);
+        let (conn, _client) = served_once();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        shared.engine.park(Parked::waiting(conn, deadline, false));
+        assert_eq!(shared.engine.parking().len(), 1);
+        assert!(!trim(&shared, &mut a), "nobody else waits in epoll");
+        let waiting = shared.engine.start_waiting();
+        assert!(trim(&shared, &mut a), "another thread watches them");
+        waiting.leave();
+    }
 }

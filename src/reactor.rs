@@ -9,16 +9,17 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::{self, Conn, ConnInfo, Engine, Progress};
+use crate::connection::{Conn, ConnInfo, Progress};
+use crate::engine::Engine;
 use crate::http::HttpError;
 use crate::listeners::Listener;
 use crate::log;
 use crate::parking::{Arrived, Parked};
 use crate::pool::Pool;
+use crate::response;
 use crate::sys::{self, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
 use crate::tls::{HandshakeState, TlsConn};
 
@@ -74,9 +75,7 @@ impl Reactor {
         engine: Arc<Engine>,
         timeouts: Timeouts,
     ) -> io::Result<Reactor> {
-        engine
-            .epoll
-            .add(engine.wake.as_raw_fd(), EPOLL_READ, WAKE_TOKEN)?;
+        engine.watch_wake(WAKE_TOKEN)?;
         let labels = listeners.iter().map(|l| Arc::from(l.label())).collect();
         let mut r = Reactor {
             listeners,
@@ -99,24 +98,19 @@ impl Reactor {
     /// caller to clean up) and the pool (to wait for in-flight requests).
     pub fn run(mut self) -> (Vec<Listener>, Pool) {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
-        while !self.engine.stats.stopping.load(Ordering::Acquire) {
-            let stats = &self.engine.stats;
-            stats.heartbeat.fetch_add(1, Ordering::Relaxed);
-            stats.held.store(self.pending.len(), Ordering::Relaxed);
+        while !self.engine.stats().is_stopping() {
+            let stats = self.engine.stats();
+            stats.beat();
+            stats.set_held(self.pending.len());
             let timeout = Some(self.next_timeout().map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP)));
-            if let Err(e) = self.engine.epoll.wait(&mut events, timeout) {
+            if let Err(e) = self.engine.reactor_epoll().wait(&mut events, timeout) {
                 log::warn(&format!("! epoll_wait failed: {e}; retrying"));
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => {
-                        // Drain first, then clear: a wake-up that lands
-                        // after the clear is a fresh eventfd write.
-                        self.engine.wake.drain();
-                        self.engine.wake_pending.store(false, Ordering::Release);
-                    }
+                    WAKE_TOKEN => self.engine.on_wake(),
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
                     t => self.on_ready(t as RawFd),
                 }
@@ -131,7 +125,7 @@ impl Reactor {
         self.set_accepting(false);
         // Connections parked in the pool come back here: the idle ones are
         // closed below, the ones with part of a request get the grace.
-        for p in self.engine.parking.take_all() {
+        for p in self.engine.parking().take_all() {
             // Idle ones (given back) are dropped: closed.
             drop(self.reclaim(p.conn, p.partial));
         }
@@ -139,7 +133,7 @@ impl Reactor {
         let idle: Vec<RawFd> = self
             .conns
             .iter()
-            .filter(|(_, p)| p.conn.served > 0 && !p.partial)
+            .filter(|(_, p)| p.conn.served() > 0 && !p.partial)
             .map(|(&fd, _)| fd)
             .collect();
         for fd in idle {
@@ -160,7 +154,7 @@ impl Reactor {
             }
             if self
                 .engine
-                .epoll
+                .reactor_epoll()
                 .wait(&mut events, Some(grace - now))
                 .is_err()
             {
@@ -168,7 +162,7 @@ impl Reactor {
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => self.engine.wake.drain(),
+                    WAKE_TOKEN => self.engine.drain_wake(),
                     t if t >= LISTENER_BASE => {}
                     t => self.on_ready(t as RawFd),
                 }
@@ -207,10 +201,10 @@ impl Reactor {
             let fd = l.fd.as_raw_fd();
             let r = if on {
                 self.engine
-                    .epoll
+                    .reactor_epoll()
                     .add(fd, EPOLL_READ, LISTENER_BASE + i as u64)
             } else {
-                self.engine.epoll.delete(fd)
+                self.engine.reactor_epoll().delete(fd)
             };
             if let Err(e) = r {
                 log::warn(&format!(
@@ -278,17 +272,17 @@ impl Reactor {
     /// Registers `conn` to wait for its first request: a new connection,
     /// or (at a stop) one that was parked in the pool with part of one.
     fn park(&mut self, conn: Conn) {
-        let fd = conn.fd.as_raw_fd();
-        let partial = !conn.buf.is_empty();
+        let fd = conn.fd();
+        let partial = !conn.buffered().is_empty();
         let deadline = Instant::now()
-            + if partial || conn.served == 0 {
+            + if partial || conn.served() == 0 {
                 self.timeouts.first_data
             } else {
                 self.timeouts.persistent
             };
         if self
             .engine
-            .epoll
+            .reactor_epoll()
             .add(fd, EPOLL_READ_ONESHOT, fd as u64)
             .is_err()
         {
@@ -304,7 +298,7 @@ impl Reactor {
             return;
         };
         self.deadlines.remove(&(p.deadline, fd));
-        if let Some(tls) = p.conn.tls.as_mut().filter(|t| t.is_handshaking()) {
+        if let Some(tls) = p.conn.handshaking_tls() {
             // TLS handshakes run here, never on the acceptor or a pool
             // thread, under the connection's first-data deadline.
             let wait = match tls.handshake_step(fd) {
@@ -321,7 +315,12 @@ impl Reactor {
                 }
             };
             if let Some(events) = wait {
-                if self.engine.epoll.modify(fd, events, fd as u64).is_ok() {
+                if self
+                    .engine
+                    .reactor_epoll()
+                    .modify(fd, events, fd as u64)
+                    .is_ok()
+                {
                     self.deadlines.insert((p.deadline, fd));
                     self.conns.insert(fd, p);
                 }
@@ -330,7 +329,7 @@ impl Reactor {
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
         }
-        match p.read_available(&self.engine.limits) {
+        match p.read_available(self.engine.limits()) {
             // Complete, or too large: the pool answers either way.
             Arrived::Request => return self.dispatch(p.conn),
             Arrived::Gone => return, // dropped: closed
@@ -338,7 +337,7 @@ impl Reactor {
         }
         if self
             .engine
-            .epoll
+            .reactor_epoll()
             .modify(fd, EPOLL_READ_ONESHOT, fd as u64)
             .is_ok()
         {
@@ -355,7 +354,7 @@ impl Reactor {
         if let Err(conn) = self.pool.try_dispatch(conn) {
             // All threads busy and the queue full: hold it, stop accepting
             // so the kernel backlog (and sibling workers) take the load.
-            self.engine.backlogged.store(true, Ordering::Release);
+            self.engine.set_backlogged(true);
             self.pending.push_back(conn);
             self.set_accepting(false);
         }
@@ -368,9 +367,9 @@ impl Reactor {
                 return;
             }
         }
-        self.engine.backlogged.store(false, Ordering::Release);
+        self.engine.set_backlogged(false);
         let paused = self.accept_paused_until.is_some_and(|t| t > Instant::now());
-        if !paused && !self.engine.stats.stopping.load(Ordering::Acquire) {
+        if !paused && !self.engine.stats().is_stopping() {
             self.accept_paused_until = None;
             self.set_accepting(true);
         }
@@ -390,7 +389,7 @@ impl Reactor {
             // A connection parked after this scan has a deadline at least
             // the shorter timeout away (or lowers the parking's hint).
             let soonest = now + self.timeouts.first_data.min(self.timeouts.persistent);
-            let earliest = self.engine.parking.expire(now, &mut expired);
+            let earliest = self.engine.parking().expire(now, &mut expired);
             self.next_parking_scan = earliest.map_or(soonest, |e| e.min(soonest));
         }
         for mut p in expired {
@@ -399,7 +398,7 @@ impl Reactor {
                 // dropping closes it.
                 continue;
             }
-            if p.conn.pooled && !p.partial {
+            if p.conn.pooled() && !p.partial {
                 // Idle by its deadline, unless a request came that no pool
                 // thread has read yet (all busy): then it is not idle.
                 match self.reclaim(p.conn, false) {
@@ -409,7 +408,7 @@ impl Reactor {
             }
             if p.partial {
                 // Part of a request came, the rest did not: say so.
-                let bytes = connection::error_response(HttpError::Timeout);
+                let bytes = response::error_response(HttpError::Timeout);
                 p.conn.send_now(&bytes);
             }
             // Dropping closes; an idle keep-alive connection just closes.
@@ -424,9 +423,8 @@ impl Reactor {
         if !partial && !matches!(conn.read_some(), Ok(n) if n > 0) {
             return Some(conn);
         }
-        let _ = self.engine.pool_epoll.delete(conn.fd.as_raw_fd());
-        conn.pooled = false;
-        if conn.request_ready(self.engine.limits.max_body) == Progress::Ready {
+        self.engine.unpool(&mut conn);
+        if conn.request_ready(self.engine.limits().max_body) == Progress::Ready {
             self.dispatch(conn);
         } else {
             self.park(conn);
@@ -437,8 +435,155 @@ impl Reactor {
     /// When the pool's parked connections must next be checked.
     fn next_parking_scan(&self) -> Instant {
         self.engine
-            .parking
+            .parking()
             .hint()
             .map_or(self.next_parking_scan, |h| h.min(self.next_parking_scan))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reactor's steps (`park`, `on_ready`, `dispatch`,
+    //! `flush_pending`, `expire`, `stop`) driven one by one from the test
+    //! thread, with no listener and a pool without threads (max 0): what
+    //! it hands over stays in the queue for the test to see.
+
+    use std::io::Write;
+
+    use super::*;
+    use crate::connection::testing::{self, pair, served_once, REQUEST};
+    use crate::engine::test_engine;
+    use crate::response::Outgoing;
+
+    /// A reactor whose new connections get `first_data` for their head.
+    fn reactor(queue: usize, first_data: Duration) -> (Reactor, Arc<Engine>) {
+        let engine = test_engine(queue);
+        let pool = Pool::start(Arc::clone(&engine), 0, 0, 1).expect("pool");
+        let timeouts = Timeouts {
+            first_data,
+            persistent: Duration::from_secs(1000),
+            shutdown: Duration::from_secs(1),
+        };
+        let r = Reactor::new(Vec::new(), pool, Arc::clone(&engine), timeouts).expect("reactor");
+        (r, engine)
+    }
+
+    fn accept(r: &mut Reactor) -> (RawFd, std::os::unix::net::UnixStream) {
+        let (conn, client) = pair();
+        let fd = conn.fd();
+        r.park(conn);
+        (fd, client)
+    }
+
+    #[test]
+    fn a_head_completed_in_the_reactor_is_queued_for_the_pool() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let (fd, mut client) = accept(&mut r);
+        client.write_all(b"GET / HTTP/1.1\r\n").expect("write");
+        r.on_ready(fd);
+        assert_eq!(engine.queued(), 0, "half a head stays here");
+        assert!(r.conns.contains_key(&fd));
+        client.write_all(b"Host: t\r\n\r\n").expect("write");
+        r.on_ready(fd);
+        assert_eq!(engine.queued(), 1);
+        assert!(r.conns.is_empty() && r.deadlines.is_empty());
+    }
+
+    #[test]
+    fn a_half_sent_head_is_answered_408_at_its_deadline() {
+        let (mut r, engine) = reactor(4, Duration::ZERO);
+        let (fd, mut client) = accept(&mut r);
+        client.write_all(b"GET / HT").expect("write");
+        r.on_ready(fd);
+        r.expire();
+        assert!(r.conns.is_empty());
+        let answer = testing::read_response(&mut client);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(engine.queued(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_holds_connections_and_pauses_accepting_until_a_thread_takes_one() {
+        let (mut r, engine) = reactor(1, Duration::from_secs(10));
+        let (a, mut ca) = accept(&mut r);
+        let (b, mut cb) = accept(&mut r);
+        ca.write_all(REQUEST).expect("write");
+        cb.write_all(REQUEST).expect("write");
+        r.on_ready(a);
+        r.on_ready(b);
+        assert_eq!((engine.queued(), r.pending.len()), (1, 1));
+        assert!(!r.accepting, "the kernel backlog takes the load");
+        // A pool thread takes one and, the reactor being backlogged,
+        // wakes it.
+        assert!(engine.try_take().is_some());
+        engine.on_dequeue();
+        let mut events = Events::with_capacity(8);
+        engine
+            .reactor_epoll()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        assert!(events.tokens().any(|t| t == WAKE_TOKEN), "woken");
+        engine.on_wake();
+        r.flush_pending();
+        assert_eq!((engine.queued(), r.pending.len()), (1, 0));
+        assert!(r.accepting);
+    }
+
+    #[test]
+    fn an_idle_connection_past_its_deadline_is_read_once_before_it_is_closed() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        // Two kept-alive connections parked in the pool, both due.
+        let (idle, mut idle_client) = served_once();
+        let (busy, mut busy_client) = served_once();
+        engine.park(Parked::waiting(idle, Instant::now(), false));
+        engine.park(Parked::waiting(busy, Instant::now(), false));
+        // A request came on one while every pool thread was busy: its
+        // deadline is not idleness.
+        busy_client.write_all(REQUEST).expect("write");
+        r.expire();
+        assert_eq!(engine.parking().len(), 0);
+        assert!(testing::closed(&mut idle_client), "the idle one closes");
+        assert_eq!(engine.queued(), 1, "the other is served");
+        let queued = engine.try_take().expect("queued");
+        assert!(!queued.pooled(), "taken out of the pool's epoll");
+        drop(busy_client);
+    }
+
+    #[test]
+    fn a_writer_the_client_does_not_read_is_closed_at_its_deadline() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let (conn, mut client) = served_once();
+        let mut p = Parked::waiting(conn, Instant::now(), false);
+        p.outgoing = Some(Box::new(Outgoing::new(b"rest".to_vec(), true)));
+        engine.park(p);
+        assert_eq!(engine.parking().writers(), 1);
+        r.expire();
+        assert_eq!(engine.parking().writers(), 0);
+        assert!(testing::closed(&mut client));
+    }
+
+    #[test]
+    fn a_stop_closes_idle_connections_and_answers_requests_already_sent() {
+        let (mut r, engine) = reactor(4, Duration::from_secs(10));
+        let later = Instant::now() + Duration::from_secs(60);
+        let (idle, mut idle_client) = served_once();
+        let (sent, mut sent_client) = served_once();
+        engine.park(Parked::waiting(idle, later, false));
+        engine.park(Parked::waiting(sent, later, false));
+        sent_client.write_all(REQUEST).expect("write");
+        // A new connection that never sends: closed after the grace.
+        let (_fresh, mut fresh_client) = accept(&mut r);
+        engine.begin_stop();
+        let started = Instant::now();
+        let (_listeners, _pool) = r.stop();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "STOP_GRACE bounds it"
+        );
+        assert!(testing::closed(&mut idle_client));
+        assert!(testing::closed(&mut fresh_client));
+        assert_eq!(engine.queued(), 1, "the sent request is handed to the pool");
+        assert_eq!(engine.parking().len(), 0);
     }
 }

@@ -10,7 +10,6 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,16 +17,16 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::activation::{self, ActivationError, Inherited};
 use crate::check;
 use crate::config::{self, Command, ConfigError};
-use crate::connection::{Engine, Limits};
+use crate::connection::Limits;
 use crate::control::{self, ControlCommand, ControlServer, PoolStats};
 use crate::date;
+use crate::engine::Engine;
 use crate::listeners::{self, Listener};
 use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
-use crate::parking::Parking;
-use crate::pool::{self, Pool, Stats};
+use crate::pool::{self, Pool};
 use crate::reactor::{Reactor, Timeouts};
-use crate::sys::{self, EventFd};
+use crate::sys;
 use crate::{Config, Handler};
 
 /// The version printed by `-V` and the startup log.
@@ -416,31 +415,11 @@ pub(crate) fn start_serving(
     handler: Box<dyn Handler>,
     listeners: Vec<Listener>,
 ) -> Result<Serving, String> {
-    let (queue, jobs) =
-        crossbeam_channel::bounded(config.max_threads.max(1) * pool::QUEUE_PER_THREAD);
-    let eventfd =
-        |what: &str| EventFd::new().map_err(|e| format!("cannot create an eventfd ({what}): {e}"));
-    let epoll = |what: &str| {
-        sys::Epoll::new().map_err(|e| format!("cannot create an epoll instance ({what}): {e}"))
-    };
-    let engine = Arc::new(Engine {
+    let engine = Arc::new(Engine::new(
         handler,
-        stats: Stats::default(),
-        limits: Limits::from_config(config),
-        queue,
-        jobs,
-        doorbell: EventFd::semaphore()
-            .map_err(|e| format!("cannot create an eventfd (pool doorbell): {e}"))?,
-        wake: eventfd("reactor wake-up")?,
-        backlogged: AtomicBool::new(false),
-        wake_pending: AtomicBool::new(false),
-        epoll: epoll("reactor")?,
-        pool_epoll: epoll("pool")?,
-        parking: Parking::default(),
-        retired: AtomicBool::new(false),
-        generation: std::sync::atomic::AtomicU32::new(0),
-        reading: std::sync::atomic::AtomicUsize::new(0),
-    });
+        Limits::from_config(config),
+        config.max_threads.max(1) * pool::QUEUE_PER_THREAD,
+    )?);
     let timeouts = Timeouts {
         first_data: config.first_data_timeout,
         persistent: config.persistent_timeout,
@@ -480,13 +459,13 @@ fn main_loop(
     image: Image<'_>,
 ) -> Exit {
     let Image { started_at, exe } = image;
-    let stats = &serving.engine.stats;
+    let stats = serving.engine.stats();
     let ping_every = notifier.watchdog().map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
     let mut next_ping = ping_every.map(|p| Instant::now() + p);
-    let mut last_beat = stats.heartbeat.load(Ordering::Relaxed);
+    let mut last_beat = stats.heartbeat();
     // Make a healthy reactor turn before the first check, even when idle;
     // otherwise the first ping after READY would come a whole period late.
-    serving.engine.wake.notify();
+    serving.engine.nudge_reactor();
     let mut next_status = Instant::now() + STATUS_INTERVAL;
     let mut last_status = String::new();
     // Why the last reload was refused: it stays in STATUS (a reload that
@@ -574,12 +553,12 @@ fn main_loop(
             if now >= at {
                 // Ping only while the reactor turns; then nudge it so a
                 // healthy one has turned again by the next check.
-                let beat = stats.heartbeat.load(Ordering::Relaxed);
+                let beat = stats.heartbeat();
                 if beat != last_beat {
                     notifier.watchdog_ping();
                     last_beat = beat;
                 }
-                serving.engine.wake.notify();
+                serving.engine.nudge_reactor();
                 next_ping = Some(now + every);
             }
         }
@@ -641,13 +620,13 @@ pub(crate) fn with_refusal(status: String, refused: Option<&str>) -> String {
 /// The control app's `/stats` in single mode: Puma's fields (single.rb
 /// and server.rb `stats`), then catamount's own.
 fn stats_json(engine: &Engine, config: &Config, started_at: SystemTime) -> String {
-    let stats = &engine.stats;
+    let stats = engine.stats();
     let pool = PoolStats {
         backlog: engine.backlog() as u64,
-        running: stats.threads.load(Ordering::Relaxed) as u64,
-        busy: stats.busy.load(Ordering::Relaxed) as u64,
+        running: stats.threads() as u64,
+        busy: stats.busy() as u64,
         max_threads: config.max_threads as u64,
-        requests: stats.requests.load(Ordering::Relaxed),
+        requests: stats.requests(),
     };
     format!(
         r#"{{"started_at":"{}",{},"mode":"single","phase":0,"busy":{},"queued":{},"requests":{}}}"#,
@@ -661,13 +640,13 @@ fn stats_json(engine: &Engine, config: &Config, started_at: SystemTime) -> Strin
 
 /// `catamount 0.1.0: single, 3/5 threads busy, 0 queued, 1523 requests`.
 fn status_line(engine: &Engine, config: &Config) -> String {
-    let stats = &engine.stats;
+    let stats = engine.stats();
     format!(
         "catamount {VERSION}: single, {}/{} threads busy, {} queued, {} requests",
-        stats.busy.load(Ordering::Relaxed),
+        stats.busy(),
         config.max_threads,
         engine.backlog(),
-        stats.requests.load(Ordering::Relaxed)
+        stats.requests()
     )
 }
 
@@ -688,8 +667,7 @@ pub(crate) fn stop_reactor(
 ) -> Result<(Vec<Listener>, Draining), ()> {
     let deadline = Instant::now() + config.shutdown_timeout;
     let engine = serving.engine;
-    engine.stats.stopping.store(true, Ordering::Release);
-    engine.wake.notify();
+    engine.begin_stop();
     while !serving.reactor.is_finished() {
         if second_signal(signals) {
             return Err(());
@@ -721,19 +699,19 @@ pub(crate) fn wait_in_flight(
     signals: &OwnedFd,
     notifier: Option<&Notifier>,
 ) -> Result<(), ()> {
-    let stats = &d.engine.stats;
+    let stats = d.engine.stats();
     let mut next_extend = Instant::now();
     let mut last_done = u64::MAX;
     // Responses the pool finishes from its epoll (clients reading
     // slowly) are in flight too.
-    while stats.busy.load(Ordering::Acquire) > 0
-        || d.engine.reading.load(Ordering::Acquire) > 0
-        || d.engine.parking.writers() > 0
+    while stats.busy() > 0
+        || stats.reading() > 0
+        || d.engine.parking().writers() > 0
         || d.pool.queued() > 0
     {
         // While requests keep completing, ask systemd for more time, so a
         // long but healthy drain is not killed by TimeoutStopSec=.
-        let done = stats.requests.load(Ordering::Relaxed);
+        let done = stats.requests();
         if let Some(notifier) =
             notifier.filter(|_| Instant::now() >= next_extend && done != last_done)
         {
@@ -751,15 +729,15 @@ pub(crate) fn wait_in_flight(
         // a stop (and a hot restart's accept queue) no longer than it
         // would hold a running server.
         let mut expired = Vec::new();
-        d.engine.parking.expire(Instant::now(), &mut expired);
+        d.engine.parking().expire(Instant::now(), &mut expired);
         drop(expired);
         if Instant::now() >= d.deadline {
             log::warn(&format!(
                 "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \
                  still being sent; going on without them",
                 config.shutdown_timeout.as_secs_f64(),
-                stats.busy.load(Ordering::Acquire),
-                d.engine.parking.writers()
+                stats.busy(),
+                d.engine.parking().writers()
             ));
             break;
         }
@@ -779,7 +757,8 @@ pub(crate) fn wait_in_flight(
 fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
     let deadline = Instant::now() + RESTART_RELEASE_TIMEOUT;
     // The reactor is joined and the pool dropped: only the pool threads
-    // (through `pool::Shared`) still hold the engine besides this clone.
+    // (through `pool::Shared` and their `ThreadSlot`) still hold the
+    // engine besides this clone.
     while Arc::strong_count(&engine) > 1 {
         if second_signal(signals) {
             return Err(());

@@ -1,0 +1,891 @@
+//! The state a serving process's threads share (the reactor, the pool
+//! threads, and the main loop that watches and stops them), split by
+//! owner:
+//!
+//! - the reactor's side: its epoll and its wake-up ([`Engine::nudge_reactor`],
+//!   and the coalesced wake a pool thread sends when the queue has room
+//!   again);
+//! - the pool's side: the bounded queue of ready connections and its
+//!   doorbell, the pool's epoll where connections wait between requests,
+//!   and the generation numbers of their tokens;
+//! - [`Stats`], whose counters a graceful stop waits on (`busy`,
+//!   `reading`, `threads`): they move only through RAII guards
+//!   ([`Counted`], [`ThreadSlot`]), so a return or a panic cannot leave
+//!   one raised (tiny_http's task pool `Registration`).
+//!
+//! The fields are private: each protocol (the doorbell, the reactor's
+//! wake-up, parking a connection in the pool's epoll) is a method here,
+//! next to the state it touches, and is unit tested below.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::connection::{Conn, Limits, Progress};
+use crate::parking::{Parked, Parking};
+use crate::response::Outgoing;
+use crate::sys::{Epoll, EventFd, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::Handler;
+
+/// What every thread of a serving process shares.
+pub struct Engine {
+    handler: Box<dyn Handler>,
+    limits: Limits,
+    stats: Stats,
+    /// The connections registered in the pool's epoll, between requests.
+    parking: Parking,
+    reactor: ReactorSide,
+    pool: PoolSide,
+}
+
+/// What the reactor owns; the other threads only wake it.
+struct ReactorSide {
+    /// The reactor's epoll: listeners, new connections, TLS handshakes.
+    epoll: Epoll,
+    /// The reactor's wake-up (room in the queue again, stop, watchdog).
+    wake: EventFd,
+    /// A wake-up is on its way to the reactor (see `wake_reactor`).
+    wake_pending: AtomicBool,
+    /// Set by the reactor while it holds connections the full queue
+    /// refused; a thread taking a job then wakes it.
+    backlogged: AtomicBool,
+}
+
+/// What the pool threads share.
+struct PoolSide {
+    /// The bounded queue: connections with a ready request.
+    queue: Sender<Conn>,
+    jobs: Receiver<Conn>,
+    /// Rung once per queued connection while pool threads wait in
+    /// `epoll` (a counting eventfd registered there).
+    doorbell: EventFd,
+    /// The pool's epoll: parked keep-alive connections and the doorbell.
+    epoll: Epoll,
+    /// Set when the pool is dropped: idle threads exit.
+    retired: AtomicBool,
+    /// Generation numbers for `Conn::token`.
+    generation: AtomicU32,
+}
+
+/// Counters shared by the pool, the reactor and the main loop. Those a
+/// graceful stop waits on (`threads`, `busy`, `reading`) and `waiting`
+/// move only through guards.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Pool threads alive ([`ThreadSlot`]).
+    threads: AtomicUsize,
+    /// Threads waiting in the pool's epoll ([`Waiting`]).
+    waiting: AtomicUsize,
+    /// Threads serving a request right now ([`Stats::serving`]).
+    busy: AtomicUsize,
+    /// Pool threads reading a parked connection's request (not yet
+    /// `busy`): a graceful stop waits for them too ([`Stats::reading_one`]).
+    reading: AtomicUsize,
+    /// Requests answered since start.
+    requests: AtomicU64,
+    /// Bumped by the reactor on every loop turn; the main loop pings the
+    /// systemd watchdog only while it moves.
+    heartbeat: AtomicU64,
+    /// Connections with a complete request that the reactor holds
+    /// because the pool's queue was full (stored each reactor turn).
+    /// [`Engine::backlog`] counts every connection waiting for a thread.
+    held: AtomicUsize,
+    /// Set at the start of a graceful stop: answer in-flight requests with
+    /// `Connection: close`, hand nothing back to the reactor.
+    stopping: AtomicBool,
+}
+
+impl Stats {
+    /// Pool threads alive.
+    #[inline]
+    pub fn threads(&self) -> usize {
+        self.threads.load(Ordering::Acquire)
+    }
+
+    /// Threads serving a request.
+    #[inline]
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Threads reading a parked connection's request.
+    #[inline]
+    pub fn reading(&self) -> usize {
+        self.reading.load(Ordering::Acquire)
+    }
+
+    /// Threads waiting in the pool's epoll.
+    #[inline]
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered since start.
+    #[inline]
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The reactor's loop count (see [`Stats::beat`]).
+    #[inline]
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// A graceful stop has begun.
+    #[inline]
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// One more request answered.
+    #[inline]
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more turn of the reactor's loop.
+    #[inline]
+    pub fn beat(&self) {
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many ready connections the reactor holds for a full queue.
+    #[inline]
+    pub fn set_held(&self, n: usize) {
+        self.held.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts this thread `busy` until the guard drops.
+    #[inline]
+    pub fn serving(&self) -> Counted<'_> {
+        Counted::new(&self.busy)
+    }
+
+    /// Counts this thread `reading` until the guard drops.
+    #[inline]
+    pub fn reading_one(&self) -> Counted<'_> {
+        Counted::new(&self.reading)
+    }
+}
+
+/// One unit of a counter a graceful stop waits on, held for a scope: the
+/// count goes down in `Drop`, so no return or panic leaves it up.
+#[must_use = "the count goes down when the guard drops"]
+pub struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Counted<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A pool thread counted in `Stats::threads` for as long as it lives:
+/// taken before the thread is spawned, moved into it, dropped when it
+/// leaves (or when the spawn fails, or the thread panics).
+#[must_use = "the thread count goes down when the slot drops"]
+pub struct ThreadSlot {
+    engine: Arc<Engine>,
+    /// Still counted ([`ThreadSlot::leave_above`] gives the unit up early).
+    counted: bool,
+}
+
+impl ThreadSlot {
+    /// Gives up this thread's unit if more than `min` threads are counted
+    /// (in one atomic step, so two trimming threads cannot both go below
+    /// `min`); true when given up.
+    pub fn leave_above(&mut self, min: usize) -> bool {
+        if !self.counted {
+            return true;
+        }
+        let left = self
+            .engine
+            .stats
+            .threads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > min).then(|| n - 1)
+            })
+            .is_ok();
+        self.counted = !left;
+        left
+    }
+
+    /// Counts this thread again after [`ThreadSlot::leave_above`].
+    pub fn rejoin(&mut self) {
+        if !self.counted {
+            self.engine.stats.threads.fetch_add(1, Ordering::AcqRel);
+            self.counted = true;
+        }
+    }
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        if self.counted {
+            self.engine.stats.threads.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A pool thread registered as waiting in the pool's epoll, from before
+/// it looks at the queue a last time until it has woken: while one is
+/// registered, every queued connection rings the doorbell.
+#[must_use = "the thread stops being counted when the guard drops"]
+pub struct Waiting<'a>(&'a AtomicUsize);
+
+impl Waiting<'_> {
+    /// Stops waiting; returns how many threads still wait.
+    pub fn leave(self) -> usize {
+        let still = self.0.fetch_sub(1, Ordering::SeqCst) - 1;
+        std::mem::forget(self);
+        still
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Engine {
+    /// The engine for `handler`, with a queue of `queue_capacity` ready
+    /// connections. Errors say which descriptor could not be made.
+    pub fn new(
+        handler: Box<dyn Handler>,
+        limits: Limits,
+        queue_capacity: usize,
+    ) -> Result<Engine, String> {
+        let (queue, jobs) = crossbeam_channel::bounded(queue_capacity);
+        let eventfd = |what: &str| {
+            EventFd::new().map_err(|e| format!("cannot create an eventfd ({what}): {e}"))
+        };
+        let epoll = |what: &str| {
+            Epoll::new().map_err(|e| format!("cannot create an epoll instance ({what}): {e}"))
+        };
+        let doorbell = EventFd::semaphore()
+            .map_err(|e| format!("cannot create an eventfd (pool doorbell): {e}"))?;
+        let wake = eventfd("reactor wake-up")?;
+        Ok(Engine {
+            handler,
+            limits,
+            stats: Stats::default(),
+            parking: Parking::default(),
+            reactor: ReactorSide {
+                epoll: epoll("reactor")?,
+                wake,
+                wake_pending: AtomicBool::new(false),
+                backlogged: AtomicBool::new(false),
+            },
+            pool: PoolSide {
+                queue,
+                jobs,
+                doorbell,
+                epoll: epoll("pool")?,
+                retired: AtomicBool::new(false),
+                generation: AtomicU32::new(0),
+            },
+        })
+    }
+
+    /// The application.
+    #[inline]
+    pub fn handler(&self) -> &dyn Handler {
+        &*self.handler
+    }
+
+    /// The per-request limits.
+    #[inline]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The counters.
+    #[inline]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The connections parked in the pool's epoll.
+    #[inline]
+    pub fn parking(&self) -> &Parking {
+        &self.parking
+    }
+
+    /// Connections with a complete request waiting for a thread (Puma's
+    /// `backlog`): those in the pool's queue now, plus those the reactor
+    /// holds while the queue is full. Read live, not stored by the
+    /// reactor: it may sleep for seconds after queueing a connection,
+    /// and a stored count would still show it after a thread took it.
+    pub fn backlog(&self) -> usize {
+        self.pool.queue.len() + self.stats.held.load(Ordering::Relaxed)
+    }
+
+    // ---- the reactor's side ----
+
+    /// The reactor's epoll (only the reactor thread waits on it).
+    #[inline]
+    pub fn reactor_epoll(&self) -> &Epoll {
+        &self.reactor.epoll
+    }
+
+    /// Registers the reactor's wake-up in its epoll under `token`.
+    pub fn watch_wake(&self, token: u64) -> io::Result<()> {
+        let fd = self.reactor.wake.as_raw_fd();
+        self.reactor.epoll.add(fd, EPOLL_READ, token)
+    }
+
+    /// The reactor saw its wake-up: drain it first, then clear
+    /// `wake_pending` (a wake-up that lands after the clear is a fresh
+    /// eventfd write).
+    pub fn on_wake(&self) {
+        self.reactor.wake.drain();
+        self.reactor.wake_pending.store(false, Ordering::Release);
+    }
+
+    /// Drains the reactor's wake-up without re-arming the coalescing (the
+    /// stopping reactor, which nobody needs to wake any more).
+    pub fn drain_wake(&self) {
+        self.reactor.wake.drain();
+    }
+
+    /// Set while the reactor holds connections the full queue refused.
+    pub fn set_backlogged(&self, on: bool) {
+        self.reactor.backlogged.store(on, Ordering::Release);
+    }
+
+    /// Makes the reactor turn its loop now (the watchdog's check).
+    pub fn nudge_reactor(&self) {
+        self.reactor.wake.notify();
+    }
+
+    /// Starts a graceful stop: in-flight requests are answered with
+    /// `Connection: close`, and the reactor is woken to stop accepting.
+    pub fn begin_stop(&self) {
+        self.stats.stopping.store(true, Ordering::Release);
+        self.reactor.wake.notify();
+    }
+
+    /// Called by a pool thread when it takes a connection off the queue.
+    pub fn on_dequeue(&self) {
+        if self.reactor.backlogged.load(Ordering::Acquire) {
+            self.wake_reactor();
+        }
+    }
+
+    /// Wakes the reactor once per turn of its loop: wake-ups between two
+    /// turns coalesce into one eventfd write (the reactor clears
+    /// `wake_pending` before it looks at the queue again).
+    fn wake_reactor(&self) {
+        if !self.reactor.wake_pending.swap(true, Ordering::AcqRel) {
+            self.reactor.wake.notify();
+        }
+    }
+
+    // ---- the pool's side: the queue and its doorbell ----
+
+    /// Queues a connection with a ready request for the pool; gives it
+    /// back when the queue is full.
+    pub fn enqueue(&self, conn: Conn) -> Result<(), Conn> {
+        match self.pool.queue.try_send(conn) {
+            Ok(()) => {
+                self.ring();
+                Ok(())
+            }
+            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+        }
+    }
+
+    /// Queues a connection, waiting up to `timeout` for room (used while
+    /// stopping, to hand over requests already received); dropped
+    /// (closed) when there is none.
+    pub fn enqueue_wait(&self, conn: Conn, timeout: Duration) {
+        if self.pool.queue.send_timeout(conn, timeout).is_ok() {
+            self.ring();
+        }
+    }
+
+    /// After queueing: wakes a pool thread if one waits. Pairs with the
+    /// fence in [`Engine::start_waiting`]: either the thread sees the
+    /// queued connection, or this sees the thread waiting.
+    fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.stats.waiting.load(Ordering::SeqCst) > 0 {
+            self.pool.doorbell.notify();
+        }
+    }
+
+    /// Connections queued and not yet taken by a thread.
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.pool.queue.len()
+    }
+
+    /// Nothing is queued.
+    #[inline]
+    pub fn queue_is_empty(&self) -> bool {
+        self.pool.jobs.is_empty()
+    }
+
+    /// Takes a queued connection, without waiting.
+    #[inline]
+    pub fn try_take(&self) -> Option<Conn> {
+        self.pool.jobs.try_recv().ok()
+    }
+
+    /// Takes a queued connection, waiting up to `timeout` for one.
+    pub fn take_timeout(&self, timeout: Duration) -> Option<Conn> {
+        self.pool.jobs.recv_timeout(timeout).ok()
+    }
+
+    /// Registers the calling pool thread as waiting in the pool's epoll.
+    /// Look at the queue once more after this and before waiting (the
+    /// fence pairs with [`Engine::enqueue`]'s ring): a connection queued
+    /// after that look rings the doorbell.
+    pub fn start_waiting(&self) -> Waiting<'_> {
+        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Waiting(&self.stats.waiting)
+    }
+
+    /// Registers the doorbell in the pool's epoll under `token`.
+    pub fn watch_doorbell(&self, token: u64) -> io::Result<()> {
+        let fd = self.pool.doorbell.as_raw_fd();
+        self.pool.epoll.add(fd, EPOLL_READ, token)
+    }
+
+    /// Waits in the pool's epoll (for a parked connection or the doorbell).
+    #[inline]
+    pub fn pool_wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        self.pool.epoll.wait(events, timeout)
+    }
+
+    /// The doorbell woke this thread: take one ring (a semaphore eventfd:
+    /// one ring wakes one thread).
+    pub fn answer_doorbell(&self) {
+        self.pool.doorbell.take();
+    }
+
+    /// The pool is being dropped: idle threads exit. Rings once per
+    /// thread, so each waiting in epoll wakes.
+    pub fn retire(&self) {
+        self.pool.retired.store(true, Ordering::Release);
+        for _ in 0..self.stats.threads() {
+            self.pool.doorbell.notify();
+        }
+    }
+
+    /// See [`Engine::retire`].
+    #[inline]
+    pub fn is_retired(&self) -> bool {
+        self.pool.retired.load(Ordering::Acquire)
+    }
+
+    /// Counts one more pool thread unless `max` are running; the slot
+    /// goes with the thread.
+    pub fn add_thread(self: &Arc<Engine>, max: usize) -> Option<ThreadSlot> {
+        self.stats
+            .threads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ThreadSlot {
+            engine: Arc::clone(self),
+            counted: true,
+        })
+    }
+
+    // ---- the pool's side: parking ----
+
+    /// Parks a connection that has just been served until its next
+    /// request (or the rest of a pipelined one).
+    pub fn park_keep_alive(&self, mut conn: Conn) {
+        let partial = !conn.buffered().is_empty();
+        if !partial {
+            conn.shrink_idle_buffer();
+        }
+        let now = Instant::now();
+        let deadline = match conn.request_ready(self.limits.max_body) {
+            Progress::Body if conn.start_body_wait() => now + self.limits.body_timeout,
+            _ if partial => now + self.limits.first_data_timeout,
+            _ => now + self.limits.persistent_timeout,
+        };
+        self.park(Parked::waiting(conn, deadline, partial));
+    }
+
+    /// Parks a connection until the client takes more of `out`, under
+    /// the write deadline.
+    pub fn park_writer(&self, conn: Conn, out: Box<Outgoing>) {
+        let mut p = Parked::waiting(conn, Instant::now() + self.limits.write_timeout, false);
+        p.outgoing = Some(out);
+        self.park(p);
+    }
+
+    /// Puts `p` in the parking, then arms its one-shot registration in
+    /// the pool's epoll (moving it out of the reactor's the first time):
+    /// for reading, or for writing when it has a response to finish.
+    pub fn park(&self, mut p: Parked) {
+        let writer = p.outgoing.is_some();
+        if !writer && self.stats.is_stopping() {
+            return; // dropped: closed (the reactor closed the idle ones)
+        }
+        let fd = p.conn.fd();
+        let first = !p.conn.pooled();
+        if first {
+            // Served first from the reactor: its one-shot fired, so the
+            // registration there is disarmed; remove it for good.
+            let _ = self.reactor.epoll.delete(fd);
+            let generation = self.pool.generation.fetch_add(1, Ordering::Relaxed);
+            p.conn.enter_pool((u64::from(generation) << 32) | fd as u64);
+        }
+        let token = p.conn.token();
+        let interest = if writer {
+            EPOLL_WRITE_ONESHOT
+        } else {
+            EPOLL_READ_ONESHOT
+        };
+        self.parking.put(p);
+        let armed = if first {
+            self.pool.epoll.add(fd, interest, token)
+        } else {
+            self.pool.epoll.modify(fd, interest, token)
+        };
+        if armed.is_err() {
+            drop(self.parking.take(fd, token)); // closed: nothing would wake it
+        } else if !writer && self.stats.is_stopping() {
+            // The stop began meanwhile and may have taken the parked
+            // connections back already: close this one too.
+            drop(self.parking.take(fd, token));
+        }
+    }
+
+    /// Takes a connection the pool parked back for the reactor: out of
+    /// the pool's epoll (the caller registers it in the reactor's).
+    pub fn unpool(&self, conn: &mut Conn) {
+        let _ = self.pool.epoll.delete(conn.fd());
+        conn.leave_pool();
+    }
+}
+
+/// The fd a pool-epoll token names (its low 32 bits; the high ones are
+/// the generation).
+#[inline]
+pub fn token_fd(token: u64) -> RawFd {
+    (token & u64::from(u32::MAX)) as RawFd
+}
+
+/// An engine for unit tests: a handler that answers `200 ok`, the test
+/// limits, and a queue of `queue` connections.
+#[cfg(test)]
+pub fn test_engine(queue: usize) -> Arc<Engine> {
+    let handler = |_: &mut crate::Request<'_>| crate::Response::text(200, "ok\n");
+    let limits = crate::connection::testing::limits();
+    Arc::new(Engine::new(Box::new(handler), limits, queue).expect("engine"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The doorbell, the reactor's wake-up, the guards and parking, driven
+    //! step by step from the test thread: each pool thread's step is a
+    //! call, so every interleaving of two threads is written out, and an
+    //! epoll wait with a zero timeout says whether a sleeping thread would
+    //! wake now (never a sleep).
+
+    use std::io::Write;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::*;
+    use crate::connection::testing::{self, pair, served_once};
+
+    const DOORBELL: u64 = u64::MAX;
+    const WAKE: u64 = u64::MAX - 1;
+
+    fn engine(queue: usize) -> Arc<Engine> {
+        let e = test_engine(queue);
+        e.watch_doorbell(DOORBELL).expect("doorbell");
+        e.watch_wake(WAKE).expect("wake");
+        e
+    }
+
+    /// What a pool thread sleeping in the pool's epoll would wake for
+    /// now (a zero-timeout wait).
+    fn pool_ready(e: &Engine) -> Option<u64> {
+        let mut events = Events::with_capacity(8);
+        e.pool_wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let token = events.tokens().next();
+        token
+    }
+
+    fn reactor_woken(e: &Engine) -> bool {
+        let mut events = Events::with_capacity(8);
+        e.reactor_epoll()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let woken = events.tokens().any(|t| t == WAKE);
+        woken
+    }
+
+    #[test]
+    fn a_connection_queued_before_a_thread_waits_is_found_by_its_last_look() {
+        let e = engine(4);
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        // No thread waited: nobody to ring for (a follower on the queue
+        // takes it).
+        assert_eq!(pool_ready(&e), None);
+        let waiting = e.start_waiting();
+        assert!(e.try_take().is_some(), "the look after registering");
+        assert_eq!(waiting.leave(), 0);
+    }
+
+    #[test]
+    fn a_connection_queued_after_the_last_look_rings_the_sleeping_thread() {
+        // The window that once left a connection queued for
+        // IDLE_THREAD_TIMEOUT (30 s): the thread has looked at the queue
+        // and is about to sleep in epoll when the connection is queued.
+        let e = engine(4);
+        let waiting = e.start_waiting();
+        assert!(e.try_take().is_none());
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert_eq!(pool_ready(&e), Some(DOORBELL), "the sleep ends at once");
+        assert_eq!(waiting.leave(), 0);
+        e.answer_doorbell();
+        assert!(e.try_take().is_some());
+        assert_eq!(pool_ready(&e), None, "one ring, one wake");
+    }
+
+    #[test]
+    fn every_queued_connection_rings_once_so_none_is_stranded() {
+        // Two threads asleep in epoll, two connections queued: each ring
+        // wakes one thread (a semaphore eventfd), so the second connection
+        // does not wait for a timeout while a thread sleeps.
+        let e = engine(4);
+        let first = e.start_waiting();
+        let second = e.start_waiting();
+        assert!(e.try_take().is_none() && e.try_take().is_none());
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        for waiter in [first, second] {
+            assert_eq!(pool_ready(&e), Some(DOORBELL));
+            waiter.leave();
+            e.answer_doorbell();
+            assert!(e.try_take().is_some());
+        }
+        assert_eq!(pool_ready(&e), None);
+        assert_eq!(e.queued(), 0);
+    }
+
+    #[test]
+    fn a_ring_for_a_connection_the_last_look_took_costs_one_spurious_wake() {
+        // Queued between registering and the look: the look takes it and
+        // the ring stays. The next sleep wakes once for nothing, then
+        // sleeps: harmless, and nothing is lost.
+        let e = engine(4);
+        let waiting = e.start_waiting();
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert!(e.try_take().is_some());
+        waiting.leave();
+        let again = e.start_waiting();
+        assert!(e.try_take().is_none());
+        assert_eq!(pool_ready(&e), Some(DOORBELL));
+        again.leave();
+        e.answer_doorbell();
+        assert!(e.try_take().is_none());
+        assert_eq!(pool_ready(&e), None);
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_connection_back() {
+        let e = engine(1);
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert!(e.enqueue(pair().0).is_err(), "given back, not dropped");
+        assert_eq!(e.backlog(), 1);
+        e.stats().set_held(1);
+        assert_eq!(e.backlog(), 2, "held by the reactor counts too");
+    }
+
+    #[test]
+    fn a_dequeue_wakes_a_backlogged_reactor_once_per_turn() {
+        let e = engine(4);
+        e.on_dequeue();
+        assert!(!reactor_woken(&e), "not backlogged: no wake-up");
+        e.set_backlogged(true);
+        e.on_dequeue();
+        e.on_dequeue();
+        assert!(reactor_woken(&e));
+        assert!(e.reactor.wake_pending.load(Ordering::Acquire));
+        // The reactor's turn: drained, then the next dequeue wakes again.
+        e.on_wake();
+        assert!(!reactor_woken(&e));
+        e.on_dequeue();
+        assert!(reactor_woken(&e));
+    }
+
+    #[test]
+    fn a_stop_wakes_the_reactor_and_is_seen_by_all() {
+        let e = engine(4);
+        assert!(!e.stats().is_stopping());
+        e.begin_stop();
+        assert!(e.stats().is_stopping());
+        assert!(reactor_woken(&e));
+    }
+
+    #[test]
+    fn busy_and_reading_fall_when_a_handler_panics() {
+        let e = engine(4);
+        let stats = e.stats();
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            let _busy = stats.serving();
+            let _reading = stats.reading_one();
+            assert_eq!((stats.busy(), stats.reading()), (1, 1));
+            panic!("in the handler");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!((stats.busy(), stats.reading()), (0, 0));
+    }
+
+    #[test]
+    fn a_waiter_dropped_without_leaving_is_counted_out() {
+        let e = engine(4);
+        let one = e.start_waiting();
+        let two = e.start_waiting();
+        assert_eq!(e.stats().waiting(), 2);
+        drop(one);
+        assert_eq!(two.leave(), 0);
+    }
+
+    #[test]
+    fn thread_slots_stop_at_max_and_fall_with_their_thread() {
+        let e = engine(4);
+        let a = e.add_thread(2).expect("first");
+        let b = e.add_thread(2).expect("second");
+        assert!(e.add_thread(2).is_none(), "max is 2");
+        assert_eq!(e.stats().threads(), 2);
+        drop(a);
+        assert_eq!(e.stats().threads(), 1);
+        // A thread that panics still counts itself out.
+        let dying = std::thread::spawn(move || {
+            let _slot = b;
+            panic!("in a pool thread");
+        });
+        assert!(dying.join().is_err());
+        assert_eq!(e.stats().threads(), 0);
+    }
+
+    #[test]
+    fn trimming_never_goes_below_min_and_a_rejoin_counts_again() {
+        let e = engine(4);
+        let mut a = e.add_thread(4).expect("a");
+        let mut b = e.add_thread(4).expect("b");
+        assert!(a.leave_above(1), "2 > min 1: a may go");
+        assert!(!b.leave_above(1), "1 = min: b stays");
+        assert_eq!(e.stats().threads(), 1);
+        a.rejoin(); // a connection was queued meanwhile: a stays
+        assert_eq!(e.stats().threads(), 2);
+        assert!(a.leave_above(1));
+        drop(a); // already counted out: not twice
+        assert_eq!(e.stats().threads(), 1);
+        drop(b);
+        assert_eq!(e.stats().threads(), 0);
+    }
+
+    #[test]
+    fn retiring_rings_once_per_thread() {
+        let e = engine(4);
+        let slots: Vec<_> = (0..3).map(|_| e.add_thread(3).expect("slot")).collect();
+        e.retire();
+        assert!(e.is_retired());
+        for _ in 0..3 {
+            assert_eq!(pool_ready(&e), Some(DOORBELL));
+            e.answer_doorbell();
+        }
+        assert_eq!(pool_ready(&e), None);
+        drop(slots);
+    }
+
+    #[test]
+    fn a_parked_connection_gets_a_fresh_generation_and_its_bytes_wake_the_pool() {
+        let e = engine(4);
+        let (conn, mut client) = served_once();
+        let (conn2, _client2) = served_once();
+        let fd = conn.fd();
+        e.park_keep_alive(conn);
+        e.park_keep_alive(conn2);
+        assert_eq!(e.parking().len(), 2);
+        assert_eq!(pool_ready(&e), None, "idle: nothing to wake for");
+        client.write_all(b"GET /next").expect("write");
+        let token = pool_ready(&e).expect("the bytes wake a pool thread");
+        assert_eq!(token_fd(token), fd);
+        let p = e.parking().take(fd, token).expect("the event finds it");
+        assert!(p.conn.pooled());
+        assert_eq!(p.conn.token(), token);
+        // Idle, so the persistent deadline (1000 s) applies.
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(900), "{left:?}");
+        // Parked again (the same token, re-armed): one shot per park.
+        e.park(p);
+        assert_eq!(pool_ready(&e), Some(token));
+        assert!(e.parking().take(fd, token).is_some());
+        assert_eq!(pool_ready(&e), None, "one-shot: disarmed until re-parked");
+    }
+
+    #[test]
+    fn generations_differ_between_connections() {
+        let e = engine(4);
+        let (a, _ca) = served_once();
+        let (b, _cb) = served_once();
+        let (fa, fb) = (a.fd(), b.fd());
+        e.park_keep_alive(a);
+        e.park_keep_alive(b);
+        let ta = e.parking().take(fa, u64::MAX).map(|_| ());
+        assert!(ta.is_none(), "a wrong token takes nothing");
+        let (pa, pb) = (take_any(&e, fa), take_any(&e, fb));
+        assert_ne!(pa.conn.token() >> 32, pb.conn.token() >> 32);
+    }
+
+    /// Takes the connection parked under `fd`, whatever its token.
+    fn take_any(e: &Engine, fd: RawFd) -> Parked {
+        (0..64)
+            .find_map(|g| e.parking().take(fd, (g << 32) | fd as u64))
+            .expect("parked")
+    }
+
+    #[test]
+    fn a_connection_parked_while_stopping_is_closed() {
+        let e = engine(4);
+        let (conn, mut client) = served_once();
+        e.begin_stop();
+        e.park_keep_alive(conn);
+        assert_eq!(e.parking().len(), 0);
+        assert!(testing::closed(&mut client));
+    }
+
+    #[test]
+    fn a_writer_is_parked_for_writability_and_counted_for_the_stop() {
+        let e = engine(4);
+        let (conn, _client) = served_once();
+        let fd = conn.fd();
+        let out = Box::new(Outgoing::new(b"rest".to_vec(), true));
+        e.begin_stop(); // writers are parked even while stopping
+        e.park_writer(conn, out);
+        assert_eq!(e.parking().writers(), 1);
+        let token = pool_ready(&e).expect("writable at once");
+        let p = e.parking().take(fd, token).expect("parked");
+        assert!(p.outgoing.is_some());
+        assert_eq!(e.parking().writers(), 0);
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(15) && left <= Duration::from_secs(20));
+    }
+}

@@ -1,0 +1,342 @@
+//! Writing a response: the head (status line, engine headers, the
+//! handler's headers, framing), the body as an [`Outgoing`] that is sent
+//! without ever waiting (bytes, then a file range with sendfile), and the
+//! complete answers to refused requests ([`error_response`]).
+//!
+//! A response the client does not take at once is finished from the
+//! pool's epoll (the connection is parked with its `Outgoing`, under
+//! `write_timeout`). The one exception is a `Body::Stream` a handler
+//! chose to stream: each wait for the client is bounded by
+//! `write_timeout`.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use crate::connection::{Conn, Limits};
+use crate::http::{self, Head, HttpError};
+use crate::{Body, Response};
+
+/// Bytes of a response body read from a `Body::Stream` per chunk.
+const STREAM_CHUNK: usize = 16 * 1024;
+/// Largest body (`Body::Bytes`, or a `Body::File` read with pread) copied
+/// into the head's buffer so head and body leave in one send.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// Bytes reserved for a response head (the static app's heads are about
+/// 300 bytes; a longer one grows the buffer).
+const HEAD_RESERVE: usize = 512;
+
+/// How far answering a request got.
+pub enum Answered {
+    /// Sent in full; the connection may carry another request.
+    Open,
+    /// Sent (or failed); the connection is closed when dropped.
+    Closed,
+    /// The client has not taken all of it yet.
+    Sending(Box<Outgoing>),
+}
+
+/// The unsent rest of a response: bytes (head, and a body held in
+/// memory), then part of a file. Written without ever waiting: by the pool
+/// thread that made it, then, if the client does not take it all at once,
+/// by whichever pool thread the connection's EPOLLOUT wakes.
+pub struct Outgoing {
+    /// The head, and a body small enough to leave with it.
+    bytes: Vec<u8>,
+    /// Of `bytes`, how many have been sent.
+    at: usize,
+    /// A larger in-memory body, the handler's own buffer (not copied).
+    body: Vec<u8>,
+    /// Of `body`, how many have been sent.
+    body_at: usize,
+    file: Option<FilePart>,
+    /// After the last byte, the connection waits for its next request.
+    keep_alive: bool,
+    /// After the last byte, end our side and discard what the client has
+    /// sent before closing (see [`Conn::linger`]).
+    linger: bool,
+}
+
+/// The bytes `offset..end` of a file still to send.
+struct FilePart {
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Outgoing {
+    pub fn new(bytes: Vec<u8>, keep_alive: bool) -> Outgoing {
+        Outgoing {
+            bytes,
+            at: 0,
+            body: Vec::new(),
+            body_at: 0,
+            file: None,
+            keep_alive,
+            linger: false,
+        }
+    }
+
+    /// After the last byte, end our side and discard what the client has
+    /// sent before closing, instead of closing at once.
+    pub fn set_linger(&mut self, on: bool) {
+        self.linger = on;
+    }
+
+    /// Sends what the socket takes now; `Ok(true)` once all has left.
+    fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
+        loop {
+            let sent = if self.at < self.bytes.len() {
+                let more = !self.body.is_empty() || self.file.is_some();
+                conn.send_some(&self.bytes[self.at..], more)
+                    .map(|n| self.at += n)
+            } else if self.body_at < self.body.len() {
+                let more = self.file.is_some();
+                conn.send_some(&self.body[self.body_at..], more)
+                    .map(|n| self.body_at += n)
+            } else if let Some(part) = self.file.as_mut().filter(|p| p.offset < p.end) {
+                conn.send_file_some(&part.file, &mut part.offset, part.end)
+            } else {
+                return conn.flushed();
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Sends what the client takes of `out` now and says what comes next
+/// (boxed only when it must wait: most responses leave at once).
+pub fn deliver(conn: &mut Conn, mut out: Outgoing) -> Answered {
+    send_out(conn, &mut out).unwrap_or_else(|| Answered::Sending(Box::new(out)))
+}
+
+/// Sends what the client takes of `out` now; `None` while some is left.
+pub fn send_out(conn: &mut Conn, out: &mut Outgoing) -> Option<Answered> {
+    match out.write(conn) {
+        Ok(true) if out.keep_alive => Some(Answered::Open),
+        Ok(true) => {
+            if out.linger {
+                conn.linger();
+            }
+            Some(Answered::Closed)
+        }
+        Ok(false) => None,
+        Err(_) => Some(Answered::Closed),
+    }
+}
+
+/// Builds the response as an [`Outgoing`] to deliver, with its body bytes
+/// (a `Body::Stream` is sent here, waiting for the client as it streams).
+pub fn write_response(
+    conn: &mut Conn,
+    head: &Head,
+    resp: Response,
+    mut keep_alive: bool,
+    limits: &Limits,
+) -> io::Result<(Outgoing, u64)> {
+    let status = resp.status;
+    let bodyless =
+        head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let length = match &resp.body {
+        Body::Empty => Some(0),
+        Body::Bytes(b) => Some(b.len() as u64),
+        Body::File { len, .. } => Some(*len),
+        Body::Stream(_) => None,
+    };
+    let chunked = length.is_none() && head.minor >= 1;
+    if length.is_none() && !chunked {
+        keep_alive = false; // HTTP/1.0: the end of the body is the close
+    }
+    // Room for the head and a body small enough to join it, so the buffer
+    // is allocated once per response, not grown.
+    let joined = match (bodyless, length) {
+        (false, Some(n)) if n <= COALESCE_LIMIT as u64 => n as usize,
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(HEAD_RESERVE + joined);
+    write_head(
+        &mut out,
+        status,
+        &resp.headers,
+        head.minor,
+        keep_alive,
+        |out| {
+            if status == 204 || status == 304 || (100..200).contains(&status) {
+                return;
+            }
+            match length {
+                Some(n) => push_header(out, "Content-Length", itoa(n).as_bytes()),
+                None if chunked => push_header(out, "Transfer-Encoding", b"chunked"),
+                None => {}
+            }
+        },
+    );
+    if bodyless {
+        return Ok((Outgoing::new(out, keep_alive), 0));
+    }
+    let mut file = None;
+    let mut large = Vec::new();
+    let sent = match resp.body {
+        Body::Empty => 0,
+        Body::Bytes(b) => {
+            let len = b.len() as u64;
+            if b.len() <= COALESCE_LIMIT {
+                out.extend_from_slice(&b); // one send with the head
+            } else {
+                large = b; // sent after the head, not copied
+            }
+            len
+        }
+        Body::File {
+            file: f,
+            offset,
+            len,
+        } if len <= COALESCE_LIMIT as u64 => {
+            // A small file costs less read into the head's buffer and sent
+            // once than sent as a corked head plus sendfile (one pread and
+            // one send against a send and a sendfile: 10.5 -> 9.2 us per
+            // request in the cluster benchmark). Under TLS the file is
+            // read and encrypted anyway, and leaves as one record.
+            append_file(&mut out, &f, offset, len)?;
+            len
+        }
+        Body::File {
+            file: f,
+            offset,
+            len,
+        } => {
+            file = Some(FilePart {
+                file: f,
+                offset,
+                end: offset + len,
+            });
+            len
+        }
+        Body::Stream(mut reader) => {
+            // The one response that holds its thread while the client is
+            // slow: the handler chose to stream (each wait is bounded by
+            // write_timeout).
+            let wait = limits.write_timeout;
+            conn.send(&out, true, wait)?;
+            out.clear();
+            send_stream(conn, &mut *reader, chunked, wait)?
+        }
+    };
+    let mut outgoing = Outgoing::new(out, keep_alive);
+    outgoing.body = large;
+    outgoing.file = file;
+    Ok((outgoing, sent))
+}
+
+/// Appends `len` bytes of `file` from `offset` to `out`.
+fn append_file(out: &mut Vec<u8>, file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let start = out.len();
+    out.resize(start + len as usize, 0);
+    file.read_exact_at(&mut out[start..], offset)
+}
+
+/// Status line, engine headers, the handler's headers (minus the framing
+/// ones the engine owns), framing headers from `framing`, blank line.
+fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(String, String)],
+    minor: u8,
+    keep_alive: bool,
+    framing: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa(u64::from(status)).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(http::reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: catamount\r\n");
+    crate::date::with_now(|d| push_header(out, "Date", d.as_bytes()));
+    for (name, value) in headers {
+        let engine_owned = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "server",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h));
+        // A CR or LF in a handler's header would split the response.
+        let unsafe_bytes = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if !engine_owned && !unsafe_bytes(name) && !unsafe_bytes(value) {
+            push_header(out, name, value.as_bytes());
+        }
+    }
+    framing(out);
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(n: u64) -> String {
+    n.to_string()
+}
+
+/// The bytes of a complete answer to a refused request: its status, a
+/// one-line text body, `Connection: close`.
+pub fn error_response(e: HttpError) -> Vec<u8> {
+    let status = e.status();
+    let body = format!("{status} {}\n", http::reason(status));
+    let mut out = Vec::with_capacity(256);
+    let headers = [(
+        "Content-Type".to_string(),
+        "text/plain; charset=utf-8".to_string(),
+    )];
+    write_head(&mut out, status, &headers, 1, false, |out| {
+        push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
+    });
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn send_stream(
+    conn: &mut Conn,
+    reader: &mut dyn Read,
+    chunked: bool,
+    wait: Duration,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // No terminating chunk: the client sees a truncated body.
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            if chunked {
+                conn.send(b"0\r\n\r\n", false, wait)?;
+            }
+            return Ok(total);
+        }
+        total += n as u64;
+        if chunked {
+            let mut frame = format!("{n:x}\r\n").into_bytes();
+            frame.extend_from_slice(&buf[..n]);
+            frame.extend_from_slice(b"\r\n");
+            conn.send(&frame, true, wait)?;
+        } else {
+            conn.send(&buf[..n], true, wait)?;
+        }
+    }
+}

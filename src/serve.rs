@@ -1,0 +1,400 @@
+//! The request path on a pool thread: serve a connection's ready
+//! requests (parse the buffered head, call the handler with the body
+//! reader, write the response), serve the next pipelined request inline
+//! or queue it behind others, then park the connection in the pool's
+//! epoll until its next request ([`serve`]); and take a parked connection
+//! back when its event fires ([`on_parked_ready`]).
+//!
+//! No client behaviour keeps a pool thread beyond the handler's own work
+//! (issue 11): a connection reaches a thread only with a ready request
+//! (`Conn::request_ready`), and a response the client does not take at
+//! once is parked with its unsent rest (`response::Outgoing`).
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::connection::{BodyReader, Conn, Progress};
+use crate::engine::{self, Engine};
+use crate::http::{self, Framing, Head, HttpError};
+use crate::log;
+use crate::parking::{Arrived, Parked};
+use crate::response::{deliver, error_response, send_out, write_response, Answered, Outgoing};
+use crate::{Request, Response};
+
+/// Serves `conn` until it must wait for the client again, then parks it
+/// (or queues it behind others, or closes it).
+pub fn serve(engine: &Engine, mut conn: Conn) {
+    // Busy until the connection is parked, queued or closed, so a graceful
+    // stop never sees a moment with it in none of its counts.
+    let _busy = engine.stats().serving();
+    loop {
+        let next = serve_requests(engine, &mut conn);
+        match next {
+            Next::Park => return engine.park_keep_alive(conn),
+            Next::Send(out) => return engine.park_writer(conn, out),
+            Next::Close => return,
+            Next::Requeue => match engine.enqueue(conn) {
+                Ok(()) => return,
+                Err(c) => conn = c, // the queue is full: go on here
+            },
+        }
+    }
+}
+
+/// What to do with a connection after serving what it had buffered.
+enum Next {
+    /// Wait for its next request in the pool's epoll.
+    Park,
+    /// Wait in the pool's epoll until the client takes the rest of a
+    /// response.
+    Send(Box<Outgoing>),
+    /// A complete request is buffered but others are queued: queue it
+    /// behind them.
+    Requeue,
+    Close,
+}
+
+/// A parked connection's registration fired: send more of its response,
+/// or read what came and serve it when a request is ready (park it again
+/// otherwise).
+pub fn on_parked_ready(engine: &Engine, token: u64) {
+    let fd = engine::token_fd(token);
+    // Counted before it leaves the parking: a graceful stop never sees a
+    // moment with the connection in neither count.
+    let _reading = engine.stats().reading_one();
+    let Some(mut p) = engine.parking().take(fd, token) else {
+        return; // expired by the reactor since, or a stale event
+    };
+    match p.outgoing.take() {
+        Some(out) => continue_sending(engine, p.conn, out),
+        None => read_parked(engine, p),
+    }
+}
+
+fn read_parked(engine: &Engine, mut p: Parked) {
+    match p.read_available(engine.limits()) {
+        Arrived::Request => serve(engine, p.conn),
+        Arrived::Waiting => engine.park(p),
+        Arrived::Gone => {} // dropped: closed
+    }
+}
+
+/// The client can take more of a response: send what it takes, then
+/// serve its next request (or park it, or close it).
+fn continue_sending(engine: &Engine, mut conn: Conn, mut out: Box<Outgoing>) {
+    // A client slow to read may have sent more meanwhile, unread: closing
+    // over it would reset the end of the response away (plain TCP).
+    if !conn.is_tls() {
+        out.set_linger(true);
+    }
+    match send_out(&mut conn, &mut out) {
+        None => engine.park_writer(conn, out),
+        Some(Answered::Open) if !engine.stats().is_stopping() => serve(engine, conn),
+        Some(Answered::Open) => {
+            if !conn.is_tls() {
+                conn.linger();
+            }
+        }
+        Some(_) => {} // dropped: closed
+    }
+}
+
+fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
+    let max_body = engine.limits().max_body;
+    loop {
+        if conn.served() > 0 {
+            if let Some(next) = tls_read_ahead(conn) {
+                return next;
+            }
+        }
+        if conn.request_ready(max_body) != Progress::Ready {
+            return Next::Park; // wait for the rest of the request
+        }
+        let (head, continue_sent) = match conn.next_request() {
+            Ok(Some(request)) => request,
+            Ok(None) => return Next::Park,
+            Err(e) => return respond_error(engine, conn, e, None).into(),
+        };
+        match serve_one(engine, conn, &head, continue_sent) {
+            Answered::Open => {}
+            answered => return answered.into(),
+        }
+        if engine.stats().is_stopping() {
+            // Stopping: answer what is already here (with Connection:
+            // close), wait for nothing more.
+            if conn.request_ready(max_body) == Progress::Ready {
+                continue;
+            }
+            return Next::Close;
+        }
+        if let Some(next) = tls_read_ahead(conn) {
+            return next;
+        }
+        // A pipelined request is served inline unless others are waiting.
+        if conn.request_ready(max_body) != Progress::Ready {
+            return Next::Park;
+        }
+        if !engine.queue_is_empty() {
+            return Next::Requeue;
+        }
+    }
+}
+
+/// After a request on a TLS connection with nothing buffered: rustls may
+/// hold decrypted bytes of the next request that no socket event will
+/// announce, so read once. `Some`: what to do instead of going on.
+fn tls_read_ahead(conn: &mut Conn) -> Option<Next> {
+    if !conn.buffered().is_empty() || !conn.is_tls() {
+        return None;
+    }
+    match conn.read_some() {
+        Ok(0) => Some(Next::Close),
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Next::Park),
+        Err(_) => Some(Next::Close),
+    }
+}
+
+impl From<Answered> for Next {
+    fn from(a: Answered) -> Next {
+        match a {
+            Answered::Open => Next::Park,
+            Answered::Closed => Next::Close,
+            Answered::Sending(out) => Next::Send(out),
+        }
+    }
+}
+
+/// Answers one request.
+fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool) -> Answered {
+    let started = Instant::now();
+    let limits = engine.limits();
+    if let Framing::Length(n) = head.framing {
+        if n > limits.max_body {
+            return respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
+        }
+    }
+    let mut body = BodyReader::new(conn, head, limits, continue_sent);
+    let response = {
+        let mut req = Request::new(head, &mut body);
+        catch_unwind(AssertUnwindSafe(|| engine.handler().handle(&mut req)))
+    };
+    let response = response.unwrap_or_else(|_| {
+        log::error(&format!(
+            "! handler panicked on {} {}; answered 500",
+            head.method, head.target
+        ));
+        Response::text(500, "500 Internal Server Error\n")
+    });
+    // Consume what the handler left unread of what has arrived, so the
+    // next request starts at the right byte; a body error replaces the
+    // handler's answer. A body still on its way is not waited for: the
+    // connection closes after this answer (a 405 or 413 does not drain a
+    // large body).
+    let body_done = match body.finish() {
+        Ok(done) => done,
+        Err(Some(e)) => return respond_error(engine, conn, e, Some(head)),
+        Err(None) => return Answered::Closed, // the client went away
+    };
+    conn.reset_incoming();
+    let keep_alive = body_done
+        && head.keep_alive
+        && conn.served() < limits.max_keep_alive
+        && !engine.stats().is_stopping();
+    let status = response.status;
+    let (answered, sent) = match write_response(conn, head, response, keep_alive, limits) {
+        Ok((mut out, sent)) => {
+            // Unread body bytes may follow: end our side first, so the
+            // kernel does not reset the answer away.
+            out.set_linger(!body_done && !conn.is_tls());
+            (deliver(conn, out), sent)
+        }
+        Err(_) => (Answered::Closed, 0),
+    };
+    engine.stats().count_request();
+    if limits.log_requests {
+        let request = http::LoggedLine::of_head(head).to_string();
+        log_request(conn, &request, status, sent, started);
+    }
+    answered
+}
+
+/// Answers a refused request and counts and logs it; the connection
+/// closes after the answer.
+fn respond_error(engine: &Engine, conn: &mut Conn, e: HttpError, head: Option<&Head>) -> Answered {
+    let mut bytes = error_response(e);
+    if head.is_some_and(|h| h.method == "HEAD") {
+        if let Some(end) = http::head_end(&bytes) {
+            bytes.truncate(end);
+        }
+    }
+    // A refused head was not parsed: log what its request line shows
+    // (the method of a 414, the whole line of a 431). Read before the
+    // answer goes: delivering it may drop the buffered bytes.
+    let request = engine.limits().log_requests.then(|| {
+        match head {
+            Some(h) => http::LoggedLine::of_head(h),
+            None => http::LoggedLine::from_refused(conn.buffered()),
+        }
+        .to_string()
+    });
+    let mut out = Outgoing::new(bytes, false);
+    out.set_linger(!conn.is_tls());
+    let answered = deliver(conn, out);
+    engine.stats().count_request();
+    if let Some(request) = request {
+        log_request(conn, &request, e.status(), 0, Instant::now());
+    }
+    answered
+}
+
+/// One `--log-requests` line, in the Common Log Format as Puma and nginx
+/// write it, with the seconds taken at the end: `127.0.0.1 - -
+/// [04/Dec/2026:15:11:30 +0000] "GET /a HTTP/1.1" 200 12 0.0003`.
+/// `request` is the quoted part, escaped ([`http::LoggedLine`]).
+fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Instant) {
+    let peer = conn
+        .info()
+        .peer()
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
+    let line = crate::date::with_now_clf(|d| {
+        format!(
+            "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}",
+            started.elapsed().as_secs_f64()
+        )
+    });
+    log::info(&line);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-offs of the request path, driven from the test thread:
+    //! queue → serve → park (or requeue, or close), and a parked writer's
+    //! EPOLLOUT → `on_parked_ready` → the rest of its response.
+
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::connection::testing::{self, pair, read_response, EVENT_DEADLINE, REQUEST};
+    use crate::sys::Events;
+
+    const BIG: usize = 4 << 20;
+
+    fn engine_with(
+        handler: impl Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+    ) -> Arc<Engine> {
+        let e = Engine::new(Box::new(handler), testing::limits(), 4).expect("engine");
+        Arc::new(e)
+    }
+
+    /// A connection whose client sent `bytes`, read until ready.
+    fn ready(bytes: &[u8]) -> (Conn, UnixStream) {
+        let (mut conn, mut client) = pair();
+        assert_eq!(
+            testing::receive(&mut conn, &mut client, bytes),
+            Progress::Ready
+        );
+        (conn, client)
+    }
+
+    #[test]
+    fn a_served_connection_is_parked_for_its_next_request() {
+        let e = engine::test_engine(4);
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.parking().len(), 1);
+        assert_eq!((e.stats().busy(), e.stats().requests()), (0, 1));
+    }
+
+    #[test]
+    fn a_pipelined_request_queues_behind_others_instead_of_jumping_them() {
+        let e = engine::test_engine(4);
+        let (other, _other_client) = pair();
+        e.enqueue(other).map_err(drop).expect("queued");
+        let (conn, mut client) = ready(&[REQUEST, REQUEST].concat());
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.queued(), 2, "requeued behind the waiting one");
+        assert_eq!(e.parking().len(), 0);
+        // Served inline when nothing else waits.
+        let _ = e.try_take();
+        serve(&e, e.try_take().expect("the requeued one"));
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.stats().requests(), 2);
+    }
+
+    #[test]
+    fn while_stopping_the_answer_closes_the_connection() {
+        let e = engine::test_engine(4);
+        let (conn, mut client) = ready(&[REQUEST, REQUEST].concat());
+        e.begin_stop();
+        serve(&e, conn);
+        // The answer says so; the pipelined request behind it is not
+        // begun (the client retries it elsewhere).
+        let r = read_response(&mut client);
+        assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(e.parking().len(), 0);
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500_and_leaves_no_count_raised() {
+        let e = engine_with(|_| panic!("handler bug"));
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 500"));
+        assert_eq!(e.stats().busy(), 0);
+    }
+
+    #[test]
+    fn a_response_the_client_is_slow_to_take_is_finished_from_the_pool_epoll() {
+        let e = engine_with(|_| Response::new(200).body(crate::Body::Bytes(vec![b'x'; BIG])));
+        e.watch_doorbell(u64::MAX).expect("doorbell");
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        assert_eq!(e.parking().writers(), 1, "parked with its unsent rest");
+        assert_eq!(e.stats().busy(), 0, "no thread waits for the client");
+        client.set_nonblocking(true).expect("non-blocking");
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut events = Events::with_capacity(4);
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        while got < BIG {
+            assert!(Instant::now() < deadline, "stalled at {got} bytes");
+            match client.read(&mut chunk) {
+                Ok(0) => panic!("closed at {got} bytes"),
+                Ok(n) => got += n,
+                Err(_) => {
+                    // The socket has room again: the EPOLLOUT event is
+                    // ready in the pool's epoll; be the pool thread.
+                    e.pool_wait(&mut events, Some(Duration::from_millis(100)))
+                        .expect("wait");
+                    let tokens: Vec<u64> = events.tokens().collect();
+                    for token in tokens {
+                        on_parked_ready(&e, token);
+                    }
+                }
+            }
+        }
+        assert!(got >= BIG, "the head and all of the body arrived");
+        assert_eq!(e.parking().writers(), 0);
+        assert_eq!(e.parking().len(), 1, "then parked for its next request");
+        assert_eq!(e.stats().reading(), 0);
+    }
+
+    #[test]
+    fn a_stale_event_takes_nothing_and_leaves_no_count_raised() {
+        let e = engine::test_engine(4);
+        let (conn, _client) = ready(REQUEST);
+        serve(&e, conn);
+        assert_eq!(e.parking().len(), 1);
+        on_parked_ready(&e, (999 << 32) | 3);
+        assert_eq!(e.parking().len(), 1);
+        assert_eq!(e.stats().reading(), 0);
+    }
+}
