@@ -11,11 +11,19 @@
 //! Sockets catamount bound itself are passed on under
 //! [`OWN_NAME_PREFIX`] + their bind URI, so the next process knows they
 //! are its own (their unix socket files are its to remove).
+//!
+//! Not every inherited descriptor is a socket: systemd's `OpenFile=`
+//! (254+) passes open files among them, after the sockets. Those are kept
+//! apart ([`files`]) and read by name ([`read_file`], for `key=fd://NAME`),
+//! so the service needs no access to the file's path.
 
 use std::fmt;
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::OnceLock;
 
-use crate::sys::{self, SockName};
+use crate::sys::{self, FdKind, SockName};
 
 /// Most inherited descriptors accepted (a sanity bound on LISTEN_FDS).
 pub const MAX_LISTEN_FDS: usize = 1024;
@@ -23,6 +31,11 @@ pub const MAX_LISTEN_FDS: usize = 1024;
 pub const OWN_NAME_PREFIX: &str = "catamount+";
 /// Longest name systemd accepts (FDNAME_MAX).
 pub const FDNAME_MAX: usize = 255;
+/// Largest inherited file [`read_file`] reads (keys and certificates are
+/// a few KiB; a CA bundle a few hundred).
+pub const INHERITED_FILE_MAX: usize = 1024 * 1024;
+/// The buffer [`read_file`] reads an inherited file through.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// The environment variables of the protocol; all are removed once read.
 const VARS: [&str; 4] = [
@@ -80,18 +93,83 @@ impl fmt::Display for ActivationError {
     }
 }
 
+/// One inherited descriptor that is not a socket: what systemd's
+/// `OpenFile=` passes (a key, a certificate, a data file), among
+/// LISTEN_FDS after the sockets. Read with [`read_file`] by its name
+/// (`fd://NAME` in `cert=`, `key=`, `ca=`); never listened on, never put
+/// in the fd store; passed on to a hot restart's new image.
+#[derive(Debug)]
+pub struct InheritedFile {
+    pub fd: OwnedFd,
+    /// Its name from LISTEN_FDNAMES (OpenFile='s FD-NAME).
+    pub name: String,
+}
+
+/// The files adopted by [`take_from_env`], kept for the life of the
+/// process (a hot restart passes them on).
+static FILES: OnceLock<Vec<InheritedFile>> = OnceLock::new();
+
+/// The files systemd passed (`OpenFile=`), in LISTEN_FDS order; empty
+/// before [`take_from_env`] or when none was passed.
+pub fn files() -> &'static [InheritedFile] {
+    FILES.get().map_or(&[], Vec::as_slice)
+}
+
+/// The whole content of the inherited file `name` (read from offset 0
+/// with pread(2), so reading twice, as a certificate reload does, gives
+/// the same bytes and moves no shared offset). At most
+/// [`INHERITED_FILE_MAX`] bytes.
+pub fn read_file(name: &str) -> io::Result<Vec<u8>> {
+    let Some(f) = files().iter().find(|f| f.name == name) else {
+        let passed: Vec<&str> = files().iter().map(|f| f.name.as_str()).collect();
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no file named {name:?} was passed to this process (passed: {}); \
+                 add OpenFile=PATH:{name} to the service",
+                if passed.is_empty() {
+                    "none".to_string()
+                } else {
+                    passed.join(", ")
+                }
+            ),
+        ));
+    };
+    // A duplicate of our own descriptor as a File, for read_at; dropping
+    // it closes only the duplicate.
+    let file = std::fs::File::from(f.fd.try_clone()?);
+    let mut out = Vec::new();
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let n = file.read_at(&mut buf, out.len() as u64)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.len() > INHERITED_FILE_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the file passed as {name:?} is larger than {INHERITED_FILE_MAX} bytes; \
+                     pass a key, certificate or CA file"
+                ),
+            ));
+        }
+    }
+}
+
 /// Reads the protocol's variables once, removes them from the environment
-/// (also on error), and adopts and validates the descriptors. Call from
-/// `main` before any thread exists (it changes the environment) and
-/// before the process opens any descriptor (one opened earlier could hold
-/// a number systemd was meant to pass; see `Server::from_args`).
+/// (also on error; refused when the process already has a second thread,
+/// see [`sys::remove_env`]), and adopts and validates the descriptors:
+/// listening stream sockets are returned, other files are kept for
+/// [`read_file`]. Call it before the process opens any descriptor of its
+/// own: `main` does, through `Server::from_args` (a number opened since
+/// the process started is refused as not passed, see
+/// [`sys::inspect_inherited`]).
 pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
     let get = |k: &str| std::env::var(k).ok();
     let (pid, fds, names) = (get("LISTEN_PID"), get("LISTEN_FDS"), get("LISTEN_FDNAMES"));
-    for v in VARS {
-        // No thread exists yet (see above), so changing the environment is sound.
-        std::env::remove_var(v);
-    }
+    sys::remove_env(&VARS).map_err(|e| ActivationError(e.to_string()))?;
     let count = match parse_env(
         pid.as_deref(),
         fds.as_deref(),
@@ -102,19 +180,27 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
         Some(c) => c,
     };
     let (n, names) = count;
-    // A number nobody passed is refused as such. It must be free when we
-    // look: that is why this runs before the process opens anything (see
-    // `Server::from_args`); otherwise a file catamount opened itself (the
-    // docroot, the notify socket) would sit there and be adopted.
+    // Every number is looked at before any is owned: one nobody passed,
+    // or one the process reused since it started, is refused by number
+    // instead of adopting (and later closing) a descriptor something else
+    // owns.
+    let mut kinds = Vec::with_capacity(n);
     for fd in (3..).take(n) {
-        match sys::fd_is_open(fd) {
-            Ok(true) => {}
-            Ok(false) => {
+        match sys::inspect_inherited(fd) {
+            Ok(FdKind::NotOpen) => {
                 return Err(ActivationError(format!(
                     "LISTEN_FDS={n} but fd {fd} is not open: nothing was passed there; \
                      check the socket unit, or the wrapper script that set LISTEN_FDS"
                 )))
             }
+            Ok(FdKind::Replaced) => {
+                return Err(ActivationError(format!(
+                    "LISTEN_FDS={n} but fd {fd} no longer holds what was passed at start: \
+                     this process closed it and opened something else there; make the \
+                     Server (Server::from_args or Server::new) before opening files"
+                )))
+            }
+            Ok(kind) => kinds.push(kind),
             Err(e) => {
                 return Err(ActivationError(format!(
                     "LISTEN_FDS={n} but fd {fd} cannot be inspected: {e}"
@@ -130,9 +216,14 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
         ))
     })?;
     let mut out = Vec::with_capacity(n);
-    for (fd, name) in fds.into_iter().zip(names) {
+    let mut files = Vec::new();
+    for ((fd, name), kind) in fds.into_iter().zip(names).zip(kinds) {
         let raw = fd.as_raw_fd();
-        let addr = validate(&fd).map_err(|why| {
+        if kind == FdKind::NotSocket {
+            files.push(InheritedFile { fd, name });
+            continue;
+        }
+        let addr = validate(&fd, kind).map_err(|why| {
             ActivationError(format!(
                 "inherited fd {raw} (name {name:?}) {why}; catamount needs listening stream sockets (ListenStream=)"
             ))
@@ -144,6 +235,8 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
         })?;
         out.push(Inherited { fd, name, addr });
     }
+    // Once per process (take_listen_fds refuses a second adoption).
+    let _ = FILES.set(files);
     Ok(out)
 }
 
@@ -188,26 +281,29 @@ fn parse_env(
     Ok(Some((n, names)))
 }
 
-/// A listening stream socket of family inet, inet6 or unix, or why not.
-fn validate(fd: &OwnedFd) -> Result<SockName, String> {
-    match sys::is_socket(fd.as_raw_fd()) {
-        Ok(true) => {}
-        Ok(false) => return Err("is not a socket".into()),
-        Err(e) => return Err(format!("cannot be inspected: {e}")),
-    }
-    match sys::get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
-        Ok(t) if t == libc::SOCK_STREAM => {}
-        Ok(_) => {
+/// A listening stream socket of family inet, inet6 or unix (as
+/// [`sys::inspect_inherited`] found it), or why not.
+fn validate(fd: &OwnedFd, kind: FdKind) -> Result<SockName, String> {
+    match kind {
+        FdKind::Socket {
+            stream: true,
+            listening: true,
+        } => {}
+        FdKind::Socket { stream: false, .. } => {
             return Err("is not a stream socket (a datagram socket? use ListenStream=)".into())
         }
-        Err(e) => return Err(format!("cannot be inspected: {e}")),
-    }
-    match sys::get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) {
-        Ok(1) => {}
-        Ok(_) => {
-            return Err("is not listening (Accept=yes passes connections; use Accept=no)".into())
+        FdKind::Socket {
+            listening: false, ..
+        } => {
+            return Err(
+                "is a connection, not a listening socket (Accept=yes passes connections; \
+                 use Accept=no)"
+                    .into(),
+            )
         }
-        Err(e) => return Err(format!("cannot be inspected: {e}")),
+        FdKind::NotSocket | FdKind::NotOpen | FdKind::Replaced => {
+            return Err("is not a socket".into())
+        }
     }
     match sys::sock_name_any(fd) {
         Ok(SockName::Other(f)) => Err(format!("has address family {f}, not inet, inet6 or unix")),

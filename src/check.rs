@@ -33,10 +33,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::activation;
 use crate::listeners::{self, BindSpec};
 use crate::log;
 use crate::server::Reexec;
 use crate::sys::{self, Interest};
+use crate::tls;
 use crate::Config;
 
 /// Longest a preflight `--check` may run before the restart is refused
@@ -109,25 +111,53 @@ fn check(config: &Config) -> Result<String, String> {
         || "no config file".to_string(),
         |f| format!("config file {}", f.display()),
     );
+    let deferred = match tls.deferred {
+        0 => String::new(),
+        n => format!(
+            "; {n} with TLS from files systemd passes (fd://NAME), loaded when the service starts"
+        ),
+    };
     Ok(format!(
-        "{file}, serving {}, {} bind(s) ({tls} with TLS: certificate and key loaded); \
+        "{file}, serving {}, {} bind(s) ({} with TLS: certificate and key loaded{deferred}); \
          nothing was bound",
         dir.display(),
-        config.binds.len()
+        config.binds.len(),
+        tls.loaded
     ))
 }
 
 /// Loads every certificate and key the binds name, as a start would;
-/// returns how many binds have TLS.
-pub(crate) fn certificates(config: &Config) -> Result<usize, String> {
-    let mut n = 0;
+/// returns how many binds have TLS. A `cert=`/`key=`/`ca=` of `fd://NAME`
+/// is a file systemd passes to the service (`OpenFile=`); a process that
+/// was passed no file (`catamount --check` by hand or from ExecReload=)
+/// cannot read it, so such a bind is counted in `deferred` instead.
+pub(crate) fn certificates(config: &Config) -> Result<Certificates, String> {
+    let mut out = Certificates::default();
     for spec in &config.binds {
         if let Some(o) = spec.tls() {
+            let inherited = [Some(&o.cert), Some(&o.key), o.ca.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|p| tls::inherited_name(p).is_some());
+            if inherited && activation::files().is_empty() {
+                out.deferred += 1;
+                continue;
+            }
             listeners::Tls::load(o).map_err(|e| format!("bind {spec}: {e}"))?;
-            n += 1;
+            out.loaded += 1;
         }
     }
-    Ok(n)
+    Ok(out)
+}
+
+/// What [`certificates`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Certificates {
+    /// Binds whose certificate and key were loaded.
+    pub loaded: usize,
+    /// Binds whose certificate or key is a file only the service is
+    /// passed (`fd://NAME`): loaded when it starts.
+    pub deferred: usize,
 }
 
 /// The directory `path` goes in exists and this process may create files

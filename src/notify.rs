@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::ffi::OsString;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
@@ -42,9 +42,10 @@ impl Notifier {
             .iter()
             .filter_map(|&k| std::env::var_os(k).map(|v| (k, v)))
             .collect();
-        for k in VARS {
-            // No thread exists yet (see above), so changing the environment is sound.
-            std::env::remove_var(k);
+        // Refused (and said so) if an embedder started a thread first:
+        // then the variables stay, which NotifyAccess=main makes harmless.
+        if let Err(e) = sys::remove_env(&VARS) {
+            log::warn(&format!("! {e}"));
         }
         let get = |k: &str| saved.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         let dest = get("NOTIFY_SOCKET").and_then(|v| {
@@ -109,7 +110,7 @@ impl Notifier {
     }
 
     /// Sends one message with descriptors attached (fd store).
-    pub fn send_with_fds(&self, msg: &str, fds: &[RawFd]) -> bool {
+    pub fn send_with_fds(&self, msg: &str, fds: &[BorrowedFd<'_>]) -> bool {
         let Some(sock) = &self.sock else { return false };
         let msg = truncate(msg);
         match sys::send_datagram(sock, &self.dest, msg.as_bytes(), fds) {
@@ -172,7 +173,7 @@ impl Notifier {
 
     /// Hands a listening socket to the fd store under `name`, replacing
     /// any earlier entry of that name so copies never pile up.
-    pub fn store_fd(&self, name: &str, fd: RawFd) -> bool {
+    pub fn store_fd(&self, name: &str, fd: BorrowedFd<'_>) -> bool {
         self.send(&format!("FDSTOREREMOVE=1\nFDNAME={name}"));
         self.send_with_fds(&format!("FDSTORE=1\nFDNAME={name}"), &[fd])
     }

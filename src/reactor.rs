@@ -186,7 +186,9 @@ impl Reactor {
         if let Some(p) = self.accept_paused_until {
             next = Some(next.map_or(p, |n| n.min(p)));
         }
-        let mut timeout = next.map(|n| n.saturating_duration_since(now) + Duration::from_millis(1));
+        // sys rounds a timeout up to the next millisecond, so waking at `n`
+        // never returns a little early and spins until it passes.
+        let mut timeout = next.map(|n| n.saturating_duration_since(now));
         if !self.pending.is_empty() {
             timeout = Some(timeout.map_or(BACKLOG_RECHECK, |t| t.min(BACKLOG_RECHECK)));
         }

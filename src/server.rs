@@ -7,8 +7,7 @@
 //! (reading and removing LISTEN_* and NOTIFY_SOCKET, binding with a umask,
 //! and later forking workers) happens before the pool and the reactor start.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -193,12 +192,23 @@ fn run(
     // directory is `/`, so a relative DIR is worth seeing in full.
     let served = std::fs::canonicalize(&config.dir).unwrap_or_else(|_| config.dir.clone());
     log.say(&format!("* Serving {}", served.display()));
+    // fork(2) in a process with a second thread (an embedder's, started
+    // in a Handler's constructor) could leave a lock held forever in a
+    // worker: refused before anything is bound (sys::fork checks again).
+    if cluster {
+        if let Err(e) = sys::single_threaded() {
+            return fail(&e.to_string(), libc::EPERM);
+        }
+    }
     let mut say = |line: String| log.say(&line);
     let listeners = match listeners::open_all(&config.binds, inherited, config.activated, &mut say)
     {
         Ok(l) => l,
         Err(e) => return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL)),
     };
+    for f in activation::files() {
+        log.say(&format!("* Inherited file {} (OpenFile=)", f.name));
+    }
     // The control app's socket: bound before any thread or fork, like
     // the listeners (a unix bind sets the process-wide umask).
     let mut control = match &config.control_url {
@@ -809,7 +819,7 @@ fn store_listeners(notifier: &Notifier, listeners: &[Listener], log: &Log) {
         return;
     }
     for l in listeners.iter().filter(|l| !l.systemd_owned) {
-        if notifier.store_fd(&l.name, l.fd.as_raw_fd()) {
+        if notifier.store_fd(&l.name, l.fd.as_fd()) {
             log.say(&format!("* Stored {} in the systemd fd store", l.url));
         }
     }
@@ -825,15 +835,19 @@ pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifi
         notifier.ready("hot restart failed: binary path unknown; exiting for systemd to restart");
         return 1;
     };
-    let fds: Vec<_> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
-    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
-    if let Err(e) = sys::renumber_for_exec(&fds) {
-        log::error(&format!(
-            "! hot restart failed: cannot pass the listeners on: {e}"
-        ));
-        notifier.ready("hot restart failed; exiting for systemd to restart");
-        return 1;
-    }
+    // The listeners, then the files systemd passed (OpenFile=), each
+    // under its name: the new image sorts them out again.
+    let files = activation::files();
+    let fds: Vec<BorrowedFd<'_>> = listeners
+        .iter()
+        .map(|l| l.fd.as_fd())
+        .chain(files.iter().map(|f| f.fd.as_fd()))
+        .collect();
+    let names: Vec<&str> = listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .chain(files.iter().map(|f| f.name.as_str()))
+        .collect();
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(args)
         .env("LISTEN_PID", std::process::id().to_string())
@@ -842,10 +856,11 @@ pub(crate) fn hot_restart(exe: Reexec, listeners: &[Listener], notifier: &Notifi
     for (k, v) in notifier.env_for_exec() {
         cmd.env(k, v);
     }
-    let err = cmd.exec();
-    // The descriptors were renumbered; this image cannot go on serving.
+    let err = sys::exec_passing(&mut cmd, &fds);
+    // The descriptors may have been renumbered; this image cannot go on
+    // serving.
     log::error(&format!(
-        "! hot restart failed: cannot exec {}: {err}",
+        "! hot restart failed: cannot pass the listeners on and exec {}: {err}",
         exe.display()
     ));
     notifier.ready(&format!(

@@ -38,8 +38,8 @@ fn cvt_r<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
 /// Wraps a descriptor the kernel just returned.
 fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: every caller passes a descriptor the kernel has just created
-    // for this process (socket, accept4, epoll_create1, eventfd, pipe2), so
-    // no other object owns it.
+    // for this process (socket, accept4, epoll_create1, eventfd, pipe2,
+    // openat, fcntl(F_DUPFD_CLOEXEC)), so no other object owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
@@ -232,6 +232,17 @@ pub fn sendfile(
     Ok(n as usize)
 }
 
+/// A poll(2)/epoll_wait(2) timeout in milliseconds: rounded up to the
+/// next millisecond (as mio does), so a deadline 0.3 ms away waits 1 ms
+/// instead of returning at once and spinning until it passes; `None` is
+/// -1 (forever); capped at `i32::MAX`.
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+    }
+}
+
 /// What [`wait_fd`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interest {
@@ -250,7 +261,7 @@ pub fn wait_fd(fd: RawFd, interest: Interest, timeout: Duration) -> io::Result<b
         events,
         revents: 0,
     };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    let ms = timeout_ms(Some(timeout));
     // SAFETY: pfd is one live pollfd and we pass a count of 1.
     let n = cvt_r(|| unsafe { libc::poll(&mut pfd, 1, ms) })?;
     Ok(n > 0)
@@ -270,7 +281,7 @@ pub fn poll_readable(
             revents: 0,
         })
         .collect();
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    let ms = timeout_ms(timeout);
     // SAFETY: pfds is a live vector of pollfd and its length is passed.
     let r = cvt(unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) });
     ready.clear();
@@ -424,25 +435,134 @@ pub fn sock_name_any(fd: &impl AsRawFd) -> io::Result<SockName> {
     })
 }
 
-/// True when `fd` is an open socket (fstat says S_IFSOCK).
-pub fn is_socket(fd: RawFd) -> io::Result<bool> {
+/// What an inherited descriptor number holds, as [`inspect_inherited`]
+/// finds it before anything owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// Nothing is open under that number.
+    NotOpen,
+    /// A socket: its `SO_TYPE` is `SOCK_STREAM` or not, and its
+    /// `SO_ACCEPTCONN` (listening) is set or not.
+    Socket { stream: bool, listening: bool },
+    /// Anything but a socket: a regular file, a directory, a pipe or a
+    /// device (what systemd's `OpenFile=` passes).
+    NotSocket,
+    /// Open now, but not the descriptor this number held when the process
+    /// started ([`AT_START`]): the process closed what was passed and
+    /// opened something of its own there before adopting it.
+    Replaced,
+}
+
+/// What the numbers LISTEN_FDS names held when this process image
+/// started, recorded before `main` by [`record_at_start`]: one entry per
+/// number from 3, `None` for a number that was not open, else its
+/// (device, inode). Empty when LISTEN_PID does not name this process.
+/// Unset only if the record did not run (then [`inspect_inherited`] can
+/// look at the present alone).
+static AT_START: std::sync::OnceLock<Vec<Option<(u64, u64)>>> = std::sync::OnceLock::new();
+
+/// Records [`AT_START`]. It runs before `main`, so before std's runtime,
+/// `Server::from_args`, or an embedder's code can open a descriptor: what
+/// it sees at 3.. is what the exec passed. That turns "adopt before
+/// opening anything" from a rule callers must follow into a check:
+/// [`inspect_inherited`] compares the present with this record.
+extern "C" fn record_at_start() {
+    let var = |k: &str| std::env::var(k).ok();
+    let mine =
+        var("LISTEN_PID").and_then(|p| p.trim().parse::<u32>().ok()) == Some(std::process::id());
+    let n = if mine {
+        var("LISTEN_FDS")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(crate::activation::MAX_LISTEN_FDS)
+    } else {
+        0
+    };
+    let ids = (3..)
+        .take(n)
+        .map(|fd| fd_identity(fd).ok().flatten())
+        .collect();
+    let _ = AT_START.set(ids);
+}
+
+// SAFETY: an entry of the ELF `.init_array` section is called by the
+// dynamic loader (or libc's static start code) once, on the main thread,
+// before `main`, with (argc, argv, envp), which an `extern "C" fn()`
+// ignores. The function only reads the environment, calls fstat(2) and
+// allocates, all usable at that point (libc is initialised; std's
+// environment lock is a const-initialised static). `#[used]` keeps the
+// entry although nothing refers to it.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_AT_START: extern "C" fn() = record_at_start;
+
+/// What a number is, judged by what it held at start (`then`) and holds
+/// now (`now`; `None`: not open); `None` when both agree on an open
+/// descriptor, which is then inspected as it is.
+fn compare_with_start(then: Option<(u64, u64)>, now: Option<(u64, u64)>) -> Option<FdKind> {
+    match (then, now) {
+        (None, _) | (_, None) => Some(FdKind::NotOpen),
+        (Some(then), Some(now)) if then != now => Some(FdKind::Replaced),
+        (Some(_), Some(_)) => None,
+    }
+}
+
+/// The (device, inode) of descriptor number `fd`, `None` when it is not
+/// open. Reads only.
+fn fd_identity(fd: RawFd) -> io::Result<Option<(u64, u64)>> {
+    // SAFETY: stat is plain old data; all-zero is valid.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: st is a live local; fstat writes at most its size and only
+    // reads the descriptor; an unused number fails with EBADF.
+    match cvt(unsafe { libc::fstat(fd, &mut st) }) {
+        Ok(_) => Ok(Some((st.st_dev, st.st_ino))),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Looks at the descriptor number `fd` without taking it: open or not
+/// (`fcntl(F_GETFD)`, `EBADF` is [`FdKind::NotOpen`]), the same as when
+/// the process started or not ([`AT_START`]: a number that was empty then
+/// is [`FdKind::NotOpen`] whatever holds it now, one that holds another
+/// file now is [`FdKind::Replaced`]), socket or not (`fstat`), and for a
+/// socket its type and whether it listens. Only reads the descriptor
+/// table and the descriptor's state; changes nothing, so it is sound on a
+/// number whatever owns it.
+pub fn inspect_inherited(fd: RawFd) -> io::Result<FdKind> {
+    let at_start = AT_START
+        .get()
+        .and_then(|ids| ids.get(usize::try_from(fd).ok()?.checked_sub(3)?));
+    if let Some(then) = at_start {
+        if let Some(kind) = compare_with_start(*then, fd_identity(fd)?) {
+            return Ok(kind);
+        }
+    }
+    // SAFETY: fcntl(F_GETFD) takes plain integers and only reads the
+    // descriptor table; an unused number fails with EBADF.
+    match cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Ok(FdKind::NotOpen),
+        Err(e) => return Err(e),
+    }
     // SAFETY: stat is plain old data; all-zero is valid.
     let mut st: libc::stat = unsafe { mem::zeroed() };
     // SAFETY: st is a live local; fstat writes at most its size.
     cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
-}
-
-/// True when `fd` is an open descriptor of this process: `fcntl(F_GETFD)`
-/// succeeds. `EBADF` is `Ok(false)`; it touches nothing else.
-pub fn fd_is_open(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: fcntl(F_GETFD) takes plain integers and only reads the
-    // descriptor table; an unused number fails with EBADF.
-    match cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(false),
-        Err(e) => Err(e),
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Ok(FdKind::NotSocket);
     }
+    // SAFETY: the number is open (above) and stays so for these calls:
+    // nothing in this process closes a number it does not own, and the
+    // caller owns none of these yet. The borrow only names it for
+    // getsockopt(2), which reads.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let ty = get_int_opt(&borrowed, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let listening = get_int_opt(&borrowed, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)?;
+    Ok(FdKind::Socket {
+        stream: ty == libc::SOCK_STREAM,
+        listening: listening == 1,
+    })
 }
 
 /// The (device, inode) of an open descriptor, as fstat(2) gives them:
@@ -456,8 +576,10 @@ pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Sets or clears `FD_CLOEXEC` on a descriptor we may not own yet.
-pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+/// Sets or clears `FD_CLOEXEC` on a descriptor number (private: only
+/// [`take_listen_fds`] and [`exec_passing`] use it, on numbers they
+/// hold).
+fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl(F_GETFD) takes plain integers.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     let new = if on {
@@ -482,9 +604,17 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
 static LISTEN_FDS_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Takes ownership of the `n` descriptors from 3 that sd_listen_fds(3)
-/// passes, setting `FD_CLOEXEC` on each first. Works once per process (a
-/// second call fails), so no descriptor is owned twice. Fails naming the
-/// first descriptor that is not open.
+/// passes, setting `FD_CLOEXEC` on each first (nothing catamount spawns
+/// may inherit them). Works once per process (a second call fails), and
+/// fails naming the first number that is not open.
+///
+/// What is checked here: each number is open, and no earlier call took
+/// it. What the caller guarantees (`activation::take_from_env`, called by
+/// `Server::from_args` and `Server::new` before the process opens a
+/// descriptor of its own, and by `main` first of all): no other object of
+/// this process owns one of these numbers, because none was opened yet
+/// when it looks. [`inspect_inherited`] has already classified each
+/// number, so a number systemd left empty is refused before this runs.
 pub fn take_listen_fds(n: usize) -> io::Result<Vec<OwnedFd>> {
     if LISTEN_FDS_TAKEN.swap(true, Ordering::AcqRel) {
         return Err(io::Error::other(
@@ -497,35 +627,59 @@ pub fn take_listen_fds(n: usize) -> io::Result<Vec<OwnedFd>> {
     }
     Ok(fds
         .into_iter()
-        // SAFETY: each fd is open (fcntl above succeeded) and, by the
-        // protocol, handed to this process; the flag above makes this the
-        // only place that ever wraps them, and it runs at start-up before
-        // any other descriptor is opened, so nothing else owns them.
+        // SAFETY: each fd is open (fcntl above succeeded) and was passed
+        // to this process by the sd_listen_fds protocol (LISTEN_PID is
+        // ours). The flag above makes this the only place that ever wraps
+        // these numbers, once. That no other object owns one rests on the
+        // caller's order (see above): adoption is the process's first
+        // open-or-own of any descriptor above stdio.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect())
 }
 
-/// Gives the listeners the descriptor numbers 3, 4, … in order, without
-/// `FD_CLOEXEC`, for an exec that passes them on (sd_listen_fds layout).
-/// Whatever used those numbers before is closed, so call this only right
-/// before `exec`.
-pub fn renumber_for_exec(fds: &[RawFd]) -> io::Result<()> {
+/// Replaces this process's image with `cmd`, passing `fds` as the
+/// descriptors 3, 4, … in order, without `FD_CLOEXEC` (the sd_listen_fds
+/// layout). Returns only on failure.
+///
+/// Renumbering and exec are one function so that nothing runs between
+/// them: the dup2(2)s close whatever held 3.. before, and any object
+/// owning one of those numbers (a file the app opened, the docroot) would
+/// otherwise act on a descriptor that is now a listener. Once the first
+/// dup2 has run, this process cannot go on serving: a failure after it
+/// is fatal for the caller (it says so and exits). The borrows keep the
+/// sources open until the exec.
+pub fn exec_passing(cmd: &mut std::process::Command, fds: &[BorrowedFd<'_>]) -> io::Error {
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = renumber(fds) {
+        return e;
+    }
+    cmd.exec()
+}
+
+fn renumber(fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let first = 3 as libc::c_int;
     let above = first + fds.len() as libc::c_int;
-    // Copies above the target range first, so no dup2 clobbers a listener
+    // Copies above the target range first, so no dup2 clobbers a source
     // that is still to be moved.
     let mut high = Vec::with_capacity(fds.len());
-    for &fd in fds {
-        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes plain integers and returns a new descriptor.
-        high.push(cvt(unsafe {
-            libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above)
-        })?);
+    for fd in fds {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes plain integers and returns
+        // a new descriptor; fd is borrowed, so open.
+        let copy = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) })?;
+        // The copies are this function's own; dropping them after the
+        // dup2s (or on an error) closes only them.
+        high.push(owned(copy));
     }
-    for (i, &fd) in high.iter().enumerate() {
-        // SAFETY: dup2 takes plain integers; the target is closed first by the kernel.
-        cvt_r(|| unsafe { libc::dup2(fd, first + i as libc::c_int) })?;
-        set_cloexec(first + i as libc::c_int, false)?;
+    for (i, fd) in high.iter().enumerate() {
+        let target = first + i as libc::c_int;
+        // SAFETY: dup2 takes plain integers; the kernel closes target
+        // first. Whatever object owned target loses its descriptor: the
+        // caller (exec_passing) execs right after, so no code of this
+        // image uses such an object again.
+        cvt_r(|| unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
+        set_cloexec(target, false)?;
     }
+    // `high` is close-on-exec: dropped here or by the exec, both fine.
     Ok(())
 }
 
@@ -553,15 +707,16 @@ pub fn send_datagram(
     sock: &impl AsRawFd,
     dest: &[u8],
     data: &[u8],
-    fds: &[RawFd],
+    fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    let fds: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let (mut addr, addr_len) = sockaddr_un(dest)?;
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
     // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(mem::size_of_val(fds) as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of_val(fds.as_slice()) as u32) } as usize;
     // u64 elements keep the control buffer aligned for cmsghdr.
     let mut control = vec![0u64; space.div_ceil(8)];
     // SAFETY: msghdr is plain old data; all-zero is valid.
@@ -575,12 +730,13 @@ pub fn send_datagram(
         msg.msg_controllen = space as _;
         // SAFETY: msg_control points at `space` zeroed, aligned bytes, so
         // CMSG_FIRSTHDR returns a header inside them and CMSG_DATA has room
-        // for fds.len() descriptors (CMSG_SPACE above).
+        // for fds.len() descriptors (CMSG_SPACE above). The borrows keep
+        // the descriptors open until sendmsg has copied them.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of_val(fds) as u32) as _;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of_val(fds.as_slice()) as u32) as _;
             std::ptr::copy_nonoverlapping(
                 fds.as_ptr(),
                 libc::CMSG_DATA(cmsg).cast::<RawFd>(),
@@ -849,18 +1005,93 @@ pub enum Forked {
     Child,
 }
 
-/// Forks the process. Sound only while this process has a single thread
-/// (the cluster master never starts one; see ARCHITECTURE.md): the child
-/// then gets a consistent copy of every lock and allocator state.
+/// Forks the process, after checking that it has a single thread (the
+/// entries of `/proc/self/task`): fork(2) copies only the calling thread,
+/// so a lock another thread held (the allocator's, stdout's, an app's
+/// mutex) would stay locked forever in the child. With more than one
+/// thread the error says so and what to do ([`single_threaded`]).
 pub fn fork() -> io::Result<Forked> {
-    // SAFETY: fork(2) takes no arguments. The caller upholds the
-    // single-thread rule documented above, so the child may run any code.
+    single_threaded()?;
+    // SAFETY: fork(2) takes no arguments. The process has one thread
+    // (checked just above; the caller, the single-threaded master, starts
+    // none between the check and this call), so the child gets a
+    // consistent copy of every lock and allocator state and may run any
+    // code.
     let pid = cvt(unsafe { libc::fork() })?;
     Ok(if pid == 0 {
         Forked::Child
     } else {
         Forked::Parent(pid)
     })
+}
+
+/// `Ok` when this process has exactly one thread (`/proc/self/task` has
+/// one entry), else an error for whoever asked for cluster mode: which
+/// threads, and to start them after fork (in `Handler::boot`, which runs
+/// in each worker) or to use single mode. Puma warns the same way about
+/// threads started while the app boots in the master.
+pub fn single_threaded() -> io::Result<()> {
+    let n = thread_count().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot count this process's threads in /proc/self/task ({e}); \
+                 cluster mode forks only a single-threaded process: mount /proc, \
+                 or use single mode (workers 0)"
+            ),
+        )
+    })?;
+    if n > 1 {
+        return Err(io::Error::other(format!(
+            "cluster mode cannot fork workers: this process has {n} threads, and fork(2) \
+             copies only one, so a lock another thread holds could never be released in a \
+             worker; start threads after fork, in Handler::boot (it runs in each worker), \
+             not in the handler's constructor or before Server::serve, or use single mode \
+             (workers 0)"
+        )));
+    }
+    Ok(())
+}
+
+/// How many threads this process has: the entries of `/proc/self/task`.
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?
+        .filter(|t| t.is_ok())
+        .count())
+}
+
+/// Removes those of the environment variables `keys` that are set, only
+/// while this process has one thread ([`thread_count`], checked here):
+/// setenv(3)/unsetenv(3) race with a getenv(3) in another thread (std's
+/// own accesses take a lock, C code's do not), which is why Rust 2024
+/// makes `remove_var` unsafe. With a second thread the variables are left
+/// as they are and the error says why; the callers
+/// (`activation::take_from_env`, `Notifier::take_from_env`) run before
+/// catamount starts any thread.
+pub fn remove_env(keys: &[&str]) -> io::Result<()> {
+    let set: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| std::env::var_os(k).is_some())
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    let threads = thread_count()?;
+    if threads > 1 {
+        return Err(io::Error::other(format!(
+            "{} left in the environment: this process already has {threads} threads, and \
+             changing the environment races with their getenv(3); make the Server \
+             (Server::from_args or Server::new) before starting threads",
+            set.join(", ")
+        )));
+    }
+    for k in set {
+        // One thread (checked just above): nothing reads the environment
+        // concurrently.
+        std::env::remove_var(k);
+    }
+    Ok(())
 }
 
 /// How a child process ended.
@@ -1023,7 +1254,7 @@ impl Epoll {
     /// (`None`: forever). Readable, hung up or in error alike: the owner of
     /// a token finds out which by reading.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+        let ms = timeout_ms(timeout);
         events.len = 0;
         // SAFETY: raw holds raw.len() initialised events and the kernel
         // writes at most that many.
@@ -1266,14 +1497,87 @@ mod tests {
     }
 
     #[test]
-    fn fd_is_open_tells_open_from_closed() {
-        let sock = datagram_socket().expect("a socket");
-        let raw = sock.as_raw_fd();
-        assert!(fd_is_open(raw).expect("fcntl"));
-        drop(sock);
-        // Another test thread may reuse the number at once; a number far
-        // above anything this process opens cannot be reused.
-        assert!(!fd_is_open(1 << 20).expect("fcntl"));
-        assert!(fd_is_open(-1).is_ok_and(|open| !open));
+    fn inspect_tells_what_a_number_holds() {
+        // A number far above anything this process opens cannot be
+        // reused by another test thread meanwhile.
+        assert_eq!(inspect_inherited(1 << 20).unwrap(), FdKind::NotOpen);
+        assert_eq!(inspect_inherited(-1).unwrap(), FdKind::NotOpen);
+        let file = File::open("/proc/self/stat").expect("a file");
+        assert_eq!(
+            inspect_inherited(file.as_raw_fd()).unwrap(),
+            FdKind::NotSocket
+        );
+        let dgram = datagram_socket().expect("a socket");
+        assert_eq!(
+            inspect_inherited(dgram.as_raw_fd()).unwrap(),
+            FdKind::Socket {
+                stream: false,
+                listening: false
+            }
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        assert_eq!(
+            inspect_inherited(listener.as_raw_fd()).unwrap(),
+            FdKind::Socket {
+                stream: true,
+                listening: true
+            }
+        );
+        let conn = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        assert_eq!(
+            inspect_inherited(conn.as_raw_fd()).unwrap(),
+            FdKind::Socket {
+                stream: true,
+                listening: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_start_record_ran_before_main() {
+        // This test binary runs without LISTEN_PID: an empty record, but
+        // a record, so `.init_array` kept and ran record_at_start.
+        assert_eq!(AT_START.get().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn a_number_is_judged_against_what_it_held_at_start() {
+        let (a, b) = (Some((1, 10)), Some((1, 11)));
+        // Empty at start: refused whatever the process opened there since.
+        assert_eq!(compare_with_start(None, a), Some(FdKind::NotOpen));
+        assert_eq!(compare_with_start(None, None), Some(FdKind::NotOpen));
+        // Passed, then closed.
+        assert_eq!(compare_with_start(a, None), Some(FdKind::NotOpen));
+        // Passed, closed, and the number reused by something else.
+        assert_eq!(compare_with_start(a, b), Some(FdKind::Replaced));
+        // Still what was passed: inspect it.
+        assert_eq!(compare_with_start(a, a), None);
+    }
+
+    #[test]
+    fn timeouts_round_up_to_the_next_millisecond() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(300))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(5))), 5);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(5_001))), 6);
+        assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX))), i32::MAX);
+    }
+
+    #[test]
+    fn fork_is_refused_with_a_second_thread() {
+        // A thread of our own, so the count is above one however the
+        // harness runs tests; it ends when the channel's sender drops.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(thread_count().expect("/proc/self/task") >= 2);
+        let e = single_threaded().expect_err("two threads at least");
+        let msg = e.to_string();
+        assert!(msg.contains("cluster mode cannot fork workers"), "{msg}");
+        assert!(msg.contains("Handler::boot"), "{msg}");
+        assert!(fork().is_err(), "fork must refuse before forking");
+        drop(tx);
+        let _ = t.join();
     }
 }

@@ -46,6 +46,9 @@ use crate::sys::{self, Interest};
 
 /// The one application protocol offered through ALPN.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// A `cert=`, `key=` or `ca=` value starting with this names a file
+/// systemd passed open (`OpenFile=PATH:NAME`) instead of a path.
+pub const INHERITED_PREFIX: &str = "fd://";
 /// [`TlsConn::read_plain`] stops pulling records from the socket once it has
 /// returned this much plaintext in one call (it may overshoot by one TLS
 /// record, at most 16 KiB): a fast client cannot keep one call busy forever,
@@ -424,12 +427,24 @@ pub fn load(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The bytes of `cert=`, `key=` or `ca=`: a path, or `fd://NAME`, a file
+/// systemd passed open (`OpenFile=PATH:NAME`), so the service needs no
+/// access to the path itself.
 fn read_file(param: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    let read = match inherited_name(path) {
+        Some(name) => crate::activation::read_file(name),
+        None => std::fs::read(path),
+    };
+    read.map_err(|source| TlsError::Read {
         param,
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `NAME` for a `cert=`/`key=`/`ca=` value `fd://NAME`.
+pub fn inherited_name(path: &Path) -> Option<&str> {
+    path.to_str()?.strip_prefix(INHERITED_PREFIX)
 }
 
 fn pem_error(param: &'static str, path: &Path, e: pem::Error) -> TlsError {

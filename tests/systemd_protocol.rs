@@ -813,20 +813,6 @@ fn listen_fds_naming_a_descriptor_never_passed_is_refused() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("fd 3 is not open"), "{}", out.stderr);
-
-    // Something that is not a socket on fd 3: refused as before.
-    let file = dir.path().join("plain-file");
-    std::fs::write(&file, "not a socket\n").expect("write a file");
-    let out = run_with_listen_fds(
-        "exec 3<\"$FD3_FILE\"",
-        &docroot,
-        &[("FD3_FILE", file.to_str().expect("UTF-8 temp path"))],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("inherited fd 3 (name \"unknown\") is not a socket"),
-        "{}",
-        out.stderr
-    );
+    // A file on fd 3 is an OpenFile= file, not an error: see
+    // tests/inherited_fds.rs.
 }

@@ -1836,4 +1836,5 @@ on_both_systemds!(
     254:
     notify_reload_waits_keeps_the_pid_and_fails_a_refused_reload,
     fd_store_preserve_keeps_the_listeners_across_stop_and_start,
+    open_file_descriptors_are_files_and_carry_the_tls_key,
 );
