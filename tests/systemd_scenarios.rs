@@ -219,21 +219,30 @@ impl Fixture {
         // (ProtectHome=); a target dir or fixture there (CARGO_TARGET_DIR=
         // /tmp/..., a clone under /tmp) must be bound back in, read-only.
         if text.contains("[Service]") && name.ends_with(".service") {
-            let mut binds = Vec::new();
-            for p in [bin.parent(), Some(self.dir.path())].into_iter().flatten() {
-                if ["/tmp/", "/root/", "/home/", "/run/"]
-                    .iter()
-                    .any(|h| p.starts_with(h))
-                {
-                    binds.push(format!("BindReadOnlyPaths={}\n", p.display()));
-                }
-            }
+            let binds = self.hidden_paths_bound_back(bin);
             if !binds.is_empty() {
                 text.push_str("\n[Service]\n");
-                text.push_str(&binds.concat());
+                text.push_str(&binds);
             }
         }
         fs::write(self.units.join(installed), text).expect("install shipped unit");
+    }
+
+    /// `BindReadOnlyPaths=` lines for the directories of `bin` and of the
+    /// fixture where a sandboxed unit would not see them (`PrivateTmp=`,
+    /// which `DynamicUser=` implies, and `ProtectHome=` hide /tmp, /root,
+    /// /home).
+    fn hidden_paths_bound_back(&self, bin: &Path) -> String {
+        [bin.parent(), Some(self.dir.path())]
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                ["/tmp/", "/root/", "/home/", "/run/"]
+                    .iter()
+                    .any(|h| p.starts_with(h))
+            })
+            .map(|p| format!("BindReadOnlyPaths={}\n", p.display()))
+            .collect()
     }
 
     fn boot(&self, systemd: Systemd) -> Option<Sandbox> {
@@ -1786,9 +1795,10 @@ fn open_file_descriptors_are_files_and_carry_the_tls_key(systemd: Systemd) {
              [Service]\nType=notify\nDynamicUser=yes\n\
              OpenFile={}:tls-key\nOpenFile={}:tls-crt\n\
              ExecStart={{BIN}} --bind-to-activated-sockets=only \
-             -b \"fd://https?cert=fd://tls-crt&key=fd://tls-key\" {{WWW}}\n",
+             -b \"fd://https?cert=fd://tls-crt&key=fd://tls-key\" {{WWW}}\n{}",
             key.display(),
-            crt.display()
+            crt.display(),
+            fx.hidden_paths_bound_back(Path::new(BIN))
         ),
     );
     let Some(sb) = fx.boot(systemd) else { return };
