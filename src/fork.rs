@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ControlCommand, ControlServer, PoolStats};
 use crate::date;
+use crate::landlock;
 use crate::listeners::{Listener, Tls};
 use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
@@ -1043,6 +1044,15 @@ fn worker_main(
     // fork (written into the master's pipe, lost): look again.
     if sys::parent_pid() != master {
         return 0;
+    }
+    // Confined before the app boots and before any thread starts (the
+    // master's banner listed the rules; an unavailable Landlock was
+    // warned about there).
+    if landlock::wanted(config) {
+        if let Err(e) = landlock::confine(config, landlock::Role::Worker) {
+            log::error(&format!("! worker {index}: {e}"));
+            return 1;
+        }
     }
     if let Err(e) = server::boot(&*handler) {
         log::error(&format!("! worker {index}: {e}"));

@@ -24,6 +24,7 @@ mod date;
 mod engine;
 mod fork;
 pub mod http;
+mod landlock;
 mod listeners;
 mod log;
 mod notify;

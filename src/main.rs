@@ -8,7 +8,10 @@ fn main() {
     if args.next().is_some_and(|a| a == "ctl") {
         std::process::exit(catamount::control::ctl_main(args.collect()));
     }
-    let server = catamount::Server::from_args().unwrap_or_else(|e| e.exit());
+    // The binary confines itself with Landlock unless told not to.
+    let server = catamount::Server::from_args()
+        .unwrap_or_else(|e| e.exit())
+        .confine(&[], &[]);
     let dir = server.config().dir.clone();
     let app = catamount::static_files::StaticFiles::new(dir, server.config());
     server.serve(app);

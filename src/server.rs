@@ -20,6 +20,7 @@ use crate::connection::Limits;
 use crate::control::{self, ControlCommand, ControlServer, PoolStats};
 use crate::date;
 use crate::engine::Engine;
+use crate::landlock;
 use crate::listeners::{self, Listener};
 use crate::log;
 use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
@@ -104,6 +105,28 @@ impl Server {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Confines the server with Landlock (landlock(7)) once its listeners
+    /// are open, in single mode and in every cluster worker, unless the
+    /// configuration turned it off (`landlock false`, `--no-landlock`):
+    /// it may then read only DIR (and, in single mode, what a reload or
+    /// hot restart needs: its config file's and certificates'
+    /// directories, its binary), write only its pidfile's and state
+    /// file's directories, bind only its configured ports, connect
+    /// nowhere. `read` and `write` add what the app needs: files or
+    /// directories it reads, directories it writes files in. Applied
+    /// before `Handler::boot`, which is then confined too. The
+    /// `catamount` binary calls this with nothing added; an embedder's
+    /// server is unconfined unless it does. On a kernel without Landlock
+    /// one warning is logged and the server runs unconfined.
+    pub fn confine(mut self, read: &[PathBuf], write: &[PathBuf]) -> Server {
+        if self.config.landlock.is_none() {
+            self.config.landlock = Some(true);
+        }
+        self.config.landlock_extra.read.extend_from_slice(read);
+        self.config.landlock_extra.write.extend_from_slice(write);
+        self
     }
 
     /// Serves `handler` until stopped, then exits the process: 0 after a
@@ -275,6 +298,23 @@ fn run(
                 path.display()
             );
             return fail(&msg, e.raw_os_error().unwrap_or(libc::EIO));
+        }
+    }
+    // Confined once everything it binds or writes at start is done, while
+    // this is the only thread, before the app boots: in single mode this
+    // process; in cluster mode each worker (the banner lists their rules).
+    if landlock::wanted(config) {
+        if cluster {
+            log_worker_confinement(config, &log);
+        } else {
+            match landlock::confine(config, landlock::Role::Single) {
+                Ok(o @ landlock::Outcome::Confined { .. }) => log.say(&o.banner()),
+                Ok(o) => log::warn(&o.banner()),
+                Err(e) => {
+                    cleanup(config, &listeners);
+                    return fail(&e, libc::EPERM);
+                }
+            }
         }
     }
     if !cluster {
@@ -588,6 +628,7 @@ fn main_loop(
 /// it never takes the service down.
 pub(crate) fn check_reload(config: &Config) -> Result<Config, String> {
     let new = config::reload(config).map_err(|e| e.to_string())?;
+    landlock::check_reload(&new)?;
     check::certificates(&new)?;
     Ok(new)
 }
@@ -795,6 +836,19 @@ pub(crate) fn second_signal(signals: &OwnedFd) -> bool {
 pub(crate) fn wait_signal(signals: &OwnedFd) {
     let mut ready = Vec::new();
     let _ = sys::poll_readable(&[signals.as_raw_fd()], Some(DRAIN_POLL), &mut ready);
+}
+
+/// The cluster banner's Landlock line: what each worker will be confined
+/// to (the master stays unconfined: it forks workers with each new
+/// configuration).
+fn log_worker_confinement(config: &Config, log: &Log) {
+    match sys::landlock_abi() {
+        Ok(abi) => log.say(&format!(
+            "* Workers confined by Landlock ABI {abi}: {}",
+            landlock::rules(config, landlock::Role::Worker).describe(abi)
+        )),
+        Err(e) => log::warn(&landlock::Outcome::Unavailable(e.to_string()).banner()),
+    }
 }
 
 /// Final exit: remove the unix socket files catamount created (unless

@@ -18,7 +18,14 @@ use super::values::parse_token;
 /// checked again (binds, DIR, a token file read again); on error the
 /// caller keeps the old one.
 pub fn reload(config: &Config) -> Result<Config, ConfigError> {
-    load(config.config_file.clone(), config.cli.clone())
+    let mut new = load(config.config_file.clone(), config.cli.clone())?;
+    // Set by the program (`Server::confine`), neither by the file nor
+    // the command line: kept, unless the file now turns Landlock off.
+    new.landlock_extra = config.landlock_extra.clone();
+    if new.landlock.is_none() {
+        new.landlock = config.landlock;
+    }
+    Ok(new)
 }
 
 /// Reads a config file with no command line on top: defaults < file.

@@ -317,6 +317,22 @@ pub(super) const SETTINGS: &[Setting] = &[
         Some(activated_from_file),
     ),
     switch("fd_store", "--fd-store", "", |l| &mut l.fd_store),
+    // Landlock: on unless turned off; the option only turns it off.
+    own(
+        "landlock",
+        flag("--no-landlock", ""),
+        Some(|v, layer| {
+            if v.flag().is_some() {
+                layer.landlock = Some(false);
+            }
+            Ok(())
+        }),
+        Some(|d, layer| {
+            layer.landlock =
+                Some(boolean(&d.args).ok_or_else(|| d.bad("true or false, as in landlock false"))?);
+            Ok(())
+        }),
+    ),
     // Cluster.
     own(
         "workers",

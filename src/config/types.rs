@@ -82,6 +82,16 @@ pub enum ActivatedMode {
 ///
 /// [`Config::default`] is the built-in defaults (serving the current
 /// directory on [`DEFAULT_BIND`]); embedders may start from it.
+/// What an embedder's app needs under Landlock besides what catamount
+/// allows itself (see `Server::confine`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtraAccess {
+    /// Files and directories the app reads (beneath each).
+    pub read: Vec<PathBuf>,
+    /// Directories the app creates, writes and removes files in.
+    pub write: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Listeners to bind, in order; never empty after parsing.
@@ -135,6 +145,14 @@ pub struct Config {
     /// Hand the sockets catamount bound itself to systemd's fd store
     /// (needs `FileDescriptorStoreMax=` in the unit). Default off.
     pub fd_store: bool,
+    /// Landlock self-confinement: `Some(false)` (`landlock false`,
+    /// `--no-landlock`) never; `Some(true)` on; `None` (not set) is on for
+    /// the `catamount` binary and off for an embedder's app unless it
+    /// calls `Server::confine`.
+    pub landlock: Option<bool>,
+    /// Paths an embedder's app needs under Landlock besides catamount's
+    /// own (`Server::confine`); empty for the binary.
+    pub landlock_extra: ExtraAccess,
     /// Worker processes; 0 (the default, [`DEFAULT_WORKERS`]) is single
     /// mode. At most [`MAX_WORKERS`].
     pub workers: usize,
@@ -199,6 +217,8 @@ impl Default for Config {
             cache_control: None,
             activated: ActivatedMode::Off,
             fd_store: false,
+            landlock: None,
+            landlock_extra: ExtraAccess::default(),
             workers: DEFAULT_WORKERS,
             preload: false,
             worker_timeout: DEFAULT_WORKER_TIMEOUT,
@@ -246,6 +266,7 @@ pub struct Overrides {
     pub(super) cache_control: Option<String>,
     pub(super) activated: Option<ActivatedMode>,
     pub(super) fd_store: Option<bool>,
+    pub(super) landlock: Option<bool>,
     pub(super) workers: Option<usize>,
     pub(super) preload: Option<bool>,
     pub(super) worker_timeout: Option<Duration>,
@@ -366,6 +387,9 @@ impl Overrides {
         set(&mut config.dir_listing, self.dir_listing);
         set(&mut config.serve_dotfiles, self.serve_dotfiles);
         set(&mut config.fd_store, self.fd_store);
+        if let Some(b) = self.landlock {
+            config.landlock = Some(b);
+        }
         set(&mut config.preload, self.preload);
 
         if let Some(mode) = self.activated {
