@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::check::Reexec;
 use crate::control::{ControlCommand, ControlServer, PoolStats};
 use crate::date;
 use crate::listeners::{Listener, Tls};
@@ -99,7 +100,7 @@ pub struct Master<'a> {
     notifier: &'a Notifier,
     log: &'a Log,
     signals: &'a OwnedFd,
-    exe: Option<server::Reexec>,
+    exe: Option<Reexec>,
     workers: Vec<Worker>,
     phase: u32,
     /// Worker pipe: workers write lines, the master reads.
@@ -135,7 +136,7 @@ impl<'a> Master<'a> {
         notifier: &'a Notifier,
         log: &'a Log,
         signals: &'a OwnedFd,
-        exe: server::Reexec,
+        exe: Reexec,
     ) -> Master<'a> {
         let (report_rd, report_wr) = sys::pipe().expect("a pipe at start-up (out of descriptors?)");
         let n = config.workers;

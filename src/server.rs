@@ -9,13 +9,12 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::activation::{self, ActivationError, Inherited};
-use crate::check;
+use crate::check::{self, Reexec};
 use crate::config::{self, Command, ConfigError};
 use crate::connection::Limits;
 use crate::control::{self, ControlCommand, ControlServer, PoolStats};
@@ -368,12 +367,6 @@ fn run(
             }
         }
     }
-}
-
-/// The binary and arguments a hot restart execs.
-pub(crate) struct Reexec {
-    pub(crate) exe: Option<PathBuf>,
-    pub(crate) args: Vec<std::ffi::OsString>,
 }
 
 /// `catamount 0.1.0 (tcp://127.0.0.1:9292) [tag]`: what `ps` shows.
