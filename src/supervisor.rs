@@ -113,6 +113,7 @@ pub(crate) struct Process<'a> {
 /// What differs between single mode and cluster mode; the supervisor
 /// drives it (Puma: `single.rb` and `cluster.rb` under `runner.rb`).
 pub(crate) trait Runner {
+    /// Which model this runner is; what the supervisor says of it.
     const MODE: Mode;
 
     /// The configuration in force: a reload is checked against it.
@@ -136,9 +137,11 @@ pub(crate) trait Runner {
     /// A reload passed its checks: `new` is the configuration from now on
     /// (single mode: nothing to do, the exec that follows loads it).
     fn reconfigure(&mut self, _new: Config) {}
-    /// Replaces the workers one at a time with `new` (only with WORKERS).
+    /// Replaces the workers one at a time with `new` (called only in a
+    /// mode with workers).
     fn phased_restart(&mut self, _what: &str, _new: Config) {}
-    /// TTIN (`more`) or TTOU: one worker more or fewer (only with WORKERS).
+    /// TTIN (`more`) or TTOU: one worker more or fewer (called only in a
+    /// mode with workers).
     fn resize(&mut self, _more: bool) {}
     /// Stops serving gracefully, bounded by `shutdown_timeout`: with
     /// `After::Exec` returns the listeners, still open, for the exec;
