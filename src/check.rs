@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 use crate::activation;
 use crate::listeners::{self, BindSpec};
 use crate::log;
-use crate::server::Reexec;
 use crate::sys::{self, Interest};
 use crate::tls;
 use crate::Config;
@@ -69,6 +68,14 @@ const SYSTEMD_VARS: [&str; 7] = [
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
 ];
+
+/// The binary and arguments a hot restart execs, saved at start (before
+/// the process title overwrites the argument area): what [`preflight`]
+/// runs with `--check`, and what the restart then execs.
+pub(crate) struct Reexec {
+    pub(crate) exe: Option<PathBuf>,
+    pub(crate) args: Vec<std::ffi::OsString>,
+}
 
 /// `catamount --check` once the configuration has loaded: checks the
 /// rest, prints one line, returns the exit status (0, or 1 with one

@@ -4,11 +4,11 @@
 //! mode 0600 by default, or a loopback TCP port). Also the state file
 //! (`--state`) that tells `ctl` where the control app is and its token.
 //!
-//! No thread: the cluster master never starts one (it forks workers) and
-//! the single-mode main loop is a poll loop too. So [`ControlServer`] is
-//! a non-blocking state machine its owner drives: put [`ControlServer::fds`]
-//! in the owner's `poll(2)`, bound the poll timeout by
-//! [`ControlServer::next_deadline`], and call
+//! No thread: the cluster master never starts one (it forks workers), and
+//! the supervisor's loop (supervisor.rs) is a poll loop in both modes. So
+//! [`ControlServer`] is a non-blocking state machine its owner drives: put
+//! [`ControlServer::fds`] in the owner's `poll(2)`, bound the poll timeout
+//! by [`ControlServer::next_deadline`], and call
 //! [`ControlServer::handle_ready`] after each wake. That call does a
 //! bounded amount of work (at most [`CONTROL_MAX_CONNECTIONS`] accepts and
 //! one pass over the open connections) and returns the commands the owner

@@ -1,26 +1,34 @@
-//! Cluster mode: a single-threaded master forks N workers that each run
-//! their own reactor and pool on the shared listening sockets.
+//! Cluster mode's runner (Puma's `cluster.rb`, `cluster/worker_handle.rb`
+//! and `cluster/worker.rb`): a single-threaded master forks N workers that
+//! each run their own reactor and pool on the shared listening sockets.
 //!
-//! The master never starts a thread (fork is sound only then); its loop
-//! polls the signal self-pipe and one pipe on which every worker reports
-//! boot and checks in with its stats every [`CHECKIN_INTERVAL`]. From those
-//! it supervises: replaces workers that die, hang (`worker_timeout`) or
-//! never boot (`worker_boot_timeout`, exponential backoff instead of a
-//! crash loop), recycles workers over `max_requests` or `worker_max_rss`,
-//! runs phased restarts one worker at a time, and is the only process that
-//! talks to systemd. Workers exit when the master dies (PR_SET_PDEATHSIG).
+//! The master never starts a thread (fork is sound only then). The
+//! supervisor's loop (supervisor.rs) runs in it and, besides the signal
+//! self-pipe and the control app, polls one pipe on which every worker
+//! reports boot and checks in with its stats every [`CHECKIN_INTERVAL`].
+//! From those [`Master`] supervises the workers: replaces those that die,
+//! hang (`worker_timeout`) or never boot (`worker_boot_timeout`,
+//! exponential backoff instead of a crash loop), recycles workers over
+//! `max_requests` or `worker_max_rss`, and runs phased restarts one
+//! worker at a time. A [`Worker`] handle escalates a stop: TERM, then
+//! KILL after `shutdown_timeout`. Only the master talks to systemd;
+//! workers exit when the master dies (PR_SET_PDEATHSIG).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::control::{ControlCommand, ControlServer, PoolStats};
+use crate::control::PoolStats;
 use crate::date;
 use crate::landlock;
 use crate::listeners::{Listener, Tls};
 use crate::log;
-use crate::notify::{Notifier, WATCHDOG_PINGS_PER_PERIOD};
-use crate::server::{self, Log, STATUS_INTERVAL, VERSION};
+use crate::notify::Notifier;
+use crate::serving::{self, Serving};
+use crate::supervisor::{
+    self, cleanup, load_words, stats_json, After, Log, MasterOnly, Mode, Process, Progress, Runner,
+    StartFailure, StopDeadline,
+};
 use crate::sys::{self, Forked};
 use crate::{Config, Handler};
 
@@ -36,8 +44,11 @@ const MASTER_TICK: Duration = Duration::from_millis(250);
 /// `max_requests` is spread by up to this fraction per worker, so workers
 /// do not all recycle at once.
 const MAX_REQUESTS_JITTER_DIV: u64 = 10;
+/// While `max_requests` is set, a worker looks at its count this often
+/// and reports as soon as it crosses its limit.
+const RECYCLE_CHECK: Duration = Duration::from_millis(100);
 
-/// One worker process, as the master sees it.
+/// One worker process, as the master sees it (Puma's `WorkerHandle`).
 struct Worker {
     index: usize,
     pid: libc::pid_t,
@@ -45,7 +56,7 @@ struct Worker {
     spawned: Instant,
     state: State,
     last_checkin: Instant,
-    stats: WorkerStats,
+    stats: PoolStats,
     /// Wall-clock times of `spawned` and `last_checkin`, for `/stats`.
     spawned_at: SystemTime,
     last_checkin_at: SystemTime,
@@ -61,46 +72,67 @@ enum State {
     Killed,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct WorkerStats {
-    busy: u64,
-    max: u64,
-    queued: u64,
-    requests: u64,
-    /// Pool threads alive.
-    running: u64,
-}
+impl Worker {
+    /// Neither retiring nor killed: it holds its slot.
+    fn active(&self) -> bool {
+        !matches!(self.state, State::Retiring(_) | State::Killed)
+    }
 
-impl WorkerStats {
-    fn pool(&self) -> PoolStats {
-        PoolStats {
-            backlog: self.queued,
-            running: self.running,
-            busy: self.busy,
-            max_threads: self.max,
-            requests: self.requests,
+    /// The first step of a stop: TERM, then it has `shutdown_timeout` to
+    /// finish its requests and exit.
+    fn retire(&mut self) {
+        if self.active() {
+            self.state = State::Retiring(Instant::now());
+            let _ = sys::kill(self.pid, libc::SIGTERM);
         }
+    }
+
+    /// The last step: SIGKILL; the reaper removes the body.
+    fn kill(&mut self) {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        self.state = State::Killed;
+    }
+
+    /// Why it must be killed now, if it must: it did not boot within
+    /// `worker_boot_timeout`, did not check in within `worker_timeout`, or
+    /// did not stop within `shutdown_timeout` of its TERM.
+    fn overdue(&self, now: Instant, config: &Config) -> Option<String> {
+        let (late, limit, since) = match self.state {
+            State::Booting => ("boot", config.worker_boot_timeout, self.spawned),
+            State::Running => ("check in", config.worker_timeout, self.last_checkin),
+            State::Retiring(since) => {
+                let limit = config.shutdown_timeout;
+                return (now.duration_since(since) > limit).then(|| {
+                    format!(
+                        "! Worker {} (PID: {}) did not stop within {}s; killing it",
+                        self.index,
+                        self.pid,
+                        limit.as_secs_f64()
+                    )
+                });
+            }
+            State::Killed => return None,
+        };
+        (now.duration_since(since) > limit).then(|| {
+            format!(
+                "! Terminating timed out worker (Worker {} failed to {late} within {}s): {}",
+                self.index,
+                limit.as_secs_f64(),
+                self.pid
+            )
+        })
     }
 }
 
-/// Why the master loop ended.
-enum Exit {
-    Stop,
-    Hot,
-    /// `/halt` from the control app.
-    Halt,
-}
-
-/// The cluster master.
+/// The cluster master: the workers and what replaces them.
 pub struct Master<'a> {
     config: Config,
     /// Moved into each worker (the master's own copy is never called).
     handler: Option<Box<dyn Handler>>,
     listeners: Vec<Listener>,
     notifier: &'a Notifier,
-    log: &'a Log,
+    log: Log,
     signals: &'a OwnedFd,
-    exe: Option<server::Reexec>,
     workers: Vec<Worker>,
     phase: u32,
     /// Worker pipe: workers write lines, the master reads.
@@ -113,19 +145,16 @@ pub struct Master<'a> {
     replace_queue: VecDeque<usize>,
     /// A replacement in progress: (index, pid of the new worker).
     replacing: Option<(usize, libc::pid_t)>,
-    /// A phased restart is running: READY=1 is sent when it ends.
+    /// A phased restart is running.
     phased_running: bool,
-    ready_sent: bool,
+    /// A phased restart has ended since the last turn: READY=1 ends it.
+    phased_done: bool,
+    /// Every slot has had a running worker: the cluster has started.
+    booted: bool,
     /// The worker count set with TTIN/TTOU, kept across reloads.
     resized: Option<usize>,
     started: Instant,
-    /// Wall-clock time of `started`, for `/stats`.
-    started_at: SystemTime,
     recycled: u64,
-    /// The control app, driven by this loop (no thread: see control.rs).
-    control: Option<ControlServer>,
-    /// Why the last reload was refused; in STATUS until one succeeds.
-    refused: Option<String>,
 }
 
 impl<'a> Master<'a> {
@@ -133,10 +162,7 @@ impl<'a> Master<'a> {
         config: Config,
         handler: Box<dyn Handler>,
         listeners: Vec<Listener>,
-        notifier: &'a Notifier,
-        log: &'a Log,
-        signals: &'a OwnedFd,
-        exe: server::Reexec,
+        process: Process<'a>,
     ) -> Master<'a> {
         let (report_rd, report_wr) = sys::pipe().expect("a pipe at start-up (out of descriptors?)");
         let n = config.workers;
@@ -144,10 +170,9 @@ impl<'a> Master<'a> {
             config,
             handler: Some(handler),
             listeners,
-            notifier,
-            log,
-            signals,
-            exe: Some(exe),
+            notifier: process.notifier,
+            log: process.log,
+            signals: process.signals,
             workers: Vec::new(),
             phase: 0,
             report_rd,
@@ -157,251 +182,232 @@ impl<'a> Master<'a> {
             replace_queue: VecDeque::new(),
             replacing: None,
             phased_running: false,
-            ready_sent: false,
+            phased_done: false,
+            booted: false,
             resized: None,
             started: Instant::now(),
-            started_at: SystemTime::now(),
             recycled: 0,
-            control: None,
-            refused: None,
         }
     }
+}
 
-    /// The control app this master drives (bound by `server::run`).
-    pub fn with_control(mut self, control: Option<ControlServer>) -> Master<'a> {
-        self.control = control;
-        self
+impl Runner for Master<'_> {
+    const MODE: Mode = Mode::Cluster;
+
+    fn config(&self) -> &Config {
+        &self.config
     }
 
-    /// Runs the cluster until stopped; returns the exit status.
-    pub fn run(mut self) -> i32 {
-        match self.main_loop() {
-            Ok(Exit::Stop) => self.stop(),
-            Ok(Exit::Halt) => {
-                self.log
-                    .say("- Halting (control app): killing workers without waiting for requests");
-                self.kill_all(libc::SIGKILL);
-                while !self.workers.is_empty() {
-                    self.reap();
-                    server::wait_signal(self.signals);
-                }
-                if let Some(c) = self.control.take() {
-                    c.remove_socket_file();
-                }
-                server::cleanup(&self.config, &self.listeners);
-                0
-            }
-            Ok(Exit::Hot) => {
-                // The new image binds the control socket afresh.
-                if let Some(c) = self.control.take() {
-                    c.remove_socket_file();
-                }
-                self.log
-                    .say("- Restarting (hot: stopping workers, then exec in place, same pid)...");
-                if self.stop_workers().is_err() {
-                    log::error("! Second signal during restart: exiting at once");
-                    return 1;
-                }
-                match self.exe.take() {
-                    Some(exe) => server::hot_restart(exe, &self.listeners, self.notifier),
-                    None => 1,
-                }
-            }
-            Err(code) => {
-                self.kill_all(libc::SIGKILL);
-                code
-            }
-        }
-    }
-
-    fn main_loop(&mut self) -> Result<Exit, i32> {
-        let ping_every = self
-            .notifier
-            .watchdog()
-            .map(|p| p / WATCHDOG_PINGS_PER_PERIOD);
-        let mut next_ping = Instant::now();
-        let mut next_status = Instant::now();
-        let mut last_status = String::new();
-        let mut ready = Vec::new();
-        let mut got = Vec::new();
-        loop {
-            self.spawn_missing();
-            self.advance_replacements();
-            let mut fds = vec![self.signals.as_raw_fd(), self.report_rd.as_raw_fd()];
-            let mut tick = MASTER_TICK;
-            if let Some(c) = &self.control {
-                fds.extend(c.fds());
-                if let Some(d) = c.next_deadline() {
-                    tick = tick.min(d.saturating_duration_since(Instant::now()));
-                }
-            }
-            if let Err(e) = sys::poll_readable(&fds, Some(tick), &mut ready) {
-                log::warn(&format!("! poll failed: {e}"));
-            }
-            self.read_reports();
-            got.clear();
-            sys::read_signals(self.signals, &mut got);
-            for &sig in &got {
-                match sig {
-                    libc::SIGTERM | libc::SIGINT => return Ok(Exit::Stop),
-                    libc::SIGCHLD => self.reap(),
-                    libc::SIGUSR2 if self.reload_config("hot restart (SIGUSR2)", true) => {
-                        return Ok(Exit::Hot)
-                    }
-                    libc::SIGUSR1 | libc::SIGHUP => {
-                        let what = if sig == libc::SIGHUP {
-                            "reload (SIGHUP)"
-                        } else {
-                            "phased restart (SIGUSR1)"
-                        };
-                        if self.phased_restart(what) {
-                            return Ok(Exit::Hot);
-                        }
-                    }
-                    libc::SIGTTIN => self.resize(self.config.workers + 1),
-                    libc::SIGTTOU if self.config.workers <= 1 => self
-                        .log
-                        .say("- SIGTTOU: 1 worker is the least; none stopped"),
-                    libc::SIGTTOU => self.resize(self.config.workers - 1),
-                    _ => {}
-                }
-            }
-            for cmd in self.control_commands() {
-                match cmd {
-                    ControlCommand::Stop => return Ok(Exit::Stop),
-                    ControlCommand::Halt => return Ok(Exit::Halt),
-                    ControlCommand::Restart => {
-                        if self.reload_config("hot restart (control app)", true) {
-                            return Ok(Exit::Hot);
-                        }
-                    }
-                    ControlCommand::PhasedRestart => {
-                        if self.phased_restart("phased restart (control app)") {
-                            return Ok(Exit::Hot);
-                        }
-                    }
-                }
-            }
-            self.reap();
-            self.check_timeouts();
-            let now = Instant::now();
-            if !self.ready_sent {
-                if self.all_slots_running() {
-                    self.ready_sent = true;
-                    self.notifier.ready(&self.status_line());
-                    next_ping = now + ping_every.unwrap_or(STATUS_INTERVAL);
-                } else if now.duration_since(self.started) > self.config.worker_boot_timeout
-                    && !self.workers.iter().any(|w| w.state == State::Running)
-                {
-                    let msg = format!(
+    fn turn(&mut self, master: &mut MasterOnly<'_>) -> Progress {
+        self.read_reports();
+        self.reap();
+        self.check_timeouts();
+        self.spawn_missing(master);
+        self.advance_replacements(master);
+        if !self.booted {
+            if self.all_slots_running() {
+                self.booted = true;
+            } else if self.started.elapsed() > self.config.worker_boot_timeout
+                && !self.workers.iter().any(|w| w.state == State::Running)
+            {
+                return Progress::Failed(StartFailure {
+                    why: format!(
                         "no worker booted within worker_boot_timeout ({}s); see the errors above",
                         self.config.worker_boot_timeout.as_secs_f64()
-                    );
-                    log::error(&format!("catamount: error: {msg}"));
-                    self.notifier
-                        .failed(libc::ETIMEDOUT, &format!("failed to start: {msg}"));
-                    return Err(1);
-                }
+                    ),
+                    errno: libc::ETIMEDOUT,
+                });
+            } else {
+                return Progress::Starting;
             }
-            if let Some(every) = ping_every {
-                if self.ready_sent && now >= next_ping {
-                    // Fed only while the loop turns and workers check in:
-                    // a crash-looping or hung cluster starves the watchdog.
-                    if self.healthy(now) {
-                        self.notifier.watchdog_ping();
-                    }
-                    next_ping = now + every;
-                }
-            }
-            if self.notifier.enabled() && now >= next_status {
-                let s = self.status_line();
-                if s != last_status {
-                    self.notifier.status(&s);
-                    last_status = s;
-                }
-                next_status = now + STATUS_INTERVAL;
-            }
+        }
+        Progress::Serving {
+            reloaded: std::mem::take(&mut self.phased_done),
         }
     }
 
-    /// Re-reads the config file for a restart. A bad one keeps the old
-    /// configuration and still ends the reload with READY=1. For a `hot`
-    /// restart (an exec) the binary the exec would run is first run with
-    /// `--check` (the preflight: a child process, no thread; this loop
-    /// waits for it, the workers go on serving), before anything changes.
-    fn reload_config(&mut self, what: &str, hot: bool) -> bool {
-        self.notifier
-            .reloading(&format!("{what}: checking the configuration"));
-        let checked = server::check_reload(&self.config).and_then(|new| {
-            if hot {
-                let timeout = crate::check::preflight_timeout(self.notifier.watchdog());
-                let exe = self
-                    .exe
-                    .as_ref()
-                    .ok_or_else(|| "the binary to exec is gone".to_string())?;
-                crate::check::preflight(exe, timeout)
-                    .map_err(|e| format!("the new image would not start: {e}"))?;
-            }
-            Ok(new)
-        });
-        match checked {
-            Ok(new) => {
-                let before = self.config.workers;
-                self.config = new;
-                // A count changed with TTIN/TTOU survives the reload.
-                if let Some(n) = self.resized {
-                    self.config.workers = n;
-                }
-                self.failures
-                    .resize(self.config.workers.max(self.failures.len()), (0, None));
-                if self.config.workers < before {
-                    let n = self.config.workers;
-                    let retire: Vec<libc::pid_t> = self
-                        .workers
-                        .iter()
-                        .filter(|w| w.index >= n)
-                        .map(|w| w.pid)
-                        .collect();
-                    for pid in retire {
-                        self.retire(pid);
-                    }
-                }
-                // New workers run the app with the new settings.
-                if let Some(h) = self.handler.as_mut() {
-                    h.reconfigure(&self.config);
-                }
-                self.refused = None;
-                true
-            }
-            Err(e) => {
-                log::warn(&format!(
-                    "! {what} refused, still serving with the old configuration: {e}"
-                ));
-                // It stays in STATUS (status_line) until a reload passes.
-                self.refused = Some(e);
-                self.notifier.ready(&self.status_line());
-                false
-            }
+    fn wait(&self, fds: &mut Vec<RawFd>) -> Option<Duration> {
+        fds.push(self.report_rd.as_raw_fd());
+        Some(MASTER_TICK)
+    }
+
+    /// Fed only while workers check in: a crash-looping or hung cluster
+    /// starves the watchdog.
+    fn alive(&mut self, now: Instant) -> bool {
+        let window = checkin_interval(&self.config) * 2;
+        self.workers
+            .iter()
+            .any(|w| w.state == State::Running && now.duration_since(w.last_checkin) <= window)
+    }
+
+    /// `cluster 2/2 workers, 3/10 threads busy, 0 queued, 1523 requests, phase 0`.
+    fn status(&self) -> String {
+        let running: Vec<&Worker> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Running)
+            .collect();
+        let sum = |f: fn(&PoolStats) -> u64| running.iter().map(|w| f(&w.stats)).sum::<u64>();
+        let total = PoolStats {
+            backlog: sum(|s| s.backlog),
+            running: sum(|s| s.running),
+            busy: sum(|s| s.busy),
+            max_threads: sum(|s| s.max_threads),
+            requests: sum(|s| s.requests),
+        };
+        let mut s = format!(
+            "{} {}/{} workers, {}, phase {}",
+            Self::MODE.name(),
+            running.len(),
+            self.config.workers,
+            load_words(&total),
+            self.phase
+        );
+        let backing_off: Vec<String> = self
+            .failures
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.1.is_some_and(|t| t > Instant::now()))
+            .map(|(i, f)| format!("worker {i} failed to boot {}x", f.0))
+            .collect();
+        if !backing_off.is_empty() {
+            s.push_str(&format!(", backing off: {}", backing_off.join(", ")));
+        }
+        if self.recycled > 0 {
+            s.push_str(&format!(", {} recycled", self.recycled));
+        }
+        s
+    }
+
+    /// Puma's cluster fields (cluster.rb `stats`), then catamount's own.
+    /// Workers being retired are left out: they no longer accept
+    /// connections.
+    fn stats(&self) -> String {
+        let now = Instant::now();
+        let listed: Vec<&Worker> = self.workers.iter().filter(|w| w.active()).collect();
+        let status: Vec<String> = listed
+            .iter()
+            .map(|w| {
+                let booted = w.state == State::Running;
+                // As Puma: `{}` until the first check-in, which for a
+                // catamount worker is the one that says it booted.
+                let last_status = if booted {
+                    format!("{{{}}}", w.stats.puma_members())
+                } else {
+                    "{}".to_string()
+                };
+                let members = format!(
+                    r#""pid":{},"index":{},"phase":{},"booted":{},"last_checkin":"{}","last_status":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}"#,
+                    w.pid,
+                    w.index,
+                    w.phase,
+                    booted,
+                    date::iso8601(w.last_checkin_at),
+                    last_status,
+                    now.duration_since(w.last_checkin).as_secs(),
+                    w.stats.busy,
+                    w.stats.max_threads,
+                    w.stats.backlog,
+                    w.stats.requests
+                );
+                stats_json(w.spawned_at, &members)
+            })
+            .collect();
+        let booted = listed.iter().filter(|w| w.state == State::Running).count();
+        let old = listed.iter().filter(|w| w.phase != self.phase).count();
+        let requests: u64 = self.workers.iter().map(|w| w.stats.requests).sum();
+        format!(
+            r#""workers":{},"phase":{},"booted_workers":{booted},"old_workers":{old},"worker_status":[{}],"mode":"{}","requests":{requests}"#,
+            listed.len(),
+            self.phase,
+            status.join(","),
+            Self::MODE.name()
+        )
+    }
+
+    /// New workers run the app with `new`; a smaller count retires the
+    /// workers above it. A count changed with TTIN/TTOU survives.
+    fn reconfigure(&mut self, new: Config) {
+        let before = self.config.workers;
+        self.config = new;
+        if let Some(n) = self.resized {
+            self.config.workers = n;
+        }
+        self.failures
+            .resize(self.config.workers.max(self.failures.len()), (0, None));
+        if self.config.workers < before {
+            self.retire_above(self.config.workers);
+        }
+        if let Some(h) = self.handler.as_mut() {
+            h.reconfigure(&self.config);
         }
     }
 
-    /// SIGUSR1, SIGHUP or `/phased-restart`: true when it must be a hot
-    /// restart instead (`--preload`: workers share the old code).
-    fn phased_restart(&mut self, what: &str) -> bool {
-        if self.config.preload {
-            self.log.say(&format!(
-                "- {what}: phased restart is not possible with --preload; doing a hot restart"
-            ));
-            return self.reload_config(what, true);
-        }
+    fn phased_restart(&mut self, what: &str, new: Config) {
         let before = self.config.clone();
-        if self.reload_config(what, false) {
-            self.warn_unapplied(what, &before);
-            self.start_phased_restart();
+        self.reconfigure(new);
+        self.warn_unapplied(what, &before);
+        // New workers get freshly read certificates (rotation without a
+        // hot restart); the reload's check has just proved they load.
+        for l in &mut self.listeners {
+            if let Some(tls) = &mut l.tls {
+                match Tls::load(&tls.options) {
+                    Ok(fresh) => *tls = fresh,
+                    Err(e) => log::warn(&format!("! {}: keeping the old certificate: {e}", l.url)),
+                }
+            }
         }
-        false
+        self.phase += 1;
+        self.log.say(&format!(
+            "- Starting phased worker restart, phase: {}",
+            self.phase
+        ));
+        self.phased_running = true;
+        self.replace_queue.clear();
+        self.replace_queue.extend(0..self.config.workers);
     }
 
+    /// TTIN/TTOU: one worker more or fewer (never below 1).
+    fn resize(&mut self, more: bool) {
+        let n = match (more, self.config.workers) {
+            (true, n) => n + 1,
+            (false, n) if n <= 1 => {
+                self.log
+                    .say("- SIGTTOU: 1 worker is the least; none stopped");
+                return;
+            }
+            (false, n) => n - 1,
+        };
+        self.resized = Some(n);
+        self.log.say(&format!("- Worker count now {n}"));
+        self.config.workers = n;
+        if self.failures.len() < n {
+            self.failures.resize(n, (0, None));
+        }
+        self.retire_above(n);
+    }
+
+    /// TERM to every worker, then waits for them (KILL after
+    /// `shutdown_timeout`).
+    fn stop(mut self, after: After) -> Result<Vec<Listener>, ()> {
+        let stopped = self.stop_workers();
+        if after == After::Exit {
+            cleanup(&self.config, &self.listeners);
+        }
+        stopped.map(|()| self.listeners)
+    }
+
+    fn kill(mut self) {
+        self.kill_all(libc::SIGKILL);
+        while !self.workers.is_empty() {
+            self.reap();
+            supervisor::wait_signal(self.signals);
+        }
+        cleanup(&self.config, &self.listeners);
+    }
+}
+
+impl Master<'_> {
     /// After a phased reload: says which changed settings it cannot apply
     /// (new workers inherit the master's listeners and control socket), so
     /// a changed `bind` is never silently ignored.
@@ -428,106 +434,10 @@ impl<'a> Master<'a> {
         }
     }
 
-    /// Serves the control app's ready connections; the commands asked.
-    fn control_commands(&mut self) -> Vec<ControlCommand> {
-        let Some(mut c) = self.control.take() else {
-            return Vec::new();
-        };
-        let cmds = c.handle_ready(&|| self.stats_json());
-        self.control = Some(c);
-        cmds
-    }
-
-    /// The control app's `/stats`: Puma's cluster fields (cluster.rb
-    /// `stats`), then catamount's own. Workers being retired are left
-    /// out: they no longer accept connections.
-    fn stats_json(&self) -> String {
-        let now = Instant::now();
-        let listed: Vec<&Worker> = self
-            .workers
-            .iter()
-            .filter(|w| !matches!(w.state, State::Retiring(_) | State::Killed))
-            .collect();
-        let status: Vec<String> = listed
-            .iter()
-            .map(|w| {
-                let booted = w.state == State::Running;
-                // As Puma: `{}` until the first check-in, which for a
-                // catamount worker is the one that says it booted.
-                let last_status = if booted {
-                    format!("{{{}}}", w.stats.pool().puma_members())
-                } else {
-                    "{}".to_string()
-                };
-                format!(
-                    r#"{{"started_at":"{}","pid":{},"index":{},"phase":{},"booted":{},"last_checkin":"{}","last_status":{},"last_checkin_secs_ago":{},"busy":{},"max_threads":{},"queued":{},"requests":{}}}"#,
-                    date::iso8601(w.spawned_at),
-                    w.pid,
-                    w.index,
-                    w.phase,
-                    booted,
-                    date::iso8601(w.last_checkin_at),
-                    last_status,
-                    now.duration_since(w.last_checkin).as_secs(),
-                    w.stats.busy,
-                    w.stats.max,
-                    w.stats.queued,
-                    w.stats.requests
-                )
-            })
-            .collect();
-        let booted = listed.iter().filter(|w| w.state == State::Running).count();
-        let old = listed.iter().filter(|w| w.phase != self.phase).count();
-        let requests: u64 = self.workers.iter().map(|w| w.stats.requests).sum();
-        format!(
-            r#"{{"started_at":"{}","workers":{},"phase":{},"booted_workers":{booted},"old_workers":{old},"worker_status":[{}],"mode":"cluster","requests":{requests}}}"#,
-            date::iso8601(self.started_at),
-            listed.len(),
-            self.phase,
-            status.join(",")
-        )
-    }
-
-    fn start_phased_restart(&mut self) {
-        // New workers get freshly read certificates (rotation without a
-        // hot restart); check_reload has just proved they load.
-        for l in &mut self.listeners {
-            if let Some(tls) = &mut l.tls {
-                match Tls::load(&tls.options) {
-                    Ok(fresh) => *tls = fresh,
-                    Err(e) => log::warn(&format!("! {}: keeping the old certificate: {e}", l.url)),
-                }
-            }
-        }
-        self.phase += 1;
-        self.log.say(&format!(
-            "- Starting phased worker restart, phase: {}",
-            self.phase
-        ));
-        self.phased_running = true;
-        self.replace_queue.clear();
-        self.replace_queue.extend(0..self.config.workers);
-    }
-
-    /// TTIN/TTOU: one worker more or less (never below 1).
-    fn resize(&mut self, n: usize) {
-        if n == self.config.workers {
-            return;
-        }
-        self.resized = Some(n);
-        self.log.say(&format!("- Worker count now {n}"));
-        self.config.workers = n;
-        if self.failures.len() < n {
-            self.failures.resize(n, (0, None));
-        }
-        let retire: Vec<libc::pid_t> = self
-            .workers
-            .iter()
-            .filter(|w| w.index >= n)
-            .map(|w| w.pid)
-            .collect();
-        for pid in retire {
-            self.retire(pid);
+    /// Retires the workers at index `n` and above.
+    fn retire_above(&mut self, n: usize) {
+        for w in self.workers.iter_mut().filter(|w| w.index >= n) {
+            w.retire();
         }
     }
 
@@ -539,41 +449,31 @@ impl<'a> Master<'a> {
         })
     }
 
-    fn healthy(&self, now: Instant) -> bool {
-        let window = checkin_interval(&self.config) * 2;
-        self.workers
-            .iter()
-            .any(|w| w.state == State::Running && now.duration_since(w.last_checkin) <= window)
-    }
-
     /// Spawns a worker for every index that has none (respecting backoff).
-    fn spawn_missing(&mut self) {
+    fn spawn_missing(&mut self, master: &mut MasterOnly<'_>) {
         let now = Instant::now();
         for i in 0..self.config.workers {
-            let filled = self
-                .workers
-                .iter()
-                .any(|w| w.index == i && !matches!(w.state, State::Retiring(_) | State::Killed));
+            let filled = self.workers.iter().any(|w| w.index == i && w.active());
             let waiting = self
                 .failures
                 .get(i)
                 .and_then(|f| f.1)
                 .is_some_and(|t| t > now);
             if !filled && !waiting {
-                self.spawn(i);
+                self.spawn(i, master);
             }
         }
     }
 
-    fn spawn(&mut self, index: usize) -> Option<libc::pid_t> {
+    fn spawn(&mut self, index: usize, master_only: &mut MasterOnly<'_>) -> Option<libc::pid_t> {
         // Taken here, not with getppid in the child: a master that died
         // before the child looks would leave it with init as its parent.
         let master = std::process::id() as libc::pid_t;
         match sys::fork() {
             Ok(Forked::Child) => {
                 // The control app is the master's: close the worker's
-                // copies of its sockets (dropping never unlinks the file).
-                drop(self.control.take());
+                // copies of its sockets.
+                master_only.close();
                 // The child owns copies of everything; take what the worker needs.
                 let listeners = std::mem::take(&mut self.listeners);
                 let handler = self
@@ -599,7 +499,7 @@ impl<'a> Master<'a> {
                     spawned: now,
                     state: State::Booting,
                     last_checkin: now,
-                    stats: WorkerStats::default(),
+                    stats: PoolStats::default(),
                     spawned_at: at,
                     last_checkin_at: at,
                 });
@@ -630,7 +530,7 @@ impl<'a> Master<'a> {
 
     /// Moves phased restarts and recycling forward: one replacement at a
     /// time; the old worker stops only once its replacement has booted.
-    fn advance_replacements(&mut self) {
+    fn advance_replacements(&mut self, master: &mut MasterOnly<'_>) {
         if let Some((index, new_pid)) = self.replacing {
             let Some(new) = self.workers.iter().find(|w| w.pid == new_pid) else {
                 // The new worker died while booting: try again later.
@@ -641,18 +541,12 @@ impl<'a> Master<'a> {
             if new.state != State::Running {
                 return;
             }
-            let old: Vec<libc::pid_t> = self
+            for w in self
                 .workers
-                .iter()
-                .filter(|w| {
-                    w.index == index
-                        && w.pid != new_pid
-                        && !matches!(w.state, State::Retiring(_) | State::Killed)
-                })
-                .map(|w| w.pid)
-                .collect();
-            for pid in old {
-                self.retire(pid);
+                .iter_mut()
+                .filter(|w| w.index == index && w.pid != new_pid)
+            {
+                w.retire();
             }
             self.replacing = None;
         }
@@ -664,26 +558,17 @@ impl<'a> Master<'a> {
             let Some(index) = self.replace_queue.pop_front() else {
                 if self.phased_running {
                     self.phased_running = false;
+                    self.phased_done = true;
                     self.log
                         .say(&format!("- Phased restart complete, phase: {}", self.phase));
-                    self.notifier.ready(&self.status_line());
                 }
                 return;
             };
             if index >= self.config.workers {
                 continue;
             }
-            if let Some(pid) = self.spawn(index) {
+            if let Some(pid) = self.spawn(index, master) {
                 self.replacing = Some((index, pid));
-            }
-        }
-    }
-
-    fn retire(&mut self, pid: libc::pid_t) {
-        if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
-            if !matches!(w.state, State::Retiring(_) | State::Killed) {
-                w.state = State::Retiring(Instant::now());
-                let _ = sys::kill(pid, libc::SIGTERM);
             }
         }
     }
@@ -789,110 +674,34 @@ impl<'a> Master<'a> {
         }
     }
 
+    /// Kills the workers that are overdue; a hung worker is replaced now.
     fn check_timeouts(&mut self) {
         let now = Instant::now();
-        let mut kill = Vec::new();
-        for w in &self.workers {
-            match w.state {
-                State::Booting
-                    if now.duration_since(w.spawned) > self.config.worker_boot_timeout =>
-                {
-                    log::warn(&format!(
-                        "! Terminating timed out worker (Worker {} failed to boot within {}s): {}",
-                        w.index,
-                        self.config.worker_boot_timeout.as_secs_f64(),
-                        w.pid
-                    ));
-                    kill.push(w.pid);
-                }
-                State::Running
-                    if now.duration_since(w.last_checkin) > self.config.worker_timeout =>
-                {
-                    log::warn(&format!(
-                        "! Terminating timed out worker (Worker {} failed to check in within {}s): {}",
-                        w.index,
-                        self.config.worker_timeout.as_secs_f64(),
-                        w.pid
-                    ));
-                    kill.push(w.pid);
-                }
-                State::Retiring(since)
-                    if now.duration_since(since) > self.config.shutdown_timeout =>
-                {
-                    log::warn(&format!(
-                        "! Worker {} (PID: {}) did not stop within {}s; killing it",
-                        w.index,
-                        w.pid,
-                        self.config.shutdown_timeout.as_secs_f64()
-                    ));
-                    kill.push(w.pid);
-                }
-                _ => {}
+        for w in &mut self.workers {
+            if let Some(why) = w.overdue(now, &self.config) {
+                log::warn(&why);
+                w.kill();
             }
         }
-        for pid in kill {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            // A hung worker is replaced now; the reaper removes the body.
-            if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
-                w.state = State::Killed;
-            }
-        }
-    }
-
-    /// `catamount 0.1.0: cluster 2/2 workers, 3/10 threads busy, 0 queued, 1523 requests, phase 0`.
-    fn status_line(&self) -> String {
-        let running: Vec<&Worker> = self
-            .workers
-            .iter()
-            .filter(|w| w.state == State::Running)
-            .collect();
-        let sum = |f: fn(&WorkerStats) -> u64| running.iter().map(|w| f(&w.stats)).sum::<u64>();
-        let mut s = format!(
-            "catamount {VERSION}: cluster {}/{} workers, {}/{} threads busy, {} queued, {} requests, phase {}",
-            running.len(),
-            self.config.workers,
-            sum(|s| s.busy),
-            sum(|s| s.max),
-            sum(|s| s.queued),
-            sum(|s| s.requests),
-            self.phase
-        );
-        let backing_off: Vec<String> = self
-            .failures
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.1.is_some_and(|t| t > Instant::now()))
-            .map(|(i, f)| format!("worker {i} failed to boot {}x", f.0))
-            .collect();
-        if !backing_off.is_empty() {
-            s.push_str(&format!(", backing off: {}", backing_off.join(", ")));
-        }
-        if self.recycled > 0 {
-            s.push_str(&format!(", {} recycled", self.recycled));
-        }
-        server::with_refusal(s, self.refused.as_deref())
     }
 
     /// TERM to every worker, then wait for them (KILL after
     /// `shutdown_timeout`). `Err` when a second TERM/INT came.
     fn stop_workers(&mut self) -> Result<(), ()> {
-        let pids: Vec<libc::pid_t> = self.workers.iter().map(|w| w.pid).collect();
-        for pid in pids {
-            self.retire(pid);
+        for w in &mut self.workers {
+            w.retire();
         }
-        let deadline = Instant::now() + self.config.shutdown_timeout;
-        let mut extended = Instant::now();
+        let mut deadline = StopDeadline::new(self.config.shutdown_timeout);
         while !self.workers.is_empty() {
             self.reap();
             if self.workers.is_empty() {
                 break;
             }
-            if server::second_signal(self.signals) {
+            if supervisor::second_signal(self.signals) {
                 self.kill_all(libc::SIGKILL);
                 return Err(());
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if deadline.passed() {
                 log::warn(&format!(
                     "! Workers still running after {}s; killing them",
                     self.config.shutdown_timeout.as_secs_f64()
@@ -900,40 +709,14 @@ impl<'a> Master<'a> {
                 self.kill_all(libc::SIGKILL);
                 while !self.workers.is_empty() {
                     self.reap();
-                    server::wait_signal(self.signals);
+                    supervisor::wait_signal(self.signals);
                 }
                 break;
             }
-            if now >= extended {
-                self.notifier
-                    .extend_timeout(deadline.saturating_duration_since(now) + STATUS_INTERVAL * 5);
-                extended = now + STATUS_INTERVAL;
-            }
-            server::wait_signal(self.signals);
+            deadline.extend(self.notifier);
+            supervisor::wait_signal(self.signals);
         }
         Ok(())
-    }
-
-    fn stop(mut self) -> i32 {
-        self.notifier
-            .stopping("stopping: workers finishing requests in flight");
-        self.log
-            .say("- Gracefully stopping, waiting for requests to finish");
-        let result = self.stop_workers();
-        if let Some(c) = &self.control {
-            c.remove_socket_file();
-        }
-        server::cleanup(&self.config, &self.listeners);
-        match result {
-            Ok(()) => {
-                self.log.say("- Goodbye!");
-                0
-            }
-            Err(()) => {
-                log::error("! Second signal: exiting at once");
-                1
-            }
-        }
     }
 
     fn kill_all(&mut self, sig: libc::c_int) {
@@ -948,20 +731,28 @@ impl<'a> Master<'a> {
 /// so atomic).
 struct Report {
     pid: libc::pid_t,
-    stats: WorkerStats,
+    stats: PoolStats,
 }
 
 impl Report {
+    fn line(pid: u32, stats: &PoolStats) -> String {
+        format!(
+            "{pid} {} {} {} {} {}\n",
+            stats.busy, stats.max_threads, stats.backlog, stats.requests, stats.running
+        )
+    }
+
     fn parse(line: &str) -> Option<Report> {
         let mut it = line.split_whitespace();
         let pid = it.next()?.parse().ok()?;
         let mut n = || it.next()?.parse::<u64>().ok();
-        let stats = WorkerStats {
-            busy: n()?,
-            max: n()?,
-            queued: n()?,
-            requests: n()?,
-            running: n()?,
+        let (busy, max_threads, backlog, requests, running) = (n()?, n()?, n()?, n()?, n()?);
+        let stats = PoolStats {
+            backlog,
+            running,
+            busy,
+            max_threads,
+            requests,
         };
         Some(Report { pid, stats })
     }
@@ -972,10 +763,6 @@ impl Report {
 fn recycle_limit(max: u64, index: usize) -> u64 {
     max + (index as u64 * 7919) % (max / MAX_REQUESTS_JITTER_DIV).max(1)
 }
-
-/// While `max_requests` is set, a worker looks at its count this often
-/// and reports as soon as it crosses its limit.
-const RECYCLE_CHECK: Duration = Duration::from_millis(100);
 
 /// How often workers check in: [`CHECKIN_INTERVAL`], or more often when
 /// `worker_timeout` is short, so a healthy worker is never taken for a
@@ -991,8 +778,6 @@ fn rss_kib(pid: libc::pid_t) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The worker process: after fork, before any thread. Serves until TERM
-/// (or the master's death), reporting to the master; returns the exit code.
 /// Which worker a forked child is, and of which master.
 struct Origin {
     index: usize,
@@ -1000,6 +785,8 @@ struct Origin {
     master: libc::pid_t,
 }
 
+/// The worker process: after fork, before any thread. Serves until TERM
+/// (or the master's death), reporting to the master; returns the exit code.
 fn worker_main(
     config: &Config,
     origin: Origin,
@@ -1013,7 +800,7 @@ fn worker_main(
     if sys::set_parent_death_signal(libc::SIGTERM).is_err() || sys::parent_pid() != master {
         return 0;
     }
-    let title = server::title(
+    let title = supervisor::title(
         &listeners,
         config.tag.as_deref(),
         Some((index, master as u32)),
@@ -1021,21 +808,10 @@ fn worker_main(
     let _ = sys::set_process_title(&title);
     // Our own self-pipe: the master's is not ours to read. Signals meant
     // for the master (USR1, USR2, HUP, TTIN, TTOU) are read and ignored.
-    let signals = match sys::signal_pipe(&[
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGCHLD,
-    ]) {
+    let signals = match supervisor::signal_pipe() {
         Ok(s) => s,
-        Err(e) => {
-            log::error(&format!(
-                "! worker {index}: cannot install signal handlers: {e}"
-            ));
+        Err(f) => {
+            log::error(&format!("! worker {index}: {}", f.why));
             return 1;
         }
     };
@@ -1054,12 +830,12 @@ fn worker_main(
             return 1;
         }
     }
-    if let Err(e) = server::boot(&*handler) {
+    if let Err(e) = serving::boot(&*handler) {
         log::error(&format!("! worker {index}: {e}"));
         return 1;
     }
     // Threads start here, in the worker only.
-    let serving = match server::start_serving(config, handler, listeners) {
+    let serving = match serving::start_serving(config, handler, listeners) {
         Ok(s) => s,
         Err(e) => {
             log::error(&format!("! worker {index}: {e}"));
@@ -1067,16 +843,8 @@ fn worker_main(
         }
     };
     let pid = std::process::id();
-    let send = |serving: &server::Serving| {
-        let st = serving.engine.stats();
-        let line = format!(
-            "{pid} {} {} {} {} {}\n",
-            st.busy(),
-            config.max_threads,
-            serving.engine.backlog(),
-            st.requests(),
-            st.threads()
-        );
+    let send = |serving: &Serving| {
+        let line = Report::line(pid, &serving.pool_stats(config));
         let _ = sys::write_fd(report, line.as_bytes());
     };
     send(&serving); // booted
@@ -1108,14 +876,47 @@ fn worker_main(
     }
     // Graceful: stop accepting, finish in flight, exit. The master owns
     // the socket files and the pidfile.
-    match server::stop_reactor(config, serving, &signals) {
+    match serving::stop_reactor(config, serving, &signals) {
         Ok((listeners, draining)) => {
             drop(listeners);
-            match server::wait_in_flight(config, draining, &signals, None) {
+            match serving::wait_in_flight(config, draining, &signals, None) {
                 Ok(()) => 0,
                 Err(()) => 1,
             }
         }
         Err(()) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_line_reads_back() {
+        let stats = PoolStats {
+            backlog: 3,
+            running: 4,
+            busy: 2,
+            max_threads: 5,
+            requests: 1523,
+        };
+        let line = Report::line(4321, &stats);
+        assert_eq!(line, "4321 2 5 3 1523 4\n");
+        let r = Report::parse(&line).expect("a line it wrote");
+        assert_eq!((r.pid, r.stats), (4321, stats));
+        assert!(Report::parse("4321 2 5 3\n").is_none());
+    }
+
+    #[test]
+    fn recycle_limits_spread_by_worker() {
+        assert_eq!(recycle_limit(1000, 0), 1000);
+        assert_ne!(recycle_limit(1000, 1), recycle_limit(1000, 2));
+        for i in 0..16 {
+            let l = recycle_limit(1000, i);
+            assert!((1000..1100).contains(&l), "{l}");
+        }
+        // A small max still spreads nothing below it.
+        assert_eq!(recycle_limit(5, 3), 5);
     }
 }

@@ -34,7 +34,10 @@ mod reactor;
 mod response;
 mod serve;
 mod server;
+mod serving;
+mod single;
 pub mod static_files;
+mod supervisor;
 mod sys;
 mod tls;
 

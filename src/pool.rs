@@ -375,7 +375,7 @@ mod tests {
         drop(pool);
         until("the threads to leave", || engine.stats().threads() == 0);
         // A hot restart drops the engine in the main thread once the
-        // threads let go of it (server::release_engine).
+        // threads let go of it (serving::release_engine).
         until("the threads to drop the engine", || {
             Arc::strong_count(&engine) == 1
         });

@@ -2,10 +2,10 @@
 //! `--control-url`, `--control-token` and `--state`, driven by the real
 //! `catamount ctl` client (and by curl, to see the raw HTTP answers).
 //!
-//! The tests marked "needs wiring" exercise the control server inside the
-//! cluster master (fork.rs) and the single-mode main loop (server.rs);
-//! they fail until `ControlServer` is bound in `server::run` and driven by
-//! both loops. The `ctl_*` tests need only the `ctl` hook in main.rs.
+//! The cluster and single-mode tests exercise the control server bound in
+//! `server::run` and driven by the supervisor's loop (supervisor.rs) over
+//! either runner (fork.rs, single.rs). The `ctl_*` tests need only the
+//! `ctl` hook in main.rs.
 
 mod support;
 
@@ -569,7 +569,7 @@ fn start_cluster(dir: &TempDir, docroot: &TempDir) -> (Server, String, String) {
 }
 
 // ---------------------------------------------------------------------
-// Cluster mode (needs wiring: fork.rs main loop + server.rs bind/state)
+// Cluster mode (the supervisor over fork.rs's master)
 // ---------------------------------------------------------------------
 
 /// Needs wiring.
@@ -702,7 +702,7 @@ fn cluster_control_app_refuses_without_the_token() {
 }
 
 // ---------------------------------------------------------------------
-// Single mode (needs wiring: server.rs main loop)
+// Single mode (the supervisor over single.rs)
 // ---------------------------------------------------------------------
 
 /// Needs wiring.
