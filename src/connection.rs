@@ -16,6 +16,7 @@
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -142,8 +143,20 @@ pub enum Progress {
     Ready,
 }
 
+/// Connections this process holds open (made by [`Conn::new`], let go
+/// by its drop): what `idle_timeout` waits to see at zero. One per
+/// process (a worker counts its own), relaxed: it is read to decide
+/// whether the process has been quiet, never to order other memory.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many connections this process holds open now.
+pub fn open_connections() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
 impl Conn {
     pub fn new(fd: OwnedFd, info: ConnInfo, tls: Option<Box<TlsConn>>) -> Conn {
+        OPEN.fetch_add(1, Ordering::Relaxed);
         Conn {
             fd,
             buf: Vec::new(),
@@ -478,6 +491,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
         if let Some(tls) = self.tls.as_mut().filter(|t| !t.is_handshaking()) {
             // Best effort, never waits: tells the peer the end is deliberate
             // (only once a session exists to end).

@@ -603,6 +603,10 @@ pub(crate) struct PoolStats {
     pub(crate) max_threads: u64,
     /// Requests answered since the process started (`requests_count`).
     pub(crate) requests: u64,
+    /// Connections open now (kept alive, waiting for a request, or
+    /// being served); not in `/stats` (Puma has no such member), read by
+    /// `idle_timeout`.
+    pub(crate) connections: u64,
 }
 
 impl PoolStats {
@@ -1732,6 +1736,7 @@ mod tests {
             busy: 2,
             max_threads: 5,
             requests: 9,
+            connections: 0,
         };
         assert_eq!(
             p.puma_members(),

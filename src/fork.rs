@@ -34,6 +34,8 @@ use crate::{Config, Handler};
 
 /// Workers report their stats this often (Puma's interval).
 pub const CHECKIN_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest check-in interval `idle_timeout` asks for.
+const MIN_CHECKIN_INTERVAL: Duration = Duration::from_millis(10);
 /// First delay before respawning a worker that died while booting; it
 /// doubles with each failure in a row.
 pub const RESPAWN_BACKOFF_START: Duration = Duration::from_millis(500);
@@ -240,6 +242,34 @@ impl Runner for Master<'_> {
             .any(|w| w.state == State::Running && now.duration_since(w.last_checkin) <= window)
     }
 
+    /// Quiet: every worker running and, in its last report, with no
+    /// connection open, none served or queued; the stamp is the workers'
+    /// request total (a report arrives every check-in interval, so a
+    /// request served between two reports still moves it).
+    fn quiet(&self) -> Option<u64> {
+        let running: Vec<&Worker> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Running)
+            .collect();
+        if running.len() < self.config.workers {
+            return None;
+        }
+        let mut total = 0;
+        for w in running {
+            let s = &w.stats;
+            if s.connections > 0 || s.busy > 0 || s.backlog > 0 {
+                return None;
+            }
+            total += s.requests;
+        }
+        Some(total)
+    }
+
+    fn listener_fds(&self) -> Vec<RawFd> {
+        self.listeners.iter().map(|l| l.fd.as_raw_fd()).collect()
+    }
+
     /// `cluster 2/2 workers, 3/10 threads busy, 0 queued, 1523 requests, phase 0`.
     fn status(&self) -> String {
         let running: Vec<&Worker> = self
@@ -254,6 +284,7 @@ impl Runner for Master<'_> {
             busy: sum(|s| s.busy),
             max_threads: sum(|s| s.max_threads),
             requests: sum(|s| s.requests),
+            connections: sum(|s| s.connections),
         };
         let mut s = format!(
             "{} {}/{} workers, {}, phase {}",
@@ -727,8 +758,8 @@ impl Master<'_> {
 }
 
 /// A worker's line on the report pipe:
-/// `<pid> <busy> <max> <queued> <requests> <running>\n` (under PIPE_BUF,
-/// so atomic).
+/// `<pid> <busy> <max> <queued> <requests> <running> <connections>\n`
+/// (under PIPE_BUF, so atomic).
 struct Report {
     pid: libc::pid_t,
     stats: PoolStats,
@@ -737,8 +768,13 @@ struct Report {
 impl Report {
     fn line(pid: u32, stats: &PoolStats) -> String {
         format!(
-            "{pid} {} {} {} {} {}\n",
-            stats.busy, stats.max_threads, stats.backlog, stats.requests, stats.running
+            "{pid} {} {} {} {} {} {}\n",
+            stats.busy,
+            stats.max_threads,
+            stats.backlog,
+            stats.requests,
+            stats.running,
+            stats.connections
         )
     }
 
@@ -747,12 +783,14 @@ impl Report {
         let pid = it.next()?.parse().ok()?;
         let mut n = || it.next()?.parse::<u64>().ok();
         let (busy, max_threads, backlog, requests, running) = (n()?, n()?, n()?, n()?, n()?);
+        let connections = n()?;
         let stats = PoolStats {
             backlog,
             running,
             busy,
             max_threads,
             requests,
+            connections,
         };
         Some(Report { pid, stats })
     }
@@ -766,9 +804,15 @@ fn recycle_limit(max: u64, index: usize) -> u64 {
 
 /// How often workers check in: [`CHECKIN_INTERVAL`], or more often when
 /// `worker_timeout` is short, so a healthy worker is never taken for a
-/// hung one.
+/// hung one, and with `idle_timeout` at least four times per timeout (at
+/// most every [`MIN_CHECKIN_INTERVAL`]), so the master's view of open
+/// connections is fresh when it decides the cluster is idle.
 fn checkin_interval(config: &Config) -> Duration {
-    CHECKIN_INTERVAL.min(config.worker_timeout / 3)
+    let mut every = CHECKIN_INTERVAL.min(config.worker_timeout / 3);
+    if let Some(idle) = config.idle_timeout {
+        every = every.min((idle / 4).max(MIN_CHECKIN_INTERVAL));
+    }
+    every
 }
 
 /// VmRSS of `pid` in KiB.
@@ -900,9 +944,10 @@ mod tests {
             busy: 2,
             max_threads: 5,
             requests: 1523,
+            connections: 7,
         };
         let line = Report::line(4321, &stats);
-        assert_eq!(line, "4321 2 5 3 1523 4\n");
+        assert_eq!(line, "4321 2 5 3 1523 4 7\n");
         let r = Report::parse(&line).expect("a line it wrote");
         assert_eq!((r.pid, r.stats), (4321, stats));
         assert!(Report::parse("4321 2 5 3\n").is_none());

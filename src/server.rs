@@ -201,6 +201,21 @@ fn run(
         Ok(l) => l,
         Err(e) => return fail(&e.to_string(), e.errno().unwrap_or(libc::EADDRNOTAVAIL)),
     };
+    // An idle exit is only safe when systemd holds every listener and
+    // starts catamount again on the next connection.
+    if config.idle_timeout.is_some() {
+        if let Some(own) = listeners.iter().find(|l| !l.systemd_owned) {
+            let msg = format!(
+                "idle_timeout needs every listener to come from a systemd socket unit, which \
+                 starts catamount again on the next connection; {} is catamount's own (nobody \
+                 would start it again): serve it from a socket unit (ListenStream=) with \
+                 --bind-to-activated-sockets=only, or drop idle_timeout",
+                own.url
+            );
+            cleanup(config, &listeners);
+            return fail(&msg, libc::EINVAL);
+        }
+    }
     for f in activation::files() {
         log.say(&format!("* Inherited file {} (OpenFile=)", f.name));
     }

@@ -45,6 +45,7 @@ impl Serving {
             busy: stats.busy() as u64,
             max_threads: config.max_threads as u64,
             requests: stats.requests(),
+            connections: crate::connection::open_connections() as u64,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! waits for the pool threads to let go, and hands the listeners to the
 //! exec.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +23,9 @@ pub(crate) struct Single<'a> {
     signals: &'a OwnedFd,
     /// The reactor's heartbeat at the last watchdog check.
     last_beat: u64,
+    /// The listeners' descriptor numbers (the reactor owns them), for
+    /// the idle exit's look at their backlogs.
+    listener_fds: Vec<RawFd>,
 }
 
 impl<'a> Single<'a> {
@@ -34,6 +37,7 @@ impl<'a> Single<'a> {
         listeners: Vec<Listener>,
         process: Process<'a>,
     ) -> Result<Single<'a>, String> {
+        let listener_fds = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
         let serving = serving::start_serving(config, handler, listeners)?;
         let last_beat = serving.engine.stats().heartbeat();
         // Make a healthy reactor turn before the first check, even when
@@ -46,6 +50,7 @@ impl<'a> Single<'a> {
             notifier: process.notifier,
             signals: process.signals,
             last_beat,
+            listener_fds,
         })
     }
 }
@@ -70,6 +75,16 @@ impl Runner for Single<'_> {
         self.last_beat = beat;
         self.serving.engine.nudge_reactor();
         turned
+    }
+
+    /// Quiet: no connection open, none served or queued.
+    fn quiet(&self) -> Option<u64> {
+        let pool = self.serving.pool_stats(self.config);
+        (pool.connections == 0 && pool.busy == 0 && pool.backlog == 0).then_some(pool.requests)
+    }
+
+    fn listener_fds(&self) -> Vec<RawFd> {
+        self.listener_fds.clone()
     }
 
     /// `single, 3/5 threads busy, 0 queued, 1523 requests`.

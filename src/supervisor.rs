@@ -31,6 +31,10 @@ pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a stop looks at what it waits for between signals, and how
 /// long the loop pauses after a failed poll.
 pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Bounds of how often the loop looks whether the server is quiet, with
+/// `idle_timeout` (see [`idle_check`]).
+const IDLE_CHECK_MIN: Duration = Duration::from_millis(10);
+const IDLE_CHECK_MAX: Duration = Duration::from_secs(1);
 /// While a stop makes progress, systemd is asked for the time left before
 /// its deadline plus this margin (`EXTEND_TIMEOUT_USEC`), so a long but
 /// healthy stop is not killed by `TimeoutStopSec=`.
@@ -135,6 +139,14 @@ pub(crate) trait Runner {
     fn status(&self) -> String;
     /// The control app's `/stats` members after `started_at`.
     fn stats(&self) -> String;
+    /// What `idle_timeout` looks at: `None` while a connection is open or
+    /// a request is in flight (cluster: in any worker, or while a worker
+    /// is missing); else a count that moves with every request, so that
+    /// activity between two looks is seen.
+    fn quiet(&self) -> Option<u64>;
+    /// The listening sockets' descriptors, to look for a connection
+    /// waiting in a backlog before an idle exit.
+    fn listener_fds(&self) -> Vec<RawFd>;
     /// A reload passed its checks: `new` is the configuration from now on
     /// (single mode: nothing to do, the exec that follows loads it).
     fn reconfigure(&mut self, _new: Config) {}
@@ -284,6 +296,8 @@ enum Ending {
     Halt,
     Restart,
     Failed,
+    /// Quiet for `idle_timeout`: exit 0 for systemd to start again.
+    Idle(Duration),
 }
 
 /// The loop and what it keeps between turns.
@@ -377,6 +391,25 @@ impl<'a> Supervisor<'a> {
                     }
                 }
             }
+            Ending::Idle(after) => {
+                let secs = after.as_secs_f64();
+                self.notifier.stopping(&format!(
+                    "stopping: idle for {secs}s (idle_timeout); the next connection starts it again"
+                ));
+                self.log.say(&format!(
+                    "- Idle for {secs}s: exiting (idle_timeout); systemd starts catamount again on the next connection"
+                ));
+                match runner.stop(After::Exit) {
+                    Ok(_) => {
+                        self.log.say("- Goodbye!");
+                        Ended::Exit(0)
+                    }
+                    Err(()) => {
+                        log::error("! Second signal: exiting at once");
+                        Ended::Exit(1)
+                    }
+                }
+            }
             Ending::Restart => {
                 self.log
                     .say(&format!("- Restarting (hot: {})...", R::MODE.restarting()));
@@ -403,6 +436,8 @@ impl<'a> Supervisor<'a> {
         // Pings start with READY=1, which carries the first.
         let mut next_ping = None;
         let mut next_status = Instant::now();
+        // idle_timeout: the quiet stamp last seen and since when.
+        let mut quiet: Option<(u64, Instant)> = None;
         let mut fds = Vec::new();
         let mut ready = Vec::new();
         let mut got = Vec::new();
@@ -446,9 +481,34 @@ impl<'a> Supervisor<'a> {
                 next_status = now + STATUS_INTERVAL;
             }
 
+            let idle_timeout = runner.config().idle_timeout.filter(|_| self.told.ready);
+            let mut idle_wake = None;
+            if let Some(after) = idle_timeout {
+                quiet = match (runner.quiet(), quiet) {
+                    (Some(stamp), Some((seen, since))) if stamp == seen => Some((seen, since)),
+                    (Some(stamp), _) => Some((stamp, now)),
+                    (None, _) => None,
+                };
+                if let Some((_, since)) = quiet {
+                    if now.duration_since(since) >= after {
+                        if !backlog_waiting(&runner.listener_fds()) {
+                            return Ending::Idle(after);
+                        }
+                        // A connection waits: the server takes it; quiet
+                        // again from the next look.
+                        quiet = None;
+                    }
+                }
+                idle_wake = Some(match quiet {
+                    Some((_, since)) => (since + after).min(now + idle_check(after)),
+                    None => now + idle_check(after),
+                });
+            }
+
             fds.clear();
             fds.push(self.signals.as_raw_fd());
             let mut wake_at = runner.wait(&mut fds).map(|d| now + d);
+            wake_at = earliest(wake_at, idle_wake);
             if self.notifier.enabled() {
                 wake_at = earliest(wake_at, Some(next_status));
             }
@@ -693,6 +753,21 @@ pub(crate) fn cleanup(config: &Config, listeners: &[Listener]) {
     }
 }
 
+/// How often the loop looks whether the server is quiet, for an
+/// `idle_timeout` of `after`: a quarter of it, between
+/// [`IDLE_CHECK_MIN`] and [`IDLE_CHECK_MAX`]. An idle exit comes between
+/// `after` and `after` plus this.
+fn idle_check(after: Duration) -> Duration {
+    (after / 4).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX)
+}
+
+/// Whether a connection waits in the backlog of one of `fds` (a
+/// listening socket is readable then). Looks without waiting.
+fn backlog_waiting(fds: &[RawFd]) -> bool {
+    let mut ready = Vec::new();
+    sys::poll_readable(fds, Some(Duration::ZERO), &mut ready).is_ok() && ready.contains(&true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,6 +839,7 @@ mod tests {
             busy: 3,
             max_threads: 5,
             requests: 1523,
+            connections: 0,
         };
         assert_eq!(
             load_words(&pool),

@@ -816,3 +816,116 @@ fn listen_fds_naming_a_descriptor_never_passed_is_refused() {
     // A file on fd 3 is an OpenFile= file, not an error: see
     // tests/inherited_fds.rs.
 }
+
+/// Deadline for an idle exit to be reported and the process to end.
+const IDLE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// idle_timeout without systemd: an activated socket, one request, then
+/// the idle exit with STOPPING=1 and exit 0. (systemd-socket-activate
+/// execs the server, so nothing starts it again here; the real-systemd
+/// scenario `idle_exit_...` does.)
+#[test]
+fn idle_timeout_exits_0_with_stopping_once_the_last_connection_is_gone() {
+    if !have_socket_activate() {
+        return;
+    }
+    let dir = TempDir::new("idle-notify");
+    let path = dir.path().join("notify.sock");
+    let mut systemd = NotifyListener::at_path(&path);
+    let port = free_port();
+    let docroot = TempDir::docroot();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let mut cmd = Command::new("systemd-socket-activate");
+    // systemd-socket-activate passes only the variables -E names.
+    cmd.args(["-l", &format!("127.0.0.1:{port}")])
+        .arg(format!("-ENOTIFY_SOCKET={}", path.display()))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_catamount"))
+        .args(["--bind-to-activated-sockets=only", "--idle-timeout", "0.2"])
+        .arg(docroot.path());
+    let mut server = Server::start_command(cmd);
+    let mut client = support::Client::new(conn.join().expect("the connecting thread"));
+    client.get_hello_within(IDLE_DEADLINE, "the first request");
+    // Kept alive: no idle exit while it is open.
+    assert!(systemd
+        .wait_for("STOPPING=1", deadline_in(Duration::from_millis(600)))
+        .is_none());
+    drop(client);
+    let stopping = systemd
+        .wait_for("STOPPING=1", deadline_in(IDLE_DEADLINE))
+        .unwrap_or_else(|| {
+            panic!(
+                "no STOPPING=1 after the idle timeout:\n{}\n{}",
+                server.stdout(),
+                server.stderr()
+            )
+        });
+    assert!(stopping.contains("idle_timeout"), "{stopping}");
+    let status = server.wait_exit(IDLE_DEADLINE).expect("the idle exit");
+    assert!(status.success(), "{status:?}");
+    let out = server.stdout();
+    assert!(
+        out.contains("- Idle for 0.2s: exiting (idle_timeout)"),
+        "{out}"
+    );
+}
+
+/// With a listener of its own nobody would start catamount again: the
+/// start is refused, saying what to do.
+#[test]
+fn idle_timeout_is_refused_with_a_listener_of_its_own() {
+    let docroot = TempDir::docroot();
+    let out = Server::run(&[
+        "--idle-timeout",
+        "1",
+        "-b",
+        "tcp://127.0.0.1:0",
+        docroot.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("idle_timeout needs every listener to come from a systemd socket unit"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("ListenStream="), "{}", out.stderr);
+}
+
+/// Cluster mode counts every worker's connections: with one kept open the
+/// cluster stays; once it closes, the master stops the workers and exits 0.
+#[test]
+fn idle_timeout_in_cluster_mode_waits_for_every_worker() {
+    if !have_socket_activate() {
+        return;
+    }
+    let port = free_port();
+    let docroot = TempDir::docroot();
+    let conn = std::thread::spawn(move || first_connection(port));
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args(["-l", &format!("127.0.0.1:{port}"), "--"])
+        .arg(env!("CARGO_BIN_EXE_catamount"))
+        .args([
+            "--bind-to-activated-sockets=only",
+            "--idle-timeout",
+            "0.3",
+            "--workers=2",
+        ])
+        .arg(docroot.path());
+    let mut server = Server::start_command(cmd);
+    let mut client = support::Client::new(conn.join().expect("the connecting thread"));
+    client.get_hello_within(IDLE_DEADLINE, "the first request");
+    // Open and quiet for three idle timeouts: the cluster stays.
+    assert!(server.wait_exit(Duration::from_millis(900)).is_none());
+    client.get_hello_within(IDLE_DEADLINE, "a request on the kept connection");
+    drop(client);
+    let status = server.wait_exit(IDLE_DEADLINE).expect("the idle exit");
+    assert!(status.success(), "{status:?}\n{}", server.stdout());
+    assert!(
+        server
+            .stdout()
+            .contains("- Idle for 0.3s: exiting (idle_timeout)"),
+        "{}",
+        server.stdout()
+    );
+}

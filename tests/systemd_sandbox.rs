@@ -195,6 +195,7 @@ fn shipped_units_load_cleanly(systemd: Systemd) {
         names,
         [
             "catamount-fdstore.service",
+            "catamount-idle.service",
             "catamount-reload.service",
             "catamount-tls.service",
             "catamount-tls.socket",
@@ -320,6 +321,12 @@ fn shipped_units_load_cleanly(systemd: Systemd) {
         "catamount.service ExecReload: {reload}"
     );
     expect("catamount.service", "CanReload", "yes");
+    // Scale to zero: an idle exit per connection-after-quiet is not a
+    // crash loop.
+    expect("catamount-idle.service", "StartLimitBurst", "20");
+    expect("catamount-idle.service", "StartLimitIntervalUSec", "10s");
+    let start = sb.show("catamount-idle.service", "ExecStart");
+    assert!(start.contains("--idle-timeout 60"), "{start}");
     expect("catamount-reload.service", "RestartPreventExitStatus", "2");
     expect("catamount.service", "RuntimeDirectory", "");
     expect("catamount-fdstore.service", "FileDescriptorStoreMax", "8");

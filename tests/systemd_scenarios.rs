@@ -211,10 +211,27 @@ impl Fixture {
     /// Installs the shipped unit `name` under the name `installed` (as
     /// README says to install catamount-reload.service as catamount.service).
     fn shipped_as(&self, name: &str, installed: &str, config: &Path, bin: &Path) {
+        self.shipped_edited(name, installed, config, bin, &[]);
+    }
+
+    /// [`Fixture::shipped_as`] with each `(from, to)` of `edits` replaced
+    /// in the unit's text first (each must be there).
+    fn shipped_edited(
+        &self,
+        name: &str,
+        installed: &str,
+        config: &Path,
+        bin: &Path,
+        edits: &[(&str, &str)],
+    ) {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("units")
             .join(name);
-        let text = fs::read_to_string(&src).expect("read shipped unit");
+        let mut text = fs::read_to_string(&src).expect("read shipped unit");
+        for (from, to) in edits {
+            assert!(text.contains(from), "{name} has no {from:?}");
+            text = text.replace(from, to);
+        }
         let config = config.to_str().expect("test paths are UTF-8");
         // Other files under /etc/catamount (certificates, tokens) are the
         // fixture's files of the same name.
@@ -1840,6 +1857,132 @@ fn open_file_descriptors_are_files_and_carry_the_tls_key(systemd: Systemd) {
     fx.done(sb);
 }
 
+// ---------------------------------------------------------------------------
+// 16. Scale to zero: catamount-idle.service exits when idle and the socket
+// unit starts it again; sparse traffic loses no request across the exits.
+
+/// The sparse client: `sparse.py TARGETS N MIN_GAP MAX_GAP TIMEOUT`: N
+/// requests, one at a time, each after a random gap, taking TARGETS in
+/// turn; prints `ok=N failed=M p50_ms=A p99_ms=B max_ms=C` and the
+/// failures.
+const SPARSE_CLIENT: &str = r#"
+import random, socket, sys, time
+targets, n = sys.argv[1].split(","), int(sys.argv[2])
+lo, hi, timeout = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+request = b"GET /hello.txt HTTP/1.1\r\nHost: sandbox\r\nConnection: close\r\n\r\n"
+ok, errors, lat = 0, [], []
+for i in range(n):
+    time.sleep(random.uniform(lo, hi))
+    t = targets[i % len(targets)]
+    start = time.monotonic()
+    try:
+        if t.startswith("unix:"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(t[5:])
+        else:
+            host, port = t[4:].rsplit(":", 1)
+            s = socket.create_connection((host, int(port)), timeout=timeout)
+        with s:
+            s.sendall(request)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        if not data.startswith(b"HTTP/1.1 200 "):
+            raise ValueError("unexpected %r" % data[:80])
+        ok += 1
+        lat.append(time.monotonic() - start)
+    except Exception as e:
+        errors.append("%d %s %s: %s" % (i, t, type(e).__name__, e))
+lat.sort()
+q = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
+print("ok=%d failed=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f" % (ok, len(errors), q(0.5), q(0.99), q(1.0)))
+for e in errors[:10]:
+    print(e)
+"#;
+
+/// Requests of the sparse run, and their gaps: every gap is longer than
+/// the test's idle timeout, so many requests reach a service that has
+/// just exited or is exiting.
+const SPARSE_REQUESTS: u32 = 60;
+const SPARSE_GAP: (&str, &str) = ("0.2", "1.0");
+const IDLE_TIMEOUT_TEST: &str = "0.15";
+
+fn idle_exit_scales_to_zero_and_sparse_traffic_loses_nothing(systemd: Systemd) {
+    let fx = Fixture::new("idle");
+    let config = shipped_config(&fx);
+    fx.shipped("catamount.socket", &config);
+    // The shipped unit with a short idle timeout; and a start limit the
+    // test's dense traffic cannot reach (the shipped one is checked in
+    // systemd_sandbox.rs).
+    let idle = format!("--idle-timeout {IDLE_TIMEOUT_TEST}");
+    fx.shipped_edited(
+        "catamount-idle.service",
+        "catamount.service",
+        &config,
+        Path::new(BIN),
+        &[
+            ("--idle-timeout 60", &idle),
+            ("StartLimitBurst=20", "StartLimitBurst=10000"),
+        ],
+    );
+    let Some(sb) = fx.boot(systemd) else { return };
+    let (svc, sock) = ("catamount.service", "catamount.socket");
+    sb.systemctl_ok(&["start", sock]);
+    assert_eq!(sb.show(svc, "ActiveState"), "inactive");
+
+    // The first connection starts it; once idle it exits 0 and is
+    // inactive (not failed); the socket stays listening.
+    assert_serves(&sb, svc, "0.0.0.0:9292", || get_tcp(&sb, 9292));
+    sb.wait_for("the idle exit", STATE_TIMEOUT, || {
+        show_many(&sb, svc, &["ActiveState", "Result"]) == ["inactive", "success"]
+    });
+    let journal = sb.journal(svc);
+    assert!(
+        journal.contains(&format!(
+            "- Idle for {IDLE_TIMEOUT_TEST}s: exiting (idle_timeout)"
+        )),
+        "{journal}"
+    );
+    assert_eq!(sb.show(sock, "ActiveState"), "active");
+    // The next one starts it again.
+    assert_serves(&sb, svc, "0.0.0.0:9292 after the idle exit", || {
+        get_tcp(&sb, 9292)
+    });
+
+    // Sparse traffic: no request lost across the exits and starts.
+    let script = fx.file("sparse.py", SPARSE_CLIENT);
+    let out = sb.run(&[
+        "python3",
+        script.to_str().expect("UTF-8 path"),
+        &format!("{SHIPPED_TCP},{SHIPPED_UNIX}"),
+        &SPARSE_REQUESTS.to_string(),
+        SPARSE_GAP.0,
+        SPARSE_GAP.1,
+        "30",
+    ]);
+    let report = text(&out.stdout);
+    eprintln!("systemd {systemd:?}: sparse traffic with idle exits: {report}");
+    let journal = sb.journal(svc);
+    assert!(
+        out.status.success() && report.starts_with(&format!("ok={SPARSE_REQUESTS} failed=0 ")),
+        "{report}{}\n{journal}",
+        text(&out.stderr)
+    );
+    let exits = journal.matches("- Idle for ").count();
+    eprintln!("systemd {systemd:?}: {exits} idle exits during {SPARSE_REQUESTS} sparse requests");
+    assert!(
+        exits >= 3,
+        "the service never went idle in between: {exits}\n{journal}"
+    );
+    assert_eq!(sb.show(sock, "ActiveState"), "active");
+    assert!(!journal.contains("start-limit"), "{journal}");
+    fx.done(sb);
+}
+
 on_both_systemds!(
     socket_activated_tcp_and_unix_with_notify_status_and_main_pid,
     only_mode_answers_on_the_activated_address_and_not_the_configured_one,
@@ -1852,7 +1995,8 @@ on_both_systemds!(
     a_bad_config_fails_the_start_and_systemd_shows_the_reason,
     a_config_typo_fails_the_restart_once_and_the_socket_keeps_listening,
     a_wrapper_script_must_exec_catamount,
-    credentials_give_a_root_only_key_and_token_to_the_dynamic_user;
+    credentials_give_a_root_only_key_and_token_to_the_dynamic_user,
+    idle_exit_scales_to_zero_and_sparse_traffic_loses_nothing;
     254:
     notify_reload_waits_keeps_the_pid_and_fails_a_refused_reload,
     fd_store_preserve_keeps_the_listeners_across_stop_and_start,

@@ -317,6 +317,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         Some(activated_from_file),
     ),
     switch("fd_store", "--fd-store", "", |l| &mut l.fd_store),
+    secs("idle_timeout", "--idle-timeout", |l| &mut l.idle_timeout),
     // Landlock: on unless turned off; the option only turns it off.
     own(
         "landlock",

@@ -153,6 +153,11 @@ pub struct Config {
     /// Paths an embedder's app needs under Landlock besides catamount's
     /// own (`Server::confine`); empty for the binary.
     pub landlock_extra: ExtraAccess,
+    /// Exit 0 after this long with no connection open and no request in
+    /// flight, for systemd to start catamount again on the next
+    /// connection (Puma's `idle_timeout`). Needs every listener to come
+    /// from a socket unit. Default `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// Worker processes; 0 (the default, [`DEFAULT_WORKERS`]) is single
     /// mode. At most [`MAX_WORKERS`].
     pub workers: usize,
@@ -219,6 +224,7 @@ impl Default for Config {
             fd_store: false,
             landlock: None,
             landlock_extra: ExtraAccess::default(),
+            idle_timeout: None,
             workers: DEFAULT_WORKERS,
             preload: false,
             worker_timeout: DEFAULT_WORKER_TIMEOUT,
@@ -267,6 +273,7 @@ pub struct Overrides {
     pub(super) activated: Option<ActivatedMode>,
     pub(super) fd_store: Option<bool>,
     pub(super) landlock: Option<bool>,
+    pub(super) idle_timeout: Option<Duration>,
     pub(super) workers: Option<usize>,
     pub(super) preload: Option<bool>,
     pub(super) worker_timeout: Option<Duration>,
@@ -389,6 +396,9 @@ impl Overrides {
         set(&mut config.fd_store, self.fd_store);
         if let Some(b) = self.landlock {
             config.landlock = Some(b);
+        }
+        if let Some(d) = self.idle_timeout {
+            config.idle_timeout = Some(d);
         }
         set(&mut config.preload, self.preload);
 
