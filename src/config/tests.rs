@@ -1470,7 +1470,8 @@ fn control_url_on_the_command_line() {
     );
     assert_eq!(
         error(&["--control-url", "ssl://127.0.0.1:1"]),
-        "--control-url \"ssl://127.0.0.1:1\": ssl:// bind needs cert=PATH, a PEM file with the server certificate"
+        "--control-url \"ssl://127.0.0.1:1\": the control app speaks plain HTTP; expected \
+         unix:// or tcp://, not ssl://"
     );
     assert_eq!(
         error(&["--control-url", "auto"]),
