@@ -1081,13 +1081,15 @@ fn resolve_target(a: &CtlArgs) -> Result<(String, Option<String>), (i32, String)
 /// One request over a fresh connection; the status and body.
 fn call(url: &str, token: Option<&str>, command: &str) -> Result<(u16, String), String> {
     let deadline = Instant::now() + CTL_TIMEOUT;
+    // ssl:// by its scheme, before its options are read: neither a missing
+    // cert= nor a build without TLS is the reason.
+    if url.starts_with("ssl://") {
+        return Err("ssl:// is not supported; expected unix:///PATH or tcp://HOST:PORT".into());
+    }
     let spec = BindSpec::parse(url).map_err(|e| match e.strip_prefix("bind ") {
         Some(rest) => format!("control URL {rest}"),
         None => e,
     })?;
-    if spec.tls().is_some() {
-        return Err("ssl:// is not supported; expected unix:///PATH or tcp://HOST:PORT".into());
-    }
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request =
         format!("GET /{command} HTTP/1.1\r\nHost: catamount\r\n{auth}Connection: close\r\n\r\n");
@@ -1627,6 +1629,19 @@ mod tests {
         fs::write(&p2, "not ours").expect("write");
         s2.remove_socket_file();
         assert!(p2.exists());
+    }
+
+    #[test]
+    fn ctl_refuses_ssl_by_its_scheme_in_either_build() {
+        // Before its options are read: a missing cert= or a build without
+        // TLS would otherwise be blamed.
+        for url in ["ssl://127.0.0.1:1", "ssl://127.0.0.1:1?cert=/c&key=/k"] {
+            let e = call(url, None, "stats").expect_err(url);
+            assert_eq!(
+                e, "ssl:// is not supported; expected unix:///PATH or tcp://HOST:PORT",
+                "{url}"
+            );
+        }
     }
 
     #[test]

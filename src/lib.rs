@@ -39,6 +39,13 @@ mod single;
 pub mod static_files;
 mod supervisor;
 mod sys;
+// TLS is the default cargo feature `tls` (issue 15). Without it, tls_off.rs
+// takes the module's place: same names, ssl:// binds refused at parse time.
+// This is the crate's one cfg on the feature (tests aside).
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
 mod tls;
 
 use std::io::{self, Read};
@@ -179,7 +186,8 @@ impl<'a> Request<'a> {
     }
 
     /// The TLS session, for a request that came over `ssl://`; `None` for
-    /// plain HTTP (Rack's `HTTPS` is `tls().is_some()`).
+    /// plain HTTP (Rack's `HTTPS` is `tls().is_some()`), and always in a
+    /// build without the `tls` cargo feature (the API is the same in both).
     ///
     /// ```
     /// use catamount::{Request, Response};

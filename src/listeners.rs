@@ -416,7 +416,7 @@ pub fn open_all(
 #[derive(Clone, Debug)]
 pub struct Tls {
     pub options: TlsOptions,
-    pub config: Arc<rustls::ServerConfig>,
+    pub config: Arc<crate::tls::ServerConfig>,
 }
 
 impl Tls {

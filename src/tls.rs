@@ -40,7 +40,9 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{RootCertStore, ServerConfig, ServerConnection, SupportedProtocolVersion};
+use rustls::{RootCertStore, ServerConnection, SupportedProtocolVersion};
+// Named by listeners.rs; tls_off.rs has a ServerConfig of its own.
+pub use rustls::ServerConfig;
 
 use crate::sys::{self, Interest};
 

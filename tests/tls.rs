@@ -9,6 +9,10 @@
 //! installed` and passes; the activation tests need `systemd-socket-activate`
 //! and the last one a real systemd (`support/sdsandbox.rs`), and say so when
 //! missing.
+//!
+//! Only with the `tls` cargo feature (the default): a build without it
+//! refuses every ssl:// bind (tests/preflight.rs checks how).
+#![cfg(feature = "tls")]
 
 mod support;
 

@@ -76,7 +76,15 @@ pub(super) fn parse_token(s: &str) -> Option<&str> {
 pub(super) fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
     // Name only the schemes a control URL takes, not every bind's.
     match uri.split_once("://") {
-        Some(("tcp" | "unix" | "ssl" | "fd", _)) => {}
+        Some(("tcp" | "unix" | "fd", _)) => {}
+        // Refused by its scheme, before its options are read: neither a
+        // missing cert= nor a build without TLS is the reason.
+        Some(("ssl", _)) => {
+            return Err(
+                "the control app speaks plain HTTP; expected unix:// or tcp://, not ssl://"
+                    .to_string(),
+            )
+        }
         Some((scheme, _)) => {
             return Err(format!(
                 "unknown scheme {scheme:?}; expected tcp:// or unix://"
@@ -93,9 +101,6 @@ pub(super) fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
     })?;
     match &spec {
         BindSpec::Unix { .. } => Ok(spec),
-        BindSpec::Tcp { tls: Some(_), .. } => Err(
-            "the control app speaks plain HTTP; expected unix:// or tcp://, not ssl://".to_string(),
-        ),
         BindSpec::Tcp { host, .. } if is_loopback_host(host) => Ok(spec),
         BindSpec::Tcp { host, .. } => Err(format!(
             "host {host:?} is not a loopback address; expected 127.0.0.1, [::1] or localhost, \
