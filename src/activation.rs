@@ -33,8 +33,10 @@ pub const OWN_NAME_PREFIX: &str = "catamount+";
 pub const FDNAME_MAX: usize = 255;
 /// Largest inherited file [`read_file`] reads (keys and certificates are
 /// a few KiB; a CA bundle a few hundred).
+#[cfg_attr(not(feature = "tls"), allow(dead_code))] // only TLS reads them by name
 pub const INHERITED_FILE_MAX: usize = 1024 * 1024;
 /// The buffer [`read_file`] reads an inherited file through.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))] // only TLS reads them by name
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The environment variables of the protocol; all are removed once read.
@@ -109,6 +111,15 @@ pub struct InheritedFile {
 /// process (a hot restart passes them on).
 static FILES: OnceLock<Vec<InheritedFile>> = OnceLock::new();
 
+/// A `cert=`, `key=` or `ca=` value starting with this names a file
+/// systemd passed open (`OpenFile=PATH:NAME`) instead of a path.
+pub const INHERITED_PREFIX: &str = "fd://";
+
+/// `NAME` for a value `fd://NAME` (see [`INHERITED_PREFIX`]).
+pub fn inherited_name(path: &std::path::Path) -> Option<&str> {
+    path.to_str()?.strip_prefix(INHERITED_PREFIX)
+}
+
 /// The files systemd passed (`OpenFile=`), in LISTEN_FDS order; empty
 /// before [`take_from_env`] or when none was passed.
 pub fn files() -> &'static [InheritedFile] {
@@ -119,6 +130,7 @@ pub fn files() -> &'static [InheritedFile] {
 /// with pread(2), so reading twice, as a certificate reload does, gives
 /// the same bytes and moves no shared offset). At most
 /// [`INHERITED_FILE_MAX`] bytes.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))] // only TLS reads them by name
 pub fn read_file(name: &str) -> io::Result<Vec<u8>> {
     let Some(f) = files().iter().find(|f| f.name == name) else {
         let passed: Vec<&str> = files().iter().map(|f| f.name.as_str()).collect();

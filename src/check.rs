@@ -37,7 +37,6 @@ use crate::activation;
 use crate::listeners::{self, BindSpec};
 use crate::log;
 use crate::sys::{self, Interest};
-use crate::tls;
 use crate::Config;
 
 /// Longest a preflight `--check` may run before the restart is refused
@@ -142,10 +141,7 @@ pub(crate) fn certificates(config: &Config) -> Result<Certificates, String> {
     let mut out = Certificates::default();
     for spec in &config.binds {
         if let Some(o) = spec.tls() {
-            let inherited = [Some(&o.cert), Some(&o.key), o.ca.as_ref()]
-                .into_iter()
-                .flatten()
-                .any(|p| tls::inherited_name(p).is_some());
+            let inherited = o.paths().any(|p| activation::inherited_name(p).is_some());
             if inherited && activation::files().is_empty() {
                 out.deferred += 1;
                 continue;

@@ -42,10 +42,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::activation;
 use crate::config::ActivatedMode;
 use crate::listeners::BindSpec;
 use crate::sys;
-use crate::tls;
 use crate::Config;
 
 // Access rights, from <linux/landlock.h>.
@@ -252,10 +252,9 @@ pub fn rules(config: &Config, role: Role) -> Rules {
     }
     for spec in &config.binds {
         if let Some(t) = spec.tls() {
-            for p in [Some(&t.cert), Some(&t.key), t.ca.as_ref()]
-                .into_iter()
-                .flatten()
-                .filter(|p| tls::inherited_name(p).is_none())
+            for p in t
+                .paths()
+                .filter(|p| activation::inherited_name(p).is_none())
             {
                 r.add_dirs_of(Access::ReadFiles, p);
             }

@@ -48,9 +48,7 @@ use crate::sys::{self, Interest};
 
 /// The one application protocol offered through ALPN.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
-/// A `cert=`, `key=` or `ca=` value starting with this names a file
-/// systemd passed open (`OpenFile=PATH:NAME`) instead of a path.
-pub const INHERITED_PREFIX: &str = "fd://";
+
 /// [`TlsConn::read_plain`] stops pulling records from the socket once it has
 /// returned this much plaintext in one call (it may overshoot by one TLS
 /// record, at most 16 KiB): a fast client cannot keep one call busy forever,
@@ -140,6 +138,14 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
+    /// The files it names: `cert=`, `key=`, and `ca=` when given.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        [Some(&self.cert), Some(&self.key), self.ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+
     /// Builds the options from a bind URI's query parameters, already split
     /// at `&` and `=` and percent-decoded by the caller. Errors name the
     /// parameter and what is expected.
@@ -433,7 +439,7 @@ pub fn load(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
 /// systemd passed open (`OpenFile=PATH:NAME`), so the service needs no
 /// access to the path itself.
 fn read_file(param: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    let read = match inherited_name(path) {
+    let read = match crate::activation::inherited_name(path) {
         Some(name) => crate::activation::read_file(name),
         None => std::fs::read(path),
     };
@@ -442,11 +448,6 @@ fn read_file(param: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// `NAME` for a `cert=`/`key=`/`ca=` value `fd://NAME`.
-pub fn inherited_name(path: &Path) -> Option<&str> {
-    path.to_str()?.strip_prefix(INHERITED_PREFIX)
 }
 
 fn pem_error(param: &'static str, path: &Path, e: pem::Error) -> TlsError {

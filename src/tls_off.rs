@@ -39,6 +39,11 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
+    /// The files it names: none can exist in this build.
+    pub fn paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        std::iter::empty()
+    }
+
     /// Refuses: this build has no TLS (see [`NO_TLS`]).
     pub fn parse_query(_params: &[(&str, &str)]) -> Result<TlsOptions, String> {
         Err(TlsError.to_string())

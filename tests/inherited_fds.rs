@@ -14,6 +14,7 @@
 
 mod support;
 
+#[cfg(feature = "tls")]
 #[path = "support/pki.rs"]
 #[allow(dead_code)] // pki::dated serves tests/tls.rs only
 mod pki;
@@ -22,14 +23,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{deadline_in, example, free_port, get, skip, Client, Server, TempDir, HELLO};
+use support::{example, get, Client, Server, TempDir};
 
 /// Upper bound for one curl run, and for a restart to be ready again.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
-const CLIENT_MAX_SECS: &str = "10";
-/// Cargo's scratch directory, for the certificates.
-const TARGET_TMPDIR: &str = env!("CARGO_TARGET_TMPDIR");
-
 /// `sh -c SETUP; export LISTEN_PID=$$ LISTEN_FDS=N [LISTEN_FDNAMES=...];
 /// exec BIN ARGS...`: the descriptors SETUP opens, passed as systemd
 /// passes them (exec keeps the pid).
@@ -47,17 +44,6 @@ fn passing(setup: &str, n: usize, names: Option<&str>, bin: &Path, args: &[&str]
 
 fn catamount() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_catamount"))
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(tool)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -79,113 +65,6 @@ fn a_file_among_listen_fds_is_kept_as_a_file_not_a_listener() {
     let mut client = Client::connect(server.addr());
     client.get_hello_within(CLIENT_DEADLINE, "served beside an inherited file");
     assert!(server.stop().success());
-}
-
-/// The certificate and key arrive open at fds 3 and 4; their files are
-/// then removed, so every later read (a reload, a hot restart's new image)
-/// can only come from the descriptors.
-#[test]
-fn a_tls_key_and_certificate_passed_open_serve_across_reload_and_hot_restart() {
-    if !have("openssl") || !have("curl") {
-        skip("openssl or curl is not installed (scripts/install-deps installs them)");
-        return;
-    }
-    let dir = TempDir::new_in(Path::new(TARGET_TMPDIR), "fdkey");
-    pki::init(dir.path(), &["ca"]);
-    pki::p256_key(dir.path(), "tls");
-    pki::leaf(dir.path(), "tls", "server_ext", "ca", 4242);
-    let (key, crt, ca) = (dir.join("tls.key"), dir.join("tls.pem"), dir.join("ca.pem"));
-    let docroot = TempDir::docroot();
-    let port = free_port();
-    let bind = format!("ssl://127.0.0.1:{port}?cert=fd://tls-crt&key=fd://tls-key");
-    let setup = format!("exec 3<'{key}' 4<'{crt}'");
-    let mut server = Server::start_command(passing(
-        &setup,
-        2,
-        Some("tls-key:tls-crt"),
-        catamount(),
-        &["-b", &bind, docroot.path().to_str().unwrap()],
-    ));
-    std::fs::remove_file(&key).expect("remove the key's path");
-    std::fs::remove_file(&crt).expect("remove the certificate's path");
-    let get = || {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--noproxy", "*", "--max-time"])
-            .arg(CLIENT_MAX_SECS)
-            .args(["--cacert", &ca])
-            .arg(format!("https://127.0.0.1:{port}/hello.txt"))
-            .output()
-            .expect("run curl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
-    let out = server.stdout();
-    assert!(
-        out.contains("* Inherited file tls-key (OpenFile=)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("* Inherited file tls-crt (OpenFile=)"),
-        "{out}"
-    );
-
-    // A reload reads the certificate and key again, from the descriptors.
-    server.signal("HUP");
-    assert!(
-        server.wait_for_line_count("Use Ctrl-C to stop", 2, deadline_in(CLIENT_DEADLINE)),
-        "no restart after HUP:\n{}\n{}",
-        server.stdout(),
-        server.stderr()
-    );
-    assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
-    // A hot restart passes the files on with the listener.
-    server.signal("USR2");
-    assert!(
-        server.wait_for_line_count("Use Ctrl-C to stop", 3, deadline_in(CLIENT_DEADLINE)),
-        "no hot restart:\n{}\n{}",
-        server.stdout(),
-        server.stderr()
-    );
-    assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
-    assert_eq!(
-        server.stdout().matches("* Inherited file tls-key").count(),
-        3,
-        "{}",
-        server.stdout()
-    );
-    assert!(server.stop().success());
-}
-
-#[test]
-fn a_key_named_but_not_passed_is_refused_with_the_fix() {
-    let docroot = TempDir::docroot();
-    let data = docroot.write("cert.pem", "not used\n");
-    let bind = format!(
-        "ssl://127.0.0.1:{}?cert=fd://tls-crt&key=fd://tls-key",
-        free_port()
-    );
-    let out = Server::run_command(passing(
-        &format!("exec 3<'{data}'"),
-        1,
-        Some("other"),
-        catamount(),
-        &["-b", &bind, docroot.path().to_str().unwrap()],
-    ));
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("no file named \"tls-crt\" was passed to this process (passed: other)"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("OpenFile=PATH:tls-crt"),
-        "{}",
-        out.stderr
-    );
 }
 
 /// bash's /dev/tcp opens a connected TCP socket: what `Accept=yes` passes.
@@ -259,4 +138,133 @@ fn cluster_mode_refuses_to_fork_a_process_with_a_second_thread() {
     };
     assert_eq!(get(server.addr(), "/").status, 200, "single mode");
     assert!(server.stop().success());
+}
+
+/// `key=fd://NAME` and friends: ssl:// binds need the `tls` feature.
+#[cfg(feature = "tls")]
+mod tls_files {
+    use super::*;
+    use support::{deadline_in, free_port, skip, HELLO};
+
+    const CLIENT_MAX_SECS: &str = "10";
+    /// Cargo's scratch directory, for the certificates.
+    const TARGET_TMPDIR: &str = env!("CARGO_TARGET_TMPDIR");
+
+    fn have(tool: &str) -> bool {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            || Command::new(tool)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+    }
+
+    /// The certificate and key arrive open at fds 3 and 4; their files are
+    /// then removed, so every later read (a reload, a hot restart's new image)
+    /// can only come from the descriptors.
+    #[test]
+    fn a_tls_key_and_certificate_passed_open_serve_across_reload_and_hot_restart() {
+        if !have("openssl") || !have("curl") {
+            skip("openssl or curl is not installed (scripts/install-deps installs them)");
+            return;
+        }
+        let dir = TempDir::new_in(Path::new(TARGET_TMPDIR), "fdkey");
+        pki::init(dir.path(), &["ca"]);
+        pki::p256_key(dir.path(), "tls");
+        pki::leaf(dir.path(), "tls", "server_ext", "ca", 4242);
+        let (key, crt, ca) = (dir.join("tls.key"), dir.join("tls.pem"), dir.join("ca.pem"));
+        let docroot = TempDir::docroot();
+        let port = free_port();
+        let bind = format!("ssl://127.0.0.1:{port}?cert=fd://tls-crt&key=fd://tls-key");
+        let setup = format!("exec 3<'{key}' 4<'{crt}'");
+        let mut server = Server::start_command(passing(
+            &setup,
+            2,
+            Some("tls-key:tls-crt"),
+            catamount(),
+            &["-b", &bind, docroot.path().to_str().unwrap()],
+        ));
+        std::fs::remove_file(&key).expect("remove the key's path");
+        std::fs::remove_file(&crt).expect("remove the certificate's path");
+        let get = || {
+            let out = Command::new("curl")
+                .args(["-sS", "--fail", "--noproxy", "*", "--max-time"])
+                .arg(CLIENT_MAX_SECS)
+                .args(["--cacert", &ca])
+                .arg(format!("https://127.0.0.1:{port}/hello.txt"))
+                .output()
+                .expect("run curl");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
+        let out = server.stdout();
+        assert!(
+            out.contains("* Inherited file tls-key (OpenFile=)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("* Inherited file tls-crt (OpenFile=)"),
+            "{out}"
+        );
+
+        // A reload reads the certificate and key again, from the descriptors.
+        server.signal("HUP");
+        assert!(
+            server.wait_for_line_count("Use Ctrl-C to stop", 2, deadline_in(CLIENT_DEADLINE)),
+            "no restart after HUP:\n{}\n{}",
+            server.stdout(),
+            server.stderr()
+        );
+        assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
+        // A hot restart passes the files on with the listener.
+        server.signal("USR2");
+        assert!(
+            server.wait_for_line_count("Use Ctrl-C to stop", 3, deadline_in(CLIENT_DEADLINE)),
+            "no hot restart:\n{}\n{}",
+            server.stdout(),
+            server.stderr()
+        );
+        assert_eq!(get(), (true, HELLO.to_string()), "{}", server.stderr());
+        assert_eq!(
+            server.stdout().matches("* Inherited file tls-key").count(),
+            3,
+            "{}",
+            server.stdout()
+        );
+        assert!(server.stop().success());
+    }
+
+    #[test]
+    fn a_key_named_but_not_passed_is_refused_with_the_fix() {
+        let docroot = TempDir::docroot();
+        let data = docroot.write("cert.pem", "not used\n");
+        let bind = format!(
+            "ssl://127.0.0.1:{}?cert=fd://tls-crt&key=fd://tls-key",
+            free_port()
+        );
+        let out = Server::run_command(passing(
+            &format!("exec 3<'{data}'"),
+            1,
+            Some("other"),
+            catamount(),
+            &["-b", &bind, docroot.path().to_str().unwrap()],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("no file named \"tls-crt\" was passed to this process (passed: other)"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("OpenFile=PATH:tls-crt"),
+            "{}",
+            out.stderr
+        );
+    }
 }
