@@ -19,10 +19,18 @@ mod activation;
 mod check;
 pub mod config;
 mod connection;
+// Public only for the `catamount` binary, whose `catamount ctl ...` runs
+// `control::ctl_main`; nothing in it is meant for embedders, so it is
+// hidden from the documentation and not part of the API.
+#[doc(hidden)]
 pub mod control;
 mod date;
 mod engine;
 mod fork;
+// Public only for the fuzz target (fuzz/fuzz_targets/parse_head.rs), which
+// calls the head parser and the chunked decoder directly; embedders see a
+// parsed request through `Request`, so it is hidden and not part of the API.
+#[doc(hidden)]
 pub mod http;
 mod landlock;
 mod listeners;
