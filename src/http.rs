@@ -43,6 +43,7 @@ pub enum Framing {
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
+    /// The method as sent (a token; case-sensitive).
     pub method: String,
     /// Origin-form (`/path?query`) as sent; an absolute-form target is
     /// reduced to its origin-form (its authority is then the Host field);
@@ -52,6 +53,7 @@ pub struct Head {
     pub minor: u8,
     /// Names as sent, values as raw bytes, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// How the body that follows the head is delimited.
     pub framing: Framing,
     /// HTTP/1.1: true unless `Connection: close`; HTTP/1.0: true only with
     /// `Connection: keep-alive`. (Connection is a comma list, case-insensitive.)
@@ -628,8 +630,11 @@ const MAX_LOGGED_TOKEN: usize = 32;
 /// [`log_escape_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoggedLine<'a> {
+    /// The method, or `-`.
     pub method: &'a [u8],
+    /// The request-target, or `-`.
     pub target: &'a [u8],
+    /// The version as served (`HTTP/1.1`), or `-`.
     pub version: &'a [u8],
 }
 

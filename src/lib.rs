@@ -13,16 +13,48 @@
 //! }
 //! ```
 //!
-//! See ARCHITECTURE.md for how the pieces fit together.
+//! # The library
+//!
+//! - [`Server`] reads the same command line and config file as the
+//!   `catamount` binary ([`Server::from_args`]), or takes a [`Config`]
+//!   ([`Server::new`]), and serves one [`Handler`] until stopped: single
+//!   process or a cluster of forked workers, systemd socket activation,
+//!   readiness and watchdog, TLS, graceful stop and hot restart included.
+//! - A [`Handler`] (any `Fn(&mut Request) -> Response` is one) turns a
+//!   [`Request`] into a [`Response`] on a pool thread; [`Handler::boot`]
+//!   runs once per serving process.
+//! - A [`Response`] carries a status, headers and a [`Body`]: bytes, a
+//!   file range (sent with sendfile(2)) or a stream.
+//! - [`config`] holds [`Config`], its documented defaults and limits, and
+//!   the parsers behind [`Server::from_args`].
+//! - [`static_files::StaticFiles`] is the binary's app, a [`Handler`] an
+//!   app can put behind its own routes.
+//!
+//! Start threads of your own in [`Handler::boot`], never before
+//! [`Server::serve`]: in cluster mode the server forks, and it refuses to
+//! fork a process that already has threads.
+//!
+//! The repository's `examples/` are complete apps (`hello`, `json_api`,
+//! `upload`, `whoami`, `flaky_boot`), run with
+//! `cargo run --example NAME -- -b tcp://127.0.0.1:9292`. ARCHITECTURE.md
+//! there tells how the pieces fit together.
 
 mod activation;
 mod check;
 pub mod config;
 mod connection;
+// Public only for the `catamount` binary, whose `catamount ctl ...` runs
+// `control::ctl_main`; nothing in it is meant for embedders, so it is
+// hidden from the documentation and not part of the API.
+#[doc(hidden)]
 pub mod control;
 mod date;
 mod engine;
 mod fork;
+// Public only for the fuzz target (fuzz/fuzz_targets/parse_head.rs), which
+// calls the head parser and the chunked decoder directly; embedders see a
+// parsed request through `Request`, so it is hidden and not part of the API.
+#[doc(hidden)]
 pub mod http;
 mod landlock;
 mod listeners;
@@ -58,10 +90,46 @@ pub use server::Server;
 ///
 /// Handlers run on pool threads, many at once, so they are `Send + Sync`.
 /// A panic inside `handle` becomes a `500 Internal Server Error` for that
-/// request; the thread and the server go on.
+/// request; the thread and the server go on. Any
+/// `Fn(&mut Request<'_>) -> Response + Send + Sync + 'static` closure is a
+/// handler; a type of the app's own implements the trait to keep state or
+/// to use [`boot`](Self::boot) and [`reconfigure`](Self::reconfigure):
+///
+/// ```no_run
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use catamount::{Handler, Request, Response, Server};
+///
+/// struct Hits(AtomicU64);
+///
+/// impl Handler for Hits {
+///     fn handle(&self, _req: &mut Request<'_>) -> Response {
+///         let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+///         Response::text(200, format!("hit {n} in this process\n"))
+///     }
+/// }
+///
+/// fn main() {
+///     let server = Server::from_args().unwrap_or_else(|e| e.exit());
+///     server.serve(Hits(AtomicU64::new(0)));
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request. The request body, if any, is read through
     /// [`Request::body`]; whatever the handler leaves unread is discarded.
+    ///
+    /// ```
+    /// use catamount::{Handler, Request, Response};
+    ///
+    /// struct NotFound;
+    ///
+    /// impl Handler for NotFound {
+    ///     fn handle(&self, req: &mut Request<'_>) -> Response {
+    ///         Response::text(404, format!("no {}\n", req.path()))
+    ///     }
+    /// }
+    /// # let _ = NotFound;
+    /// ```
     fn handle(&self, req: &mut Request<'_>) -> Response;
 
     /// Called once in each process that serves (every cluster worker
@@ -70,6 +138,31 @@ pub trait Handler: Send + Sync + 'static {
     /// connections (Puma's `on_worker_boot`). An `Err` makes that process
     /// exit; in cluster mode the master retries it with an exponential
     /// backoff instead of a crash loop.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    ///
+    /// use catamount::{Handler, Request, Response};
+    ///
+    /// struct App {
+    ///     // Opened in each process, after the fork.
+    ///     motd: OnceLock<String>,
+    /// }
+    ///
+    /// impl Handler for App {
+    ///     fn boot(&self) -> Result<(), String> {
+    ///         let text = std::fs::read_to_string("motd.txt")
+    ///             .map_err(|e| format!("motd.txt: {e}"))?;
+    ///         let _ = self.motd.set(text);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn handle(&self, _req: &mut Request<'_>) -> Response {
+    ///         Response::text(200, self.motd.get().cloned().unwrap_or_default())
+    ///     }
+    /// }
+    /// # let _ = App { motd: OnceLock::new() };
+    /// ```
     fn boot(&self) -> Result<(), String> {
         Ok(())
     }
@@ -78,6 +171,28 @@ pub trait Handler: Send + Sync + 'static {
     /// re-read the configuration, before the new workers are forked, so
     /// they serve with the new settings. (A hot restart starts a new
     /// process, which reads everything afresh.)
+    ///
+    /// ```
+    /// use catamount::{Config, Handler, Request, Response};
+    ///
+    /// struct Banner {
+    ///     environment: String,
+    /// }
+    ///
+    /// impl Handler for Banner {
+    ///     fn handle(&self, _req: &mut Request<'_>) -> Response {
+    ///         Response::text(200, format!("{}\n", self.environment))
+    ///     }
+    ///
+    ///     fn reconfigure(&mut self, config: &Config) {
+    ///         self.environment = config.environment.clone();
+    ///     }
+    /// }
+    ///
+    /// let mut app = Banner { environment: String::new() };
+    /// app.reconfigure(&Config::default());
+    /// assert_eq!(app.environment, "production");
+    /// ```
     fn reconfigure(&mut self, config: &Config) {
         let _ = config;
     }
@@ -101,6 +216,25 @@ where
 /// ([`listener`](Self::listener)) and the TLS session
 /// ([`tls`](Self::tls)). All are borrowed from the connection: nothing is
 /// allocated for a request that does not ask.
+///
+/// A handler gets it as `&mut Request<'_>` (the body is read through it);
+/// the engine makes it, an app never does.
+///
+/// ```
+/// use catamount::{Request, Response};
+///
+/// fn route(req: &mut Request<'_>) -> Response {
+///     match (req.method(), req.path()) {
+///         ("GET", "/") => Response::text(200, "home\n"),
+///         ("POST", "/echo") => match req.read_body() {
+///             Ok(body) => Response::text(200, String::from_utf8_lossy(&body)),
+///             Err(e) => Response::text(400, format!("{e}\n")),
+///         },
+///         _ => Response::text(404, "not found\n"),
+///     }
+/// }
+/// # let _ = route;
+/// ```
 pub struct Request<'a> {
     head: &'a http::Head,
     body: &'a mut dyn Source,
@@ -205,7 +339,19 @@ impl<'a> Request<'a> {
         Some(TlsInfo { tls })
     }
 
-    /// The method, e.g. `GET`.
+    /// The method, e.g. `GET`, as sent (methods are case-sensitive).
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn read_only(req: &mut Request<'_>) -> Response {
+    ///     match req.method() {
+    ///         "GET" | "HEAD" => Response::text(200, "ok\n"),
+    ///         _ => Response::new(405).header("Allow", "GET, HEAD"),
+    ///     }
+    /// }
+    /// # let _ = read_only;
+    /// ```
     pub fn method(&self) -> &str {
         &self.head.method
     }
@@ -214,29 +360,87 @@ impl<'a> Request<'a> {
     /// target (`http://host:port/a?x=1`) arrives here in origin-form
     /// (`/a?x=1`, `/` for an empty path), and its authority is then the
     /// `Host` header (RFC 9112 §3.2.2). `*` only comes with OPTIONS.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn echo_target(req: &mut Request<'_>) -> Response {
+    ///     Response::text(200, format!("{}\n", req.target()))
+    /// }
+    /// # let _ = echo_target;
+    /// ```
     pub fn target(&self) -> &str {
         &self.head.target
     }
 
-    /// The target without its query string (still percent-encoded).
+    /// The target without its query string (still percent-encoded: `/a%20b`
+    /// for `/a%20b?x=1`).
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn health(req: &mut Request<'_>) -> Response {
+    ///     if req.path() == "/healthz" {
+    ///         return Response::text(200, "ok\n");
+    ///     }
+    ///     Response::text(404, "not found\n")
+    /// }
+    /// # let _ = health;
+    /// ```
     pub fn path(&self) -> &str {
         let t = &self.head.target;
         t.split_once('?').map_or(t.as_str(), |(p, _)| p)
     }
 
-    /// The query string after `?`, if any.
+    /// The query string after `?`, if any (`Some("")` for a bare `?`),
+    /// still percent-encoded.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn page(req: &mut Request<'_>) -> Response {
+    ///     let page = req
+    ///         .query()
+    ///         .into_iter()
+    ///         .flat_map(|q| q.split('&'))
+    ///         .find_map(|kv| kv.strip_prefix("page="))
+    ///         .unwrap_or("1");
+    ///     Response::text(200, format!("page {page}\n"))
+    /// }
+    /// # let _ = page;
+    /// ```
     pub fn query(&self) -> Option<&str> {
         self.head.target.split_once('?').map(|(_, q)| q)
     }
 
     /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1 (and for
     /// HTTP/1.2 to 1.9, which are served as 1.1).
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn version(req: &mut Request<'_>) -> Response {
+    ///     Response::text(200, format!("HTTP/1.{}\n", req.http_minor()))
+    /// }
+    /// # let _ = version;
+    /// ```
     pub fn http_minor(&self) -> u8 {
         self.head.minor
     }
 
     /// The first header named `name` (case-insensitive) whose value is
-    /// UTF-8.
+    /// UTF-8. Use [`headers`](Self::headers) for repeated fields and raw
+    /// bytes.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn agent(req: &mut Request<'_>) -> Response {
+    ///     let ua = req.header("user-agent").unwrap_or("unknown");
+    ///     Response::text(200, format!("you use {ua}\n"))
+    /// }
+    /// # let _ = agent;
+    /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head
             .headers
@@ -245,7 +449,21 @@ impl<'a> Request<'a> {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
-    /// Every header in the order received, values as raw bytes.
+    /// Every header in the order received: names as sent, values as raw
+    /// bytes.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn cookies(req: &mut Request<'_>) -> Response {
+    ///     let n = req
+    ///         .headers()
+    ///         .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+    ///         .count();
+    ///     Response::text(200, format!("{n} cookie fields\n"))
+    /// }
+    /// # let _ = cookies;
+    /// ```
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.head
             .headers
@@ -254,12 +472,47 @@ impl<'a> Request<'a> {
     }
 
     /// The request body (already de-chunked). Reads return 0 at its end.
+    /// A body of up to 64 KiB is already buffered when the handler runs;
+    /// a larger one is read as it arrives, under `body_timeout` (an error
+    /// then, and the engine answers it).
+    ///
+    /// ```
+    /// use std::io::Read;
+    ///
+    /// use catamount::{Request, Response};
+    ///
+    /// fn count_bytes(req: &mut Request<'_>) -> Response {
+    ///     let mut total = 0u64;
+    ///     let mut buf = [0u8; 8192];
+    ///     loop {
+    ///         match req.body().read(&mut buf) {
+    ///             Ok(0) => break,
+    ///             Ok(n) => total += n as u64,
+    ///             Err(e) => return Response::text(400, format!("{e}\n")),
+    ///         }
+    ///     }
+    ///     Response::text(200, format!("{total} bytes\n"))
+    /// }
+    /// # let _ = count_bytes;
+    /// ```
     pub fn body(&mut self) -> &mut dyn Read {
         self.body.as_read()
     }
 
     /// Reads the whole body into memory. The engine has already refused
-    /// bodies over `max_body` with 413.
+    /// bodies over `max_body` ([`Config::max_body`]) with 413.
+    ///
+    /// ```
+    /// use catamount::{Request, Response};
+    ///
+    /// fn upper(req: &mut Request<'_>) -> Response {
+    ///     match req.read_body() {
+    ///         Ok(body) => Response::text(200, String::from_utf8_lossy(&body).to_uppercase()),
+    ///         Err(e) => Response::text(400, format!("{e}\n")),
+    ///     }
+    /// }
+    /// # let _ = upper;
+    /// ```
     pub fn read_body(&mut self) -> io::Result<Vec<u8>> {
         let mut v = Vec::new();
         self.body.read_to_end(&mut v)?;
@@ -354,7 +607,19 @@ impl<'a> TlsInfo<'a> {
 /// The engine owns the framing headers: `Content-Length`,
 /// `Transfer-Encoding`, `Connection`, `Date` and `Server` are written by
 /// catamount from the [`Body`] and the connection state; a handler's own
-/// values for them are dropped.
+/// values for them are dropped. The body is not sent in answer to `HEAD`,
+/// nor with a 1xx, 204 or 304 status.
+///
+/// ```
+/// use catamount::{Body, Response};
+///
+/// let resp = Response::new(201)
+///     .header("Location", "/items/7")
+///     .body(Body::Bytes(b"{\"id\":7}".to_vec()));
+/// assert_eq!(resp.status, 201);
+/// assert_eq!(resp.headers, [("Location".to_string(), "/items/7".to_string())]);
+/// assert!(matches!(resp.body, Body::Bytes(ref b) if b.len() == 8));
+/// ```
 pub struct Response {
     /// The status code, e.g. 200.
     pub status: u16,
@@ -365,6 +630,28 @@ pub struct Response {
 }
 
 /// A response body.
+///
+/// ```
+/// use std::fs::File;
+/// use std::io::{self, Read};
+/// use std::sync::Arc;
+///
+/// use catamount::{Body, Response};
+///
+/// fn download(path: &str) -> io::Result<Response> {
+///     let file = File::open(path)?;
+///     let len = file.metadata()?.len();
+///     let body = Body::File { file: Arc::new(file), offset: 0, len };
+///     Ok(Response::new(200)
+///         .header("Content-Type", "application/octet-stream")
+///         .body(body))
+/// }
+///
+/// // A body whose length is not known in advance: sent chunked.
+/// let zeros = Body::Stream(Box::new(io::repeat(0).take(1 << 20)));
+/// let resp = Response::new(200).body(zeros);
+/// # let _ = (download, resp);
+/// ```
 pub enum Body {
     /// No body (`Content-Length: 0` where a length is allowed).
     Empty,
@@ -387,6 +674,15 @@ pub enum Body {
 
 impl Response {
     /// A response with no headers and an empty body.
+    ///
+    /// ```
+    /// use catamount::{Body, Response};
+    ///
+    /// let resp = Response::new(204);
+    /// assert_eq!(resp.status, 204);
+    /// assert!(resp.headers.is_empty());
+    /// assert!(matches!(resp.body, Body::Empty));
+    /// ```
     pub fn new(status: u16) -> Self {
         Response {
             status,
@@ -396,19 +692,50 @@ impl Response {
     }
 
     /// A `text/plain; charset=utf-8` response.
+    ///
+    /// ```
+    /// use catamount::{Body, Response};
+    ///
+    /// let resp = Response::text(404, "no such page\n");
+    /// assert_eq!(resp.status, 404);
+    /// assert_eq!(resp.headers[0].1, "text/plain; charset=utf-8");
+    /// assert!(matches!(resp.body, Body::Bytes(ref b) if b == b"no such page\n"));
+    /// ```
     pub fn text(status: u16, text: impl Into<String>) -> Self {
         Response::new(status)
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(Body::Bytes(text.into().into_bytes()))
     }
 
-    /// Adds a header.
+    /// Adds a header, after those already there (a name may repeat, as
+    /// `Set-Cookie` does). Framing headers are the engine's (see
+    /// [`Response`]).
+    ///
+    /// ```
+    /// use catamount::Response;
+    ///
+    /// let resp = Response::text(200, "hi\n")
+    ///     .header("Cache-Control", "no-store")
+    ///     .header("Set-Cookie", "a=1")
+    ///     .header("Set-Cookie", "b=2");
+    /// let cookies = resp.headers.iter().filter(|(n, _)| n == "Set-Cookie").count();
+    /// assert_eq!(cookies, 2);
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Replaces the body.
+    ///
+    /// ```
+    /// use catamount::{Body, Response};
+    ///
+    /// let resp = Response::new(200)
+    ///     .header("Content-Type", "application/json")
+    ///     .body(Body::Bytes(br#"{"ok":true}"#.to_vec()));
+    /// assert!(matches!(resp.body, Body::Bytes(ref b) if b.starts_with(b"{")));
+    /// ```
     pub fn body(mut self, body: Body) -> Self {
         self.body = body;
         self

@@ -29,6 +29,20 @@ use crate::sys;
 use crate::{Config, Handler};
 
 /// A configured server, ready to serve a [`Handler`].
+///
+/// Make it first thing in `main` (it adopts the sockets systemd passed),
+/// optionally [`confine`](Server::confine) it, then
+/// [`serve`](Server::serve) the app, which never returns:
+///
+/// ```no_run
+/// use catamount::{Request, Response, Server};
+///
+/// fn main() {
+///     let server = Server::from_args().unwrap_or_else(|e| e.exit());
+///     let env = server.config().environment.clone();
+///     server.serve(move |_req: &mut Request<'_>| Response::text(200, format!("{env}\n")));
+/// }
+/// ```
 pub struct Server {
     config: Config,
     /// The sockets passed with LISTEN_FDS, adopted when the `Server` was
@@ -47,6 +61,19 @@ impl Server {
     /// still be the ones systemd filled, so a number it left empty is
     /// refused ("fd 3 is not open") instead of adopting whatever the
     /// process opened there itself.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a bad option or config file: one line that
+    /// [`ConfigError::exit`] prints before exiting with status 2.
+    ///
+    /// ```no_run
+    /// use catamount::{Response, Server};
+    ///
+    /// // `my-app -b tcp://127.0.0.1:8080 -t 2:16 -w 2` works as for the binary.
+    /// let server = Server::from_args().unwrap_or_else(|e| e.exit());
+    /// server.serve(|_req: &mut catamount::Request<'_>| Response::new(204));
+    /// ```
     pub fn from_args() -> Result<Server, ConfigError> {
         let inherited = activation::take_from_env();
         let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -83,6 +110,25 @@ impl Server {
     /// A server for an already validated configuration. Adopts the
     /// sockets systemd passed (LISTEN_FDS) now: make it before opening
     /// files of your own (see [`Server::from_args`]).
+    ///
+    /// Start from [`Config::default`], or from what
+    /// [`config::parse_args`](crate::config::parse_args) or
+    /// [`config::load_file`](crate::config::load_file) made of arguments or
+    /// a file of the app's choosing; a `Config` changed by hand is not
+    /// checked again, so keep to the ranges its fields document.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use catamount::{Config, Request, Response, Server};
+    ///
+    /// let config = Config {
+    ///     max_threads: 16,
+    ///     shutdown_timeout: Duration::from_secs(10),
+    ///     ..Config::default()
+    /// };
+    /// Server::new(config).serve(|_req: &mut Request<'_>| Response::text(200, "hi\n"));
+    /// ```
     pub fn new(config: Config) -> Server {
         Server {
             inherited: activation::take_from_env(),
@@ -91,6 +137,13 @@ impl Server {
     }
 
     /// The validated configuration.
+    ///
+    /// ```
+    /// use catamount::{Config, Server};
+    ///
+    /// let server = Server::new(Config::default());
+    /// assert_eq!(server.config().max_threads, catamount::config::DEFAULT_MAX_THREADS);
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -108,6 +161,20 @@ impl Server {
     /// `catamount` binary calls this with nothing added; an embedder's
     /// server is unconfined unless it does. On a kernel without Landlock
     /// one warning is logged and the server runs unconfined.
+    ///
+    /// ```no_run
+    /// use std::path::PathBuf;
+    ///
+    /// use catamount::{Request, Response, Server};
+    ///
+    /// // The app reads its templates and writes uploads.
+    /// let read = [PathBuf::from("/srv/app/templates")];
+    /// let write = [PathBuf::from("/var/lib/app/uploads")];
+    /// let server = Server::from_args()
+    ///     .unwrap_or_else(|e| e.exit())
+    ///     .confine(&read, &write);
+    /// server.serve(|_req: &mut Request<'_>| Response::text(200, "confined\n"));
+    /// ```
     pub fn confine(mut self, read: &[PathBuf], write: &[PathBuf]) -> Server {
         if self.config.landlock.is_none() {
             self.config.landlock = Some(true);
@@ -121,6 +188,15 @@ impl Server {
     /// graceful stop, 1 when start-up failed or a second signal forced the
     /// stop. Call it before starting threads of your own: it reads and
     /// removes systemd's variables from the environment.
+    ///
+    /// ```no_run
+    /// use catamount::static_files::StaticFiles;
+    /// use catamount::Server;
+    ///
+    /// let server = Server::from_args().unwrap_or_else(|e| e.exit());
+    /// let app = StaticFiles::new(server.config().dir.clone(), server.config());
+    /// server.serve(app)
+    /// ```
     pub fn serve(self, handler: impl Handler) -> ! {
         let code = run(&self.config, self.inherited, Box::new(handler));
         std::process::exit(code)

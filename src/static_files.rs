@@ -94,7 +94,35 @@ static EMPTY_ROOT_LOGGED: AtomicBool = AtomicBool::new(false);
 /// The methods this app answers, as sent in `Allow` with a 405.
 const ALLOWED_METHODS: &str = "GET, HEAD";
 
-/// Serves the files under one directory.
+/// Serves the files under one directory: the `catamount` binary's app, and
+/// a [`Handler`] an embedder can answer with behind routes of its own.
+///
+/// `GET` and `HEAD` only (others get 405); directories redirect to their
+/// slash form and serve `index.html`; conditional and single-range
+/// requests and precompressed `.br`/`.gz` siblings are answered; a path
+/// never leads outside the root.
+///
+/// ```no_run
+/// use catamount::static_files::StaticFiles;
+/// use catamount::{Handler, Request, Response, Server};
+///
+/// struct App {
+///     files: StaticFiles,
+/// }
+///
+/// impl Handler for App {
+///     fn handle(&self, req: &mut Request<'_>) -> Response {
+///         match req.path() {
+///             "/api/ping" => Response::text(200, "pong\n"),
+///             _ => self.files.handle(req),
+///         }
+///     }
+/// }
+///
+/// let server = Server::from_args().unwrap_or_else(|e| e.exit());
+/// let files = StaticFiles::new(server.config().dir.clone(), server.config());
+/// server.serve(App { files });
+/// ```
 pub struct StaticFiles {
     /// The canonical root (or the path as given when it could not be
     /// canonicalized), for telling where a file reached through a symlink
@@ -115,7 +143,23 @@ pub struct StaticFiles {
 }
 
 impl StaticFiles {
-    /// Serves `root` with the static-app options of `config`.
+    /// Serves `root` with the static-app options of `config`
+    /// ([`dir_listing`](Config::dir_listing),
+    /// [`serve_dotfiles`](Config::serve_dotfiles),
+    /// [`cache_control`](Config::cache_control)); see
+    /// [`with_options`](Self::with_options) for when `root` cannot be
+    /// opened.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    ///
+    /// use catamount::static_files::StaticFiles;
+    /// use catamount::Config;
+    ///
+    /// let config = Config { dir_listing: true, ..Config::default() };
+    /// let files = StaticFiles::new(PathBuf::from("."), &config);
+    /// # let _ = files;
+    /// ```
     pub fn new(root: PathBuf, config: &Config) -> Self {
         StaticFiles::with_options(
             root,
@@ -132,6 +176,20 @@ impl StaticFiles {
     /// kernel has openat2(2) is found out (see `Resolver`). If the root
     /// cannot be opened (it does not exist yet, or is unreadable) every
     /// request answers 404.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    ///
+    /// use catamount::static_files::StaticFiles;
+    ///
+    /// let assets = StaticFiles::with_options(
+    ///     PathBuf::from("/srv/app/assets"),
+    ///     false, // no directory listings
+    ///     false, // no dotfiles
+    ///     Some("public, max-age=3600".to_string()),
+    /// );
+    /// # let _ = assets;
+    /// ```
     pub fn with_options(
         root: PathBuf,
         dir_listing: bool,
@@ -173,6 +231,16 @@ impl Handler for StaticFiles {
 /// The `Content-Type` value for a file name, from its extension
 /// (case-insensitive), by [`CONTENT_TYPES`]; unknown or missing extensions
 /// give `application/octet-stream`.
+///
+/// ```
+/// use std::path::Path;
+///
+/// use catamount::static_files::content_type;
+///
+/// assert_eq!(content_type(Path::new("report.PDF")), "application/pdf");
+/// assert_eq!(content_type(Path::new("index.html")), "text/html; charset=utf-8");
+/// assert_eq!(content_type(Path::new("Makefile")), "application/octet-stream");
+/// ```
 pub fn content_type(path: &Path) -> &'static str {
     const OCTET_STREAM: &str = "application/octet-stream";
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
@@ -195,6 +263,12 @@ pub fn content_type(path: &Path) -> &'static str {
 /// Textual types (`text/*`, JSON and XML with their `+json`/`+xml`
 /// kinds, YAML, TOML) carry `; charset=utf-8` and no other type does; a
 /// test holds every entry to that.
+///
+/// ```
+/// use catamount::static_files::CONTENT_TYPES;
+///
+/// assert!(CONTENT_TYPES.contains(&("css", "text/css; charset=utf-8")));
+/// ```
 pub const CONTENT_TYPES: &[(&str, &str)] = &[
     // Text and markup.
     ("html", "text/html; charset=utf-8"),

@@ -32,6 +32,20 @@ use super::values::closest;
 /// `-h` or `-V` anywhere among the options wins over everything but an
 /// unknown or refused option, so `catamount -t oops --help` still prints
 /// the help.
+///
+/// An app that takes its own arguments can hand catamount the rest, and
+/// then [`Server::new`](crate::Server::new) the result:
+///
+/// ```
+/// use catamount::config::{parse_args, Command};
+///
+/// let args = ["-b", "tcp://127.0.0.1:8080", "--threads", "2:16", "--workers", "2"];
+/// let Ok(Command::Run(config)) = parse_args(args.iter().map(Into::into).collect()) else {
+///     panic!("expected a configuration to run");
+/// };
+/// assert_eq!(config.binds[0].to_string(), "tcp://127.0.0.1:8080");
+/// assert_eq!((config.min_threads, config.max_threads, config.workers), (2, 16, 2));
+/// ```
 pub fn parse_args(args: Vec<OsString>) -> Result<Command, ConfigError> {
     let line = CommandLine::split(args)?;
     let mut args = pico_args::Arguments::from_vec(line.options);

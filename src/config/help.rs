@@ -2,7 +2,12 @@
 //! and diffs as text; the tests check that it names every setting's
 //! option and directive, every default and every limit.
 
-/// The `--help` text.
+/// The `--help` text: every option and config-file directive, with its
+/// default and limits.
+///
+/// ```
+/// assert!(catamount::config::help().contains("--threads"));
+/// ```
 pub fn help() -> &'static str {
     HELP
 }

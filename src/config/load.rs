@@ -17,6 +17,16 @@ use super::values::parse_token;
 /// still wins, what the file says is new. The returned `Config` is fully
 /// checked again (binds, DIR, a token file read again); on error the
 /// caller keeps the old one.
+///
+/// ```
+/// use catamount::config::reload;
+/// use catamount::Config;
+///
+/// // Without a config file, a reload gives the defaults under the same
+/// // command-line layer.
+/// let config = Config::default();
+/// assert_eq!(reload(&config).unwrap(), config);
+/// ```
 pub fn reload(config: &Config) -> Result<Config, ConfigError> {
     let mut new = load(config.config_file.clone(), config.cli.clone())?;
     // Set by the program (`Server::confine`), neither by the file nor
@@ -30,6 +40,18 @@ pub fn reload(config: &Config) -> Result<Config, ConfigError> {
 
 /// Reads a config file with no command line on top: defaults < file.
 /// For embedders and tools that want catamount's file format.
+///
+/// ```
+/// use catamount::config::load_file;
+///
+/// let path = std::env::temp_dir().join(format!("catamount-doc-{}.rb", std::process::id()));
+/// std::fs::write(&path, "bind \"tcp://127.0.0.1:8080\"\nthreads 1, 4\n").unwrap();
+/// let config = load_file(&path).unwrap();
+/// std::fs::remove_file(&path).unwrap();
+/// assert_eq!(config.binds[0].to_string(), "tcp://127.0.0.1:8080");
+/// assert_eq!(config.max_threads, 4);
+/// assert_eq!(config.config_file.as_deref(), Some(path.as_path()));
+/// ```
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     load(Some(path.to_path_buf()), Overrides::default())
 }

@@ -65,6 +65,14 @@ pub const MAX_WORKER_MAX_RSS_MIB: u64 = 1 << 24;
 
 /// Whether catamount listens on the sockets systemd passes
 /// (`--bind-to-activated-sockets`, Puma's `bind_to_activated_sockets`).
+///
+/// ```
+/// use catamount::config::ActivatedMode;
+/// use catamount::Config;
+///
+/// let config = Config { activated: ActivatedMode::Only, ..Config::default() };
+/// assert_ne!(config.activated, Config::default().activated);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ActivatedMode {
     /// Only the passed sockets that a bind names (by `fd://`, or by the
@@ -78,12 +86,20 @@ pub enum ActivatedMode {
     Only,
 }
 
-/// Everything catamount needs to run, validated.
-///
-/// [`Config::default`] is the built-in defaults (serving the current
-/// directory on [`DEFAULT_BIND`]); embedders may start from it.
 /// What an embedder's app needs under Landlock besides what catamount
-/// allows itself (see `Server::confine`).
+/// allows itself: filled by [`Server::confine`](crate::Server::confine),
+/// kept across a reload.
+///
+/// ```
+/// use std::path::PathBuf;
+///
+/// use catamount::{Config, Server};
+///
+/// let server = Server::new(Config::default()).confine(&[PathBuf::from("/srv/templates")], &[]);
+/// let extra = &server.config().landlock_extra;
+/// assert_eq!(extra.read, [PathBuf::from("/srv/templates")]);
+/// assert!(extra.write.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExtraAccess {
     /// Files and directories the app reads (beneath each).
@@ -92,9 +108,39 @@ pub struct ExtraAccess {
     pub write: Vec<PathBuf>,
 }
 
+/// Everything catamount needs to run, validated.
+///
+/// [`Config::default`] is the built-in defaults (serving the current
+/// directory on [`DEFAULT_BIND`]); embedders may start from it, or get one
+/// from [`parse_args`](super::parse_args) or
+/// [`load_file`](super::load_file), which also check it. Every limit is a
+/// field with a documented default (the `DEFAULT_*` constants) and bounds
+/// (the `MAX_*` ones).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use catamount::config::{DEFAULT_MAX_BODY, DEFAULT_SHUTDOWN_TIMEOUT};
+/// use catamount::Config;
+///
+/// let defaults = Config::default();
+/// assert_eq!(defaults.binds[0].to_string(), "tcp://0.0.0.0:9292");
+/// assert_eq!(defaults.max_body, DEFAULT_MAX_BODY);
+/// assert_eq!(defaults.workers, 0); // single mode
+///
+/// let quick = Config {
+///     shutdown_timeout: Duration::from_secs(5),
+///     ..Config::default()
+/// };
+/// assert!(quick.shutdown_timeout < DEFAULT_SHUTDOWN_TIMEOUT);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Listeners to bind, in order; never empty after parsing.
+    /// Listeners to bind, in order; never empty after parsing. Each
+    /// displays as its bind URI (`tcp://0.0.0.0:9292`,
+    /// `unix:///run/app.sock`, `fd://web`); they are made by parsing
+    /// (`-b`/`--bind`, or `bind` in the config file), see
+    /// [`parse_args`](super::parse_args).
     pub binds: Vec<BindSpec>,
     /// Directory served by the static-file app (relative to the working
     /// directory when relative). Checked when parsed to be a directory
@@ -249,6 +295,17 @@ impl Default for Config {
 /// is kept as `Some("")` and means "turn it off", so `--tag ""` can undo
 /// the file; `Some(None)` does the same for `max_requests`,
 /// `worker_max_rss` and `control_url`.
+///
+/// An app meets it only as [`Config::cli`]: the command line's layer,
+/// kept so that [`reload`](super::reload) can apply it again.
+///
+/// ```
+/// use catamount::config::Overrides;
+/// use catamount::Config;
+///
+/// // A `Config` not made from a command line has an empty layer.
+/// assert_eq!(Config::default().cli, Overrides::default());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     /// Non-empty replaces every bind below it.
@@ -298,7 +355,20 @@ pub(super) enum ControlToken {
     File(PathBuf),
 }
 
-/// What the command line asked for.
+/// What the command line asked for: [`parse_args`](super::parse_args)'s
+/// answer. ([`Server::from_args`](crate::Server::from_args) carries out
+/// all four itself.)
+///
+/// ```
+/// use catamount::config::{parse_args, Command};
+///
+/// match parse_args(vec!["--version".into()]) {
+///     Ok(Command::Version) => println!("my-app {}", env!("CARGO_PKG_VERSION")),
+///     Ok(Command::Help) => print!("{}", catamount::config::help()),
+///     Ok(Command::Run(config) | Command::Check(config)) => println!("serving {:?}", config.dir),
+///     Err(e) => e.exit(),
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Command {
     /// Serve with this configuration.
@@ -313,7 +383,14 @@ pub enum Command {
 }
 
 /// A command-line or config-file error: one line, saying what was found
-/// and what was expected.
+/// and what was expected. Config-file errors start with `FILE:LINE:`.
+///
+/// ```
+/// use catamount::config::parse_args;
+///
+/// let err = parse_args(vec!["--threads".into(), "many".into()]).unwrap_err();
+/// assert!(err.to_string().starts_with("--threads \"many\""), "{err}");
+/// ```
 #[derive(Debug)]
 pub struct ConfigError {
     message: String,
@@ -335,6 +412,14 @@ impl ConfigError {
     }
 
     /// Prints the error on stderr and exits with status 2.
+    ///
+    /// ```no_run
+    /// use catamount::Server;
+    ///
+    /// // catamount: --threads "many"; expected ...   (exit status 2)
+    /// let server = Server::from_args().unwrap_or_else(|e| e.exit());
+    /// # let _ = server;
+    /// ```
     pub fn exit(&self) -> ! {
         crate::log::error(&format!("catamount: {self}"));
         std::process::exit(2)
