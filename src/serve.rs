@@ -487,6 +487,55 @@ mod tests {
     }
 
     #[test]
+    fn an_upgrade_leaves_every_count_and_its_thread_gets_the_early_bytes() {
+        let e = engine_with(|_| {
+            Response::new(101)
+                .header("Upgrade", "echo")
+                .upgrade(|mut conn| {
+                    use std::io::Write;
+                    let mut buf = [0u8; 16];
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    let _ = conn.write_all(&buf[..n]);
+                })
+        });
+        let head = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n";
+        let (conn, mut client) = ready(&[&head[..], b"early"].concat());
+        serve(&e, conn);
+        // Out of the pool's accounting at once: nothing parked, queued or
+        // busy, while its own thread serves it.
+        assert_eq!((e.stats().busy(), e.parking().len(), e.queued()), (0, 0, 0));
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .expect("the thread ends, closing it");
+        let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(
+            got.starts_with("http/1.1 101 switching protocols\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("\r\nconnection: upgrade\r\n"), "{got}");
+        assert!(!got.contains("content-length"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\nearly"),
+            "the bytes after the head: {got}"
+        );
+        assert_eq!(e.upgrades().open(), 0, "its place given back");
+        assert_eq!(e.stats().requests(), 1);
+    }
+
+    #[test]
+    fn an_upgrade_the_request_did_not_ask_for_is_answered_500() {
+        let e = engine_with(|_| Response::new(101).header("Upgrade", "x").upgrade(|_| {}));
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        let r = read_response(&mut client);
+        assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+        assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(e.upgrades().open(), 0);
+    }
+
+    #[test]
     fn a_stale_event_takes_nothing_and_leaves_no_count_raised() {
         let e = engine::test_engine(4);
         let (conn, _client) = ready(REQUEST);
