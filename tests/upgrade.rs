@@ -360,6 +360,32 @@ fn a_graceful_stop_closes_open_websockets_within_shutdown_timeout() {
 }
 
 #[test]
+fn in_cluster_mode_a_phased_restart_and_a_stop_close_websockets_in_the_workers() {
+    let Some(py) = python() else { return };
+    let Some(mut server) = start_echo(&["-w", "2", "--shutdown-timeout", "5"]) else {
+        return;
+    };
+    let target = format!("ws://{}/", server.addr());
+    // USR1: each worker in turn is told to stop (a worker's own drain).
+    let mut held = hold(py, &target, 1);
+    server.signal("USR1");
+    assert_eq!(held[0].wait_line("closed"), "closed 1001 server stopping");
+    assert!(
+        server.wait_for_line("- Phased restart complete", deadline_in(STEP)),
+        "{}",
+        server.stdout()
+    );
+    // TERM to the master: its workers drain theirs, then it exits 0.
+    let mut held = hold(py, &target, 2);
+    server.signal("TERM");
+    for c in &mut held {
+        assert_eq!(c.wait_line("closed"), "closed 1001 server stopping");
+    }
+    let status = server.wait_exit(STEP).expect("exited");
+    assert!(status.success(), "{status:?}\n{}", server.stdout());
+}
+
+#[test]
 fn a_client_that_never_answers_the_close_is_cut_at_shutdown_timeout() {
     // The example waits 2 s for the client's close; the engine's 1 s
     // deadline comes first and shuts the socket down.
