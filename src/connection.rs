@@ -211,6 +211,23 @@ impl Conn {
         &self.buf
     }
 
+    /// Moves up to `out.len()` of the bytes received and not yet consumed
+    /// into `out` (an upgraded connection's reads: what the client sent
+    /// after the request comes first).
+    pub fn take_buffered(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        n
+    }
+
+    /// A duplicate of the socket's descriptor (close-on-exec): the
+    /// engine keeps one per upgraded connection, to shut it down at a
+    /// stop's deadline whoever owns the `Conn` then.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Requests answered on this connection.
     #[inline]
     pub fn served(&self) -> u32 {
@@ -514,6 +531,8 @@ pub struct Limits {
     pub max_keep_alive: u32,
     pub max_body: u64,
     pub log_requests: bool,
+    /// Upgraded connections (WebSocket...) open at once in this process.
+    pub max_upgraded: usize,
 }
 
 impl Limits {
@@ -526,6 +545,7 @@ impl Limits {
             max_keep_alive: c.max_keep_alive,
             max_body: c.max_body,
             log_requests: c.log_requests,
+            max_upgraded: c.max_upgraded,
         }
     }
 }
@@ -776,6 +796,7 @@ pub mod testing {
             max_keep_alive: 100,
             max_body: 1 << 20,
             log_requests: false,
+            max_upgraded: 4,
         }
     }
 

@@ -8,6 +8,9 @@
 //! - the pool's side: the bounded queue of ready connections and its
 //!   doorbell, the pool's epoll where connections wait between requests,
 //!   and the generation numbers of their tokens;
+//! - the upgraded connections ([`Upgrades`]): out of the pool's
+//!   accounting, each on a thread of its own, but told of a stop and
+//!   waited for by it;
 //! - [`Stats`], whose counters a graceful stop waits on (`busy`,
 //!   `reading`, `threads`): they move only through RAII guards
 //!   ([`Counted`], [`ThreadSlot`]), so a return or a panic cannot leave
@@ -29,6 +32,7 @@ use crate::connection::{Conn, Limits, Progress};
 use crate::parking::{Parked, Parking};
 use crate::response::Outgoing;
 use crate::sys::{Epoll, EventFd, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::upgrade::Upgrades;
 use crate::Handler;
 
 /// What every thread of a serving process shares.
@@ -38,6 +42,9 @@ pub struct Engine {
     stats: Stats,
     /// The connections registered in the pool's epoll, between requests.
     parking: Parking,
+    /// Connections that changed protocol: shared with their threads,
+    /// which outlive nothing of the engine but this.
+    upgrades: Arc<Upgrades>,
     reactor: ReactorSide,
     pool: PoolSide,
 }
@@ -277,11 +284,13 @@ impl Engine {
         let doorbell = EventFd::semaphore()
             .map_err(|e| format!("cannot create an eventfd (pool doorbell): {e}"))?;
         let wake = eventfd("reactor wake-up")?;
+        let upgrades = Arc::new(Upgrades::new(limits.max_upgraded)?);
         Ok(Engine {
             handler,
             limits,
             stats: Stats::default(),
             parking: Parking::default(),
+            upgrades,
             reactor: ReactorSide {
                 epoll: epoll("reactor")?,
                 wake,
@@ -321,6 +330,12 @@ impl Engine {
     #[inline]
     pub fn parking(&self) -> &Parking {
         &self.parking
+    }
+
+    /// The connections that changed protocol.
+    #[inline]
+    pub fn upgrades(&self) -> &Arc<Upgrades> {
+        &self.upgrades
     }
 
     /// Connections with a complete request waiting for a thread (Puma's
@@ -374,6 +389,7 @@ impl Engine {
     /// `Connection: close`, and the reactor is woken to stop accepting.
     pub fn begin_stop(&self) {
         self.stats.stopping.store(true, Ordering::Release);
+        self.upgrades.begin_stop();
         self.reactor.wake.notify();
     }
 
@@ -568,6 +584,19 @@ impl Engine {
             // The stop began meanwhile and may have taken the parked
             // connections back already: close this one too.
             drop(self.parking.take(fd, token));
+        }
+    }
+
+    /// A connection leaves HTTP for a protocol of its own (an upgrade):
+    /// out of whichever epoll it was registered in (disarmed there, as it
+    /// was being served), so no event of it ever reaches the reactor or
+    /// the pool again.
+    pub fn release_for_upgrade(&self, conn: &mut Conn) {
+        if conn.pooled() {
+            let _ = self.pool.epoll.delete(conn.fd());
+            conn.leave_pool();
+        } else {
+            let _ = self.reactor.epoll.delete(conn.fd());
         }
     }
 

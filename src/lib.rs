@@ -25,6 +25,9 @@
 //!   runs once per serving process.
 //! - A [`Response`] carries a status, headers and a [`Body`]: bytes, a
 //!   file range (sent with sendfile(2)) or a stream.
+//! - [`Response::upgrade`] answers `101 Switching Protocols` (WebSocket,
+//!   or a 2xx to `CONNECT`) and hands the connection, as an [`Upgraded`]
+//!   `Read + Write`, to a function of the app's on a thread of its own.
 //! - [`config`] holds [`Config`], its documented defaults and limits, and
 //!   the parsers behind [`Server::from_args`].
 //! - [`static_files::StaticFiles`] is the binary's app, a [`Handler`] an
@@ -35,7 +38,7 @@
 //! fork a process that already has threads.
 //!
 //! The repository's `examples/` are complete apps (`hello`, `json_api`,
-//! `upload`, `whoami`, `flaky_boot`), run with
+//! `upload`, `whoami`, `websocket_echo`, `flaky_boot`), run with
 //! `cargo run --example NAME -- -b tcp://127.0.0.1:9292`. ARCHITECTURE.md
 //! there tells how the pieces fit together.
 
@@ -79,12 +82,14 @@ mod tls;
 #[cfg(not(feature = "tls"))]
 #[path = "tls_off.rs"]
 mod tls;
+mod upgrade;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
 
 pub use config::{Config, ConfigError};
 pub use server::Server;
+pub use upgrade::Upgraded;
 
 /// An application: turns one request into one response.
 ///
@@ -670,6 +675,15 @@ pub enum Body {
     /// A body of unknown length, sent chunked to HTTP/1.1 clients and
     /// delimited by closing the connection for HTTP/1.0 clients.
     Stream(Box<dyn Read + Send>),
+    /// No body: the connection changes protocol. Once the head is
+    /// written, the function gets the connection as an [`Upgraded`], on
+    /// a thread of its own (see there for the bound, `max_upgraded`, and
+    /// what a stop does). Made by [`Response::upgrade`]; the status must
+    /// be `101` (to an HTTP/1.1 request with an `Upgrade` header, and the
+    /// response names the protocol in its own `Upgrade` header) or a 2xx
+    /// answer to `CONNECT`, else the engine answers 500. The engine
+    /// writes `Connection: Upgrade` with a 101 and no framing headers.
+    Upgrade(Box<dyn FnOnce(Upgraded) + Send>),
 }
 
 impl Response {
@@ -724,6 +738,44 @@ impl Response {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// Makes this response a protocol change: once its head is written,
+    /// the connection goes to `on_upgrade` as an [`Upgraded`] stream, on
+    /// a thread of its own (not a pool thread). Give the status (`101`,
+    /// or a 2xx to `CONNECT`) and the protocol's headers (`Upgrade`,
+    /// `Sec-WebSocket-Accept`...); see [`Body::Upgrade`] for what the
+    /// engine checks and [`Upgraded`] for the threads, the bound and a
+    /// graceful stop. examples/websocket_echo.rs is a complete WebSocket
+    /// server on it.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    ///
+    /// use catamount::{Body, Request, Response};
+    ///
+    /// fn handler(req: &mut Request<'_>) -> Response {
+    ///     if !req.header("upgrade").is_some_and(|p| p.eq_ignore_ascii_case("shout")) {
+    ///         return Response::text(426, "this path speaks shout\n").header("Upgrade", "shout");
+    ///     }
+    ///     Response::new(101).header("Upgrade", "shout").upgrade(|mut conn| {
+    ///         let mut buf = [0u8; 1024];
+    ///         while let Ok(n @ 1..) = conn.read(&mut buf) {
+    ///             let loud = buf[..n].to_ascii_uppercase();
+    ///             if conn.write_all(&loud).is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     })
+    /// }
+    ///
+    /// let resp = Response::new(101).header("Upgrade", "shout").upgrade(|_conn| {});
+    /// assert_eq!(resp.status, 101);
+    /// assert!(matches!(resp.body, Body::Upgrade(_)));
+    /// # let _ = handler;
+    /// ```
+    pub fn upgrade(self, on_upgrade: impl FnOnce(Upgraded) + Send + 'static) -> Self {
+        self.body(Body::Upgrade(Box::new(on_upgrade)))
     }
 
     /// Replaces the body.

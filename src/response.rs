@@ -145,6 +145,9 @@ pub fn write_response(
         Body::Bytes(b) => Some(b.len() as u64),
         Body::File { len, .. } => Some(*len),
         Body::Stream(_) => None,
+        // serve.rs takes an upgrade's own path (`upgrade_head`) before
+        // this; one that came here would be sent as an empty body.
+        Body::Upgrade(_) => Some(0),
     };
     let chunked = length.is_none() && head.minor >= 1;
     if length.is_none() && !chunked {
@@ -161,8 +164,7 @@ pub fn write_response(
         &mut out,
         status,
         &resp.headers,
-        head.minor,
-        keep_alive,
+        connection_value(head.minor, keep_alive),
         |out| {
             if status == 204 || status == 304 || (100..200).contains(&status) {
                 return;
@@ -180,7 +182,7 @@ pub fn write_response(
     let mut file = None;
     let mut large = Vec::new();
     let sent = match resp.body {
-        Body::Empty => 0,
+        Body::Empty | Body::Upgrade(_) => 0,
         Body::Bytes(b) => {
             let len = b.len() as u64;
             if b.len() <= COALESCE_LIMIT {
@@ -239,14 +241,38 @@ fn append_file(out: &mut Vec<u8>, file: &std::fs::File, offset: u64, len: u64) -
     file.read_exact_at(&mut out[start..], offset)
 }
 
+/// The head of an answer that changes protocol (`Body::Upgrade`): the
+/// handler's headers, `Connection: Upgrade` with a 101 (RFC 9110 §7.8),
+/// and no framing headers (none may go with a 101, nor with a 2xx to
+/// CONNECT: RFC 9110 §9.3.6).
+pub fn upgrade_head(status: u16, headers: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEAD_RESERVE);
+    let connection = (status == 101).then_some(&b"Upgrade"[..]);
+    write_head(&mut out, status, headers, connection, |_| {});
+    out
+}
+
+/// The `Connection` header's value for a response: `close` unless the
+/// connection is kept alive, `keep-alive` for an HTTP/1.0 client that
+/// keeps it, none for HTTP/1.1 (keep-alive is its default).
+fn connection_value(minor: u8, keep_alive: bool) -> Option<&'static [u8]> {
+    if !keep_alive {
+        Some(b"close")
+    } else if minor == 0 {
+        Some(b"keep-alive")
+    } else {
+        None
+    }
+}
+
 /// Status line, engine headers, the handler's headers (minus the framing
-/// ones the engine owns), framing headers from `framing`, blank line.
+/// ones the engine owns), framing headers from `framing`, the
+/// `Connection` header with `connection`'s value if any, blank line.
 fn write_head(
     out: &mut Vec<u8>,
     status: u16,
     headers: &[(String, String)],
-    minor: u8,
-    keep_alive: bool,
+    connection: Option<&[u8]>,
     framing: impl FnOnce(&mut Vec<u8>),
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -272,10 +298,8 @@ fn write_head(
         }
     }
     framing(out);
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    if let Some(value) = connection {
+        push_header(out, "Connection", value);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -301,7 +325,7 @@ pub fn error_response(e: HttpError) -> Vec<u8> {
         "Content-Type".to_string(),
         "text/plain; charset=utf-8".to_string(),
     )];
-    write_head(&mut out, status, &headers, 1, false, |out| {
+    write_head(&mut out, status, &headers, Some(b"close"), |out| {
         push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
     });
     out.extend_from_slice(body.as_bytes());

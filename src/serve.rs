@@ -9,6 +9,11 @@
 //! (issue 11): a connection reaches a thread only with a ready request
 //! (`Conn::request_ready`), and a response the client does not take at
 //! once is parked with its unsent rest (`response::Outgoing`).
+//!
+//! A handler's `Body::Upgrade` ends the connection's HTTP life here: it
+//! is checked, given a place among the upgraded connections and a thread
+//! of its own (`upgrade`), taken out of every epoll and handed over; the
+//! pool thread goes back to HTTP at once (issue 17).
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,8 +24,11 @@ use crate::engine::{self, Engine};
 use crate::http::{self, Framing, Head, HttpError};
 use crate::log;
 use crate::parking::{Arrived, Parked};
-use crate::response::{deliver, error_response, send_out, write_response, Answered, Outgoing};
-use crate::{Request, Response};
+use crate::response::{
+    deliver, error_response, send_out, upgrade_head, write_response, Answered, Outgoing,
+};
+use crate::upgrade::{self, Handoff, OnUpgrade, Refused};
+use crate::{Body, Request, Response};
 
 /// Serves `conn` until it must wait for the client again, then parks it
 /// (or queues it behind others, or closes it).
@@ -34,6 +42,12 @@ pub fn serve(engine: &Engine, mut conn: Conn) {
             Next::Park => return engine.park_keep_alive(conn),
             Next::Send(out) => return engine.park_writer(conn, out),
             Next::Close => return,
+            Next::Upgrade(handoff) => {
+                // Out of the pool's accounting from here: no epoll event,
+                // no count a stop waits on but the upgraded ones.
+                engine.release_for_upgrade(&mut conn);
+                return handoff.start(conn);
+            }
             Next::Requeue => match engine.enqueue(conn) {
                 Ok(()) => return,
                 Err(c) => conn = c, // the queue is full: go on here
@@ -53,6 +67,15 @@ enum Next {
     /// behind them.
     Requeue,
     Close,
+    /// The handler upgraded it: hand it to its thread.
+    Upgrade(Handoff),
+}
+
+/// How answering one request ended.
+enum Served {
+    Answered(Answered),
+    /// With an upgrade whose thread waits for the connection.
+    Upgrade(Handoff),
 }
 
 /// A parked connection's registration fired: send more of its response,
@@ -117,8 +140,9 @@ fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
             Err(e) => return respond_error(engine, conn, e, None).into(),
         };
         match serve_one(engine, conn, &head, continue_sent) {
-            Answered::Open => {}
-            answered => return answered.into(),
+            Served::Answered(Answered::Open) => {}
+            Served::Answered(answered) => return answered.into(),
+            Served::Upgrade(handoff) => return Next::Upgrade(handoff),
         }
         if engine.stats().is_stopping() {
             // Stopping: answer what is already here (with Connection:
@@ -167,12 +191,13 @@ impl From<Answered> for Next {
 }
 
 /// Answers one request.
-fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool) -> Answered {
+fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool) -> Served {
     let started = Instant::now();
     let limits = engine.limits();
     if let Framing::Length(n) = head.framing {
         if n > limits.max_body {
-            return respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
+            let answered = respond_error(engine, conn, HttpError::PayloadTooLarge, Some(head));
+            return Served::Answered(answered);
         }
     }
     let mut body = BodyReader::new(conn, head, limits, continue_sent);
@@ -194,11 +219,33 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
     // large body).
     let body_done = match body.finish() {
         Ok(done) => done,
-        Err(Some(e)) => return respond_error(engine, conn, e, Some(head)),
-        Err(None) => return Answered::Closed, // the client went away
+        Err(Some(e)) => return Served::Answered(respond_error(engine, conn, e, Some(head))),
+        Err(None) => return Served::Answered(Answered::Closed), // the client went away
     };
     conn.reset_incoming();
-    let keep_alive = body_done
+    let (response, refused) = match response {
+        Response {
+            status,
+            headers,
+            body: Body::Upgrade(on_upgrade),
+        } => {
+            let start = start_upgrade(engine, conn, head, status, &headers, on_upgrade, body_done);
+            match start {
+                Ok(handoff) => {
+                    engine.stats().count_request();
+                    if limits.log_requests {
+                        let request = http::LoggedLine::of_head(head).to_string();
+                        log_request(conn, &request, status, 0, started);
+                    }
+                    return Served::Upgrade(handoff);
+                }
+                Err(refusal) => (refusal, true),
+            }
+        }
+        response => (response, false),
+    };
+    let keep_alive = !refused
+        && body_done
         && head.keep_alive
         && conn.served() < limits.max_keep_alive
         && !engine.stats().is_stopping();
@@ -217,7 +264,59 @@ fn serve_one(engine: &Engine, conn: &mut Conn, head: &Head, continue_sent: bool)
         let request = http::LoggedLine::of_head(head).to_string();
         log_request(conn, &request, status, sent, started);
     }
-    answered
+    Served::Answered(answered)
+}
+
+/// A handler answered with `Body::Upgrade`: checks the answer, takes a
+/// place among the upgraded connections and starts the connection's
+/// thread. `Err` is the answer to send instead (500 for a handler's
+/// mistake, 503 when no place or thread can be had), with the
+/// connection closed after it.
+fn start_upgrade(
+    engine: &Engine,
+    conn: &Conn,
+    head: &Head,
+    status: u16,
+    headers: &[(String, String)],
+    on_upgrade: OnUpgrade,
+    body_done: bool,
+) -> Result<Handoff, Response> {
+    let request = || http::LoggedLine::of_head(head).to_string();
+    let why = match upgrade::check(head, status, headers) {
+        Err(why) => Some(why),
+        // What the client sends next would be the rest of the body, not
+        // the new protocol.
+        Ok(()) if !body_done => Some(
+            "the request body had not all arrived; read it (Request::read_body) before upgrading",
+        ),
+        Ok(()) => None,
+    };
+    if let Some(why) = why {
+        log::error(&format!(
+            "! handler answered {} with an upgrade: {why}; answered 500",
+            request()
+        ));
+        return Err(Response::text(500, "500 Internal Server Error\n"));
+    }
+    let unavailable = || Response::text(503, "503 Service Unavailable\n");
+    let upgrades = engine.upgrades();
+    let slot = match upgrades.reserve(conn) {
+        Ok(slot) => slot,
+        Err(Refused::Stopping) => return Err(unavailable()),
+        Err(e) => {
+            if upgrades.log_refusal_now() {
+                log::warn(&format!("! upgrade refused with 503: {e}"));
+            }
+            return Err(unavailable());
+        }
+    };
+    let bytes = upgrade_head(status, headers);
+    upgrade::spawn(slot, bytes, on_upgrade, engine.limits().write_timeout).map_err(|e| {
+        log::error(&format!(
+            "! cannot start a thread for an upgraded connection: {e}; answered 503"
+        ));
+        unavailable()
+    })
 }
 
 /// Answers a refused request and counts and logs it; the connection
@@ -385,6 +484,55 @@ mod tests {
         assert_eq!(e.parking().writers(), 0);
         assert_eq!(e.parking().len(), 1, "then parked for its next request");
         assert_eq!(e.stats().reading(), 0);
+    }
+
+    #[test]
+    fn an_upgrade_leaves_every_count_and_its_thread_gets_the_early_bytes() {
+        let e = engine_with(|_| {
+            Response::new(101)
+                .header("Upgrade", "echo")
+                .upgrade(|mut conn| {
+                    use std::io::Write;
+                    let mut buf = [0u8; 16];
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    let _ = conn.write_all(&buf[..n]);
+                })
+        });
+        let head = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n";
+        let (conn, mut client) = ready(&[&head[..], b"early"].concat());
+        serve(&e, conn);
+        // Out of the pool's accounting at once: nothing parked, queued or
+        // busy, while its own thread serves it.
+        assert_eq!((e.stats().busy(), e.parking().len(), e.queued()), (0, 0, 0));
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .expect("the thread ends, closing it");
+        let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(
+            got.starts_with("http/1.1 101 switching protocols\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("\r\nconnection: upgrade\r\n"), "{got}");
+        assert!(!got.contains("content-length"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\nearly"),
+            "the bytes after the head: {got}"
+        );
+        assert_eq!(e.upgrades().open(), 0, "its place given back");
+        assert_eq!(e.stats().requests(), 1);
+    }
+
+    #[test]
+    fn an_upgrade_the_request_did_not_ask_for_is_answered_500() {
+        let e = engine_with(|_| Response::new(101).header("Upgrade", "x").upgrade(|_| {}));
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        let r = read_response(&mut client);
+        assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+        assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        assert!(testing::closed(&mut client));
+        assert_eq!(e.upgrades().open(), 0);
     }
 
     #[test]

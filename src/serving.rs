@@ -3,9 +3,10 @@
 //! `Runner#start_server`). Boot the app, start the pool and the reactor
 //! (the first threads of the process: nothing may fork after), count the
 //! pool's load, and stop: stop the reactor (no more accepts, idle
-//! connections closed), let the requests in flight finish within
-//! `shutdown_timeout`, and before a hot restart's exec, wait for the pool
-//! threads to let go of the engine.
+//! connections closed), let the requests in flight and the upgraded
+//! connections (told of the stop) finish within `shutdown_timeout`, shut
+//! down the upgraded ones still open then, and before a hot restart's
+//! exec, wait for the pool threads to let go of the engine.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -139,13 +140,17 @@ pub(crate) fn wait_in_flight(
     notifier: Option<&Notifier>,
 ) -> Result<(), ()> {
     let stats = d.engine.stats();
+    let upgrades = d.engine.upgrades();
     let mut last_done = u64::MAX;
     // Responses the pool finishes from its epoll (clients reading
-    // slowly) are in flight too.
+    // slowly) are in flight too, and so are upgraded connections (told
+    // of the stop by `Engine::begin_stop`, they finish on their own
+    // threads).
     while stats.busy() > 0
         || stats.reading() > 0
         || d.engine.parking().writers() > 0
         || d.pool.queued() > 0
+        || upgrades.open() > 0
     {
         // While requests keep completing, ask systemd for more time, so a
         // long but healthy drain is not killed by TimeoutStopSec=.
@@ -173,6 +178,14 @@ pub(crate) fn wait_in_flight(
                 stats.busy(),
                 d.engine.parking().writers()
             ));
+            // Whatever their threads do, the clients see the end now and
+            // the apps' reads and writes fail: nothing hangs the stop.
+            let ended = upgrades.shut_down_all();
+            if ended > 0 {
+                log::warn(&format!(
+                    "! Shut down {ended} upgraded connection(s) still open at the shutdown timeout"
+                ));
+            }
             break;
         }
         wait_signal(signals);
@@ -189,6 +202,10 @@ pub(crate) fn wait_in_flight(
 /// tests/control.rs: the docroot, opened first, holds fd 3). `Err` when a
 /// second TERM/INT asked to exit at once.
 pub(crate) fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(), ()> {
+    // Upgraded connections live on threads of the app's function, which
+    // may give them back at any time: from here on none closes a
+    // descriptor (the exec does), and any still open are shut down.
+    engine.upgrades().seal();
     let deadline = Instant::now() + RESTART_RELEASE_TIMEOUT;
     // The reactor is joined and the pool dropped: only the pool threads
     // (through `pool::Shared` and their `ThreadSlot`) still hold the

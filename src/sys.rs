@@ -108,6 +108,18 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Shuts down both directions of a connection: a thread blocked reading
+/// or writing it wakes (EOF, EPIPE), and the peer sees the end. Acts on
+/// the socket, so any descriptor of it will do (the engine keeps a
+/// duplicate of each upgraded connection's to end it at a stop's
+/// deadline). Never used on listeners.
+pub fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown(2) takes plain integers; the borrow keeps the
+    // descriptor open for the call.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) })?;
+    Ok(())
+}
+
 /// Binds `fd` to an IP address.
 pub fn bind_inet(fd: &impl AsRawFd, addr: &SocketAddr) -> io::Result<()> {
     let (storage, len) = sockaddr_from_inet(addr);

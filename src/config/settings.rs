@@ -25,7 +25,7 @@ use super::types::{ActivatedMode, ConfigError, ControlToken, Overrides, MAX_WORK
 use super::values::{
     check_threads, first_repeat, optional, parse_activated, parse_control_url, parse_header_value,
     parse_keep_alive, parse_limit, parse_name, parse_optional_name, parse_secs, parse_threads,
-    parse_token, parse_workers,
+    parse_token, parse_upgraded, parse_workers,
 };
 use crate::listeners::BindSpec;
 
@@ -268,6 +268,24 @@ pub(super) const SETTINGS: &[Setting] = &[
             let n = number(&d.args, |w| w.parse().ok())
                 .ok_or_else(|| d.bad("a whole number of bytes, as in max_body 10_485_760"))?;
             layer.max_body = Some(n);
+            Ok(())
+        }),
+    ),
+    own(
+        "max_upgraded",
+        value(
+            "--max-upgraded",
+            "",
+            "a whole number from 0 to 65536, as in --max-upgraded 256",
+        ),
+        Some(|v, layer| {
+            layer.max_upgraded = v.last(|s| parse_upgraded(s).ok_or(INVALID))?;
+            Ok(())
+        }),
+        Some(|d, layer| {
+            let n = number(&d.args, parse_upgraded)
+                .ok_or_else(|| d.bad("a whole number from 0 to 65536, as in max_upgraded 256"))?;
+            layer.max_upgraded = Some(n);
             Ok(())
         }),
     ),

@@ -499,6 +499,10 @@ fn seconds() {
 #[test]
 fn counts_and_header_values() {
     assert_eq!(run(&["--max-keep-alive", "1"]).max_keep_alive, 1);
+    assert_eq!(Config::default().max_upgraded, DEFAULT_MAX_UPGRADED);
+    assert_eq!(run(&["--max-upgraded", "0"]).max_upgraded, 0);
+    assert_eq!(run(&["--max-upgraded", "65536"]).max_upgraded, 65536);
+    assert!(error(&["--max-upgraded", "65537"]).starts_with("--max-upgraded \"65537\"; expected"));
     assert_eq!(run(&["--max-body", "0"]).max_body, 0);
     assert!(error(&["--max-keep-alive", "0"]).starts_with("--max-keep-alive \"0\"; expected"));
     assert!(error(&["--max-keep-alive", "4294967296"]).starts_with("--max-keep-alive"));
@@ -619,6 +623,7 @@ persistent_timeout 20
 shutdown_timeout 3
 max_keep_alive 50
 max_body 1_048_576
+max_upgraded 7
 log_requests true
 quiet
 dir_listing true
@@ -647,6 +652,7 @@ cache_control "public, max-age=60"
     assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
     assert_eq!(c.max_keep_alive, 50);
     assert_eq!(c.max_body, 1_048_576);
+    assert_eq!(c.max_upgraded, 7);
     assert!(c.log_requests && c.quiet && c.dir_listing && !c.serve_dotfiles);
     assert_eq!(c.cache_control.as_deref(), Some("public, max-age=60"));
     assert_eq!(c.cli, Overrides::default());
@@ -869,6 +875,10 @@ fn bad_file_values() {
         (
             "max_keep_alive 0",
             "max_keep_alive 0; expected a whole number from 1",
+        ),
+        (
+            "max_upgraded -1",
+            "max_upgraded -1; expected a whole number from 0 to 65536",
         ),
         (
             "max_body 1.5",

@@ -35,6 +35,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_KEEP_ALIVE: u32 = 999;
 /// Largest request body accepted (10 MiB); larger gets 413.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Upgraded connections (WebSocket and other `101 Switching Protocols`
+/// or `CONNECT` takeovers) open at once per serving process; each has a
+/// thread of its own, and one more is answered 503.
+pub const DEFAULT_MAX_UPGRADED: usize = 256;
 /// Worker processes when none are asked for: 0, single mode (Puma's).
 pub const DEFAULT_WORKERS: usize = 0;
 /// Seconds a worker may go without checking in before it is replaced
@@ -56,6 +60,9 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// Largest `control_token_file` read. A token is a line; the bound keeps
 /// a wrong path (a log, a device) from being read whole.
 pub const MAX_CONTROL_TOKEN_FILE_BYTES: u64 = 4096;
+/// Largest `max_upgraded` accepted. A typo guard like
+/// [`MAX_THREADS_LIMIT`]: each upgraded connection is a thread.
+pub const MAX_UPGRADED_LIMIT: usize = 65536;
 /// Most worker processes accepted. A typo guard like
 /// [`MAX_THREADS_LIMIT`]: each worker is a whole process.
 pub const MAX_WORKERS: usize = 256;
@@ -175,6 +182,12 @@ pub struct Config {
     pub max_keep_alive: u32,
     /// See [`DEFAULT_MAX_BODY`].
     pub max_body: u64,
+    /// Upgraded connections open at once in each serving process (each
+    /// runs on a thread of its own, outside the pool; see
+    /// [`Upgraded`](crate::Upgraded)); one more is answered 503, and 0
+    /// refuses every upgrade. At most [`MAX_UPGRADED_LIMIT`]. Default
+    /// [`DEFAULT_MAX_UPGRADED`].
+    pub max_upgraded: usize,
     /// Log one line per request. Default off.
     pub log_requests: bool,
     /// Log only warnings and errors. Default off.
@@ -261,6 +274,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_keep_alive: DEFAULT_MAX_KEEP_ALIVE,
             max_body: DEFAULT_MAX_BODY,
+            max_upgraded: DEFAULT_MAX_UPGRADED,
             log_requests: false,
             quiet: false,
             dir_listing: false,
@@ -322,6 +336,7 @@ pub struct Overrides {
     pub(super) shutdown_timeout: Option<Duration>,
     pub(super) max_keep_alive: Option<u32>,
     pub(super) max_body: Option<u64>,
+    pub(super) max_upgraded: Option<usize>,
     pub(super) log_requests: Option<bool>,
     pub(super) quiet: Option<bool>,
     pub(super) dir_listing: Option<bool>,
@@ -468,6 +483,9 @@ impl Overrides {
         }
         if let Some(n) = self.max_body {
             config.max_body = n;
+        }
+        if let Some(n) = self.max_upgraded {
+            config.max_upgraded = n;
         }
         let set = |to: &mut bool, from: Option<bool>| {
             if let Some(b) = from {

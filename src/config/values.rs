@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use super::types::{ActivatedMode, MAX_THREADS_LIMIT, MAX_TIMEOUT, MAX_WORKERS};
+use super::types::{
+    ActivatedMode, MAX_THREADS_LIMIT, MAX_TIMEOUT, MAX_UPGRADED_LIMIT, MAX_WORKERS,
+};
 use crate::listeners::BindSpec;
 
 /// `MIN:MAX` or `N` (meaning `N:N`).
@@ -48,6 +50,11 @@ pub(super) fn parse_activated(s: &str) -> Option<ActivatedMode> {
 
 pub(super) fn parse_workers(s: &str) -> Option<usize> {
     s.parse().ok().filter(|&n| n <= MAX_WORKERS)
+}
+
+/// A whole number from 0 to [`MAX_UPGRADED_LIMIT`] (`max_upgraded`).
+pub(super) fn parse_upgraded(s: &str) -> Option<usize> {
+    s.parse().ok().filter(|&n| n <= MAX_UPGRADED_LIMIT)
 }
 
 /// A whole number from 1 to `max`.
