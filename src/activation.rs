@@ -230,7 +230,7 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
     let mut out = Vec::with_capacity(n);
     let mut files = Vec::new();
     for ((fd, name), kind) in fds.into_iter().zip(names).zip(kinds) {
-        let raw = fd.as_raw_fd();
+        let raw = fd.as_raw_fd(); // only to name it in messages
         if kind == FdKind::NotSocket {
             files.push(InheritedFile { fd, name });
             continue;

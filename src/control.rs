@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -202,7 +202,8 @@ impl ControlServer {
 
     /// The descriptors to poll for readability: the listener (unless
     /// [`CONTROL_MAX_CONNECTIONS`] are open or accepting is backing off)
-    /// and every open control connection.
+    /// and every open control connection. Numbers, for the owner's poll
+    /// set beside its own descriptors (`sys::poll_readable`).
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds = Vec::with_capacity(self.conns.len() + 1);
         if self.accepting(Instant::now()) {
@@ -318,7 +319,7 @@ impl ControlServer {
         commands: &mut Vec<ControlCommand>,
     ) -> Next {
         let conn = &mut self.conns[i];
-        let fd = conn.fd.as_raw_fd();
+        let fd = conn.fd.as_fd();
         // One byte more than the limit tells "too large" from "exactly full".
         let mut tmp = [0u8; CONTROL_MAX_REQUEST + 1];
         let mut eof = false;
@@ -361,16 +362,14 @@ impl ControlServer {
         } else {
             Duration::ZERO
         };
-        let written = send_all(conn.fd.as_raw_fd(), &bytes, wait);
+        let written = send_all(conn.fd.as_fd(), &bytes, wait);
         if let Some(c) = reply.command {
             // Asked by a client holding the token: done even if it has
             // already gone away and missed the answer.
             commands.push(c);
         }
         // A client past its deadline has had its time: no lingering.
-        if reply.status == 408
-            || written.is_err()
-            || sys::shutdown_write(conn.fd.as_raw_fd()).is_err()
+        if reply.status == 408 || written.is_err() || sys::shutdown_write(conn.fd.as_fd()).is_err()
         {
             return Next::Close;
         }
@@ -472,7 +471,7 @@ fn drain(conn: &mut Conn, now: Instant) -> Next {
     let mut tmp = [0u8; DRAIN_CHUNK];
     let mut left = CONTROL_LINGER_READ;
     while left > 0 {
-        match sys::recv(conn.fd.as_raw_fd(), &mut tmp[..left.min(DRAIN_CHUNK)]) {
+        match sys::recv(conn.fd.as_fd(), &mut tmp[..left.min(DRAIN_CHUNK)]) {
             Ok(0) => return Next::Close,
             Ok(n) => left -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
@@ -484,7 +483,7 @@ fn drain(conn: &mut Conn, now: Instant) -> Next {
 
 /// Writes all of `buf` to a non-blocking socket, waiting at most `wait`
 /// in total for buffer room (`Duration::ZERO`: no wait at all).
-fn send_all(fd: RawFd, mut buf: &[u8], wait: Duration) -> io::Result<()> {
+fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8], wait: Duration) -> io::Result<()> {
     let deadline = Instant::now() + wait;
     while !buf.is_empty() {
         match sys::send(fd, buf, false) {

@@ -455,7 +455,8 @@ fn same_inet(addr: &SockName, want: &SocketAddr) -> bool {
     matches!(addr, SockName::Inet(a) if a.ip() == want.ip() && a.port() == want.port())
 }
 
-/// `fd://3`: the inherited socket with that descriptor number.
+/// `fd://3`: the inherited socket with that descriptor number (compared
+/// as a number: the user wrote one).
 fn fd_number_match(inherited: &[Inherited], wanted: &str) -> Option<usize> {
     let n: i32 = wanted.parse().ok()?;
     inherited.iter().position(|i| i.fd.as_raw_fd() == n)

@@ -129,6 +129,8 @@ pub(crate) trait Runner {
     fn turn(&mut self, master: &mut MasterOnly<'_>) -> Progress;
     /// Adds the descriptors the loop should also wait on; returns the
     /// longest the loop may wait before the next [`Runner::turn`].
+    /// Numbers, not borrows: the poll set mixes descriptors of several
+    /// owners (`sys::poll_readable`).
     fn wait(&self, _fds: &mut Vec<RawFd>) -> Option<Duration> {
         None
     }
@@ -145,7 +147,8 @@ pub(crate) trait Runner {
     /// activity between two looks is seen.
     fn quiet(&self) -> Option<u64>;
     /// The listening sockets' descriptors, to look for a connection
-    /// waiting in a backlog before an idle exit.
+    /// waiting in a backlog before an idle exit: numbers, as the serving
+    /// threads own the sockets in single mode.
     fn listener_fds(&self) -> Vec<RawFd>;
     /// A reload passed its checks: `new` is the configuration from now on
     /// (single mode: nothing to do, the exec that follows loads it).

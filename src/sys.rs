@@ -56,7 +56,7 @@ pub fn stream_socket(family: libc::c_int) -> io::Result<OwnedFd> {
 
 /// Sets an integer socket option.
 pub fn set_int_opt(
-    fd: &impl AsRawFd,
+    fd: &impl AsFd,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,
@@ -64,7 +64,7 @@ pub fn set_int_opt(
     // SAFETY: the option value points at a live c_int whose size is passed.
     cvt(unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             level,
             name,
             (&value as *const libc::c_int).cast(),
@@ -76,7 +76,7 @@ pub fn set_int_opt(
 
 /// Reads an integer socket option.
 pub fn get_int_opt(
-    fd: &impl AsRawFd,
+    fd: &impl AsFd,
     level: libc::c_int,
     name: libc::c_int,
 ) -> io::Result<libc::c_int> {
@@ -85,7 +85,7 @@ pub fn get_int_opt(
     // SAFETY: value and len are live locals; len holds value's size.
     cvt(unsafe {
         libc::getsockopt(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             level,
             name,
             (&mut value as *mut libc::c_int).cast(),
@@ -96,25 +96,25 @@ pub fn get_int_opt(
 }
 
 /// `TCP_NODELAY` on an accepted TCP connection.
-pub fn set_nodelay(fd: &impl AsRawFd) -> io::Result<()> {
+pub fn set_nodelay(fd: &impl AsFd) -> io::Result<()> {
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
 /// Shuts down the sending side of a connection (never used on listeners:
 /// an activated listening socket belongs to systemd).
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    // SAFETY: shutdown(2) takes plain integers.
-    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) })?;
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown(2) takes plain integers; the borrow keeps fd open.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) })?;
     Ok(())
 }
 
 /// Binds `fd` to an IP address.
-pub fn bind_inet(fd: &impl AsRawFd, addr: &SocketAddr) -> io::Result<()> {
+pub fn bind_inet(fd: &impl AsFd, addr: &SocketAddr) -> io::Result<()> {
     let (storage, len) = sockaddr_from_inet(addr);
     // SAFETY: storage is a properly initialised sockaddr of length len.
     cvt(unsafe {
         libc::bind(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&storage as *const libc::sockaddr_storage).cast(),
             len,
         )
@@ -123,12 +123,12 @@ pub fn bind_inet(fd: &impl AsRawFd, addr: &SocketAddr) -> io::Result<()> {
 }
 
 /// Binds `fd` to a unix socket path.
-pub fn bind_unix(fd: &impl AsRawFd, path: &Path) -> io::Result<()> {
+pub fn bind_unix(fd: &impl AsFd, path: &Path) -> io::Result<()> {
     let (addr, len) = sockaddr_un(path.as_os_str().as_bytes())?;
     // SAFETY: addr is an initialised sockaddr_un of length len.
     cvt(unsafe {
         libc::bind(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&addr as *const libc::sockaddr_un).cast(),
             len,
         )
@@ -137,18 +137,18 @@ pub fn bind_unix(fd: &impl AsRawFd, path: &Path) -> io::Result<()> {
 }
 
 /// Marks a bound socket as listening.
-pub fn listen(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
+pub fn listen(fd: &impl AsFd, backlog: i32) -> io::Result<()> {
     // SAFETY: listen(2) takes plain integers.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    cvt(unsafe { libc::listen(fd.as_fd().as_raw_fd(), backlog) })?;
     Ok(())
 }
 
 /// Accepts one connection, non-blocking and close-on-exec.
-pub fn accept(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
+pub fn accept(fd: &impl AsFd) -> io::Result<OwnedFd> {
     // SAFETY: null address pointers are allowed by accept4(2).
     let new = cvt_r(|| unsafe {
         libc::accept4(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -160,7 +160,7 @@ pub fn accept(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
 /// [`accept`], with the peer's address as accept4(2) reports it (`None`
 /// for a unix socket): a client that leaves at once is gone before
 /// getpeername(2) could ask.
-pub fn accept_with_peer(fd: &impl AsRawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+pub fn accept_with_peer(fd: &impl AsFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -168,7 +168,7 @@ pub fn accept_with_peer(fd: &impl AsRawFd) -> io::Result<(OwnedFd, Option<Socket
     // and accept4 writes at most that many bytes.
     let new = cvt_r(|| unsafe {
         libc::accept4(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -178,14 +178,14 @@ pub fn accept_with_peer(fd: &impl AsRawFd) -> io::Result<(OwnedFd, Option<Socket
 }
 
 /// The local address of an inet socket (`None` for other families).
-pub fn local_inet_addr(fd: &impl AsRawFd) -> io::Result<Option<SocketAddr>> {
+pub fn local_inet_addr(fd: &impl AsFd) -> io::Result<Option<SocketAddr>> {
     sock_name(fd, libc::getsockname)
 }
 
 type NameFn =
     unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
-fn sock_name(fd: &impl AsRawFd, f: NameFn) -> io::Result<Option<SocketAddr>> {
+fn sock_name(fd: &impl AsFd, f: NameFn) -> io::Result<Option<SocketAddr>> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -193,7 +193,7 @@ fn sock_name(fd: &impl AsRawFd, f: NameFn) -> io::Result<Option<SocketAddr>> {
     // f is getsockname or getpeername, which write at most len bytes.
     cvt(unsafe {
         f(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
@@ -202,17 +202,21 @@ fn sock_name(fd: &impl AsRawFd, f: NameFn) -> io::Result<Option<SocketAddr>> {
 }
 
 /// Receives into `buf` (non-blocking sockets return `WouldBlock`).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is a live, writable slice of the length passed.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: buf is a live, writable slice of the length passed; the
+    // borrow keeps fd open.
     let n = cvt_r(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
     Ok(n as usize)
 }
 
 /// Sends from `buf` without raising SIGPIPE; `more` sets MSG_MORE (more
 /// data follows at once, so the kernel may merge it into one segment).
-pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-    // SAFETY: buf is a live slice of the length passed.
+    // SAFETY: buf is a live slice of the length passed; the borrow keeps
+    // fd open.
     let n = cvt_r(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) })?;
     Ok(n as usize)
 }
@@ -220,14 +224,15 @@ pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
 /// Copies up to `count` bytes of `file` from `*offset` to the socket,
 /// advancing `*offset`.
 pub fn sendfile(
-    sock: RawFd,
-    file: &impl AsRawFd,
+    sock: BorrowedFd<'_>,
+    file: &impl AsFd,
     offset: &mut u64,
     count: usize,
 ) -> io::Result<usize> {
+    let (sock, file) = (sock.as_raw_fd(), file.as_fd().as_raw_fd());
     let mut off = *offset as libc::off_t;
-    // SAFETY: off is a live local; both descriptors are open.
-    let n = cvt_r(|| unsafe { libc::sendfile(sock, file.as_raw_fd(), &mut off, count) })?;
+    // SAFETY: off is a live local; both descriptors are borrowed, so open.
+    let n = cvt_r(|| unsafe { libc::sendfile(sock, file, &mut off, count) })?;
     *offset = off as u64;
     Ok(n as usize)
 }
@@ -251,13 +256,13 @@ pub enum Interest {
 }
 
 /// Waits until `fd` is ready or `timeout` passes; `Ok(false)` on timeout.
-pub fn wait_fd(fd: RawFd, interest: Interest, timeout: Duration) -> io::Result<bool> {
+pub fn wait_fd(fd: BorrowedFd<'_>, interest: Interest, timeout: Duration) -> io::Result<bool> {
     let events = match interest {
         Interest::Read => libc::POLLIN,
         Interest::Write => libc::POLLOUT,
     };
     let mut pfd = libc::pollfd {
-        fd,
+        fd: fd.as_raw_fd(),
         events,
         revents: 0,
     };
@@ -268,6 +273,12 @@ pub fn wait_fd(fd: RawFd, interest: Interest, timeout: Duration) -> io::Result<b
 }
 
 /// Polls several descriptors for readability; returns which are readable.
+///
+/// Takes descriptor numbers, not borrows: the supervisor polls listeners
+/// that the serving threads own (`Runner::listener_fds`, only to see
+/// whether a connection waits in a backlog) beside its own pipes, and a
+/// number that was closed meanwhile only makes poll(2) report `POLLNVAL`
+/// for it (counted as readable), never acts on another file.
 pub fn poll_readable(
     fds: &[RawFd],
     timeout: Option<Duration>,
@@ -401,14 +412,14 @@ pub enum SockName {
 }
 
 /// What `getsockname(2)` says about `fd`, for every family.
-pub fn sock_name_any(fd: &impl AsRawFd) -> io::Result<SockName> {
+pub fn sock_name_any(fd: &impl AsFd) -> io::Result<SockName> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage and len are live locals; len holds storage's size.
     cvt(unsafe {
         libc::getsockname(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
@@ -528,7 +539,8 @@ fn fd_identity(fd: RawFd) -> io::Result<Option<(u64, u64)>> {
 /// file now is [`FdKind::Replaced`]), socket or not (`fstat`), and for a
 /// socket its type and whether it listens. Only reads the descriptor
 /// table and the descriptor's state; changes nothing, so it is sound on a
-/// number whatever owns it.
+/// number whatever owns it. A number, not a borrow: nothing owns these
+/// descriptors yet (sd_listen_fds(3) passes them by number).
 pub fn inspect_inherited(fd: RawFd) -> io::Result<FdKind> {
     let at_start = AT_START
         .get()
@@ -593,11 +605,17 @@ fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 }
 
 /// Sets `O_NONBLOCK` (adopted listeners may arrive blocking).
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     // SAFETY: fcntl(F_GETFL) takes plain integers.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    let flags = cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) })?;
     // SAFETY: fcntl(F_SETFL) takes plain integers.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    cvt(unsafe {
+        libc::fcntl(
+            fd.as_fd().as_raw_fd(),
+            libc::F_SETFL,
+            flags | libc::O_NONBLOCK,
+        )
+    })?;
     Ok(())
 }
 
@@ -704,7 +722,7 @@ pub fn datagram_socket() -> io::Result<OwnedFd> {
 /// Sends one datagram to the unix address `dest` (a leading NUL byte makes
 /// it abstract), passing `fds` with SCM_RIGHTS when not empty.
 pub fn send_datagram(
-    sock: &impl AsRawFd,
+    sock: &impl AsFd,
     dest: &[u8],
     data: &[u8],
     fds: &[BorrowedFd<'_>],
@@ -745,7 +763,7 @@ pub fn send_datagram(
         }
     }
     // SAFETY: msg and everything it points to (addr, iov, data, control) live until the call returns.
-    let n = cvt_r(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    let n = cvt_r(|| unsafe { libc::sendmsg(sock.as_fd().as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
     Ok(n as usize)
 }
 
@@ -1193,16 +1211,19 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// write(2) on any descriptor (pipes, eventfds).
-pub fn write_fd(fd: &impl AsRawFd, data: &[u8]) -> io::Result<usize> {
+pub fn write_fd(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: data is a live slice of the length passed.
-    let n = cvt_r(|| unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
+    let n =
+        cvt_r(|| unsafe { libc::write(fd.as_fd().as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
     Ok(n as usize)
 }
 
 /// read(2) on any descriptor (pipes).
-pub fn read_fd(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a live, writable slice of the length passed.
-    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let n = cvt_r(|| unsafe {
+        libc::read(fd.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+    })?;
     Ok(n as usize)
 }
 
@@ -1230,24 +1251,43 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: ev is a live local; epoll_ctl copies it.
+        // SAFETY: ev is a live local; epoll_ctl copies it. epoll_ctl only
+        // (de)registers the number: on one that is not open it fails with
+        // EBADF.
         cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
 
     /// Registers `fd`.
-    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
     }
 
     /// Changes (or re-arms) a registration.
-    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
     }
 
     /// Removes a registration.
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
+    }
+
+    /// [`Epoll::add`] (`first`) or [`Epoll::modify`] by descriptor number,
+    /// for a connection that was just put in the parking (`engine::park`):
+    /// it is armed only after it is there, so the event it raises finds it,
+    /// and by then the parking owns it and another thread may take it, so
+    /// no borrow can be held. `token` carries a generation
+    /// (`engine::token_fd`): if the number was closed and reused meanwhile,
+    /// an event under this token matches no parked connection and is
+    /// dropped.
+    pub fn arm_parked(&self, first: bool, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let op = if first {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_MOD
+        };
+        self.ctl(op, fd, events, token)
     }
 
     /// Waits for events (at most `events.capacity()`), up to `timeout`
@@ -1345,9 +1385,9 @@ impl EventFd {
     }
 }
 
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -1444,11 +1484,11 @@ pub fn signal_name(sig: libc::c_int) -> std::borrow::Cow<'static, str> {
 }
 
 /// Reads pending signal numbers from the self-pipe.
-pub fn read_signals(pipe: &impl AsRawFd, out: &mut Vec<libc::c_int>) {
+pub fn read_signals(pipe: &impl AsFd, out: &mut Vec<libc::c_int>) {
     let mut buf = [0u8; 64];
     loop {
         // SAFETY: buf is a live, writable array of the length passed.
-        let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(pipe.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
             return;
         }

@@ -31,7 +31,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -584,7 +584,7 @@ impl TlsConn {
     /// A peer that closes mid-handshake gives `UnexpectedEof`; one that
     /// speaks plain HTTP an error for which [`is_plain_http`] holds (and no
     /// alert is sent: see [`answer_plain_http`]).
-    pub fn handshake_step(&mut self, fd: RawFd) -> io::Result<HandshakeState> {
+    pub fn handshake_step(&mut self, fd: BorrowedFd<'_>) -> io::Result<HandshakeState> {
         loop {
             while self.conn.wants_write() {
                 match self.conn.write_tls(&mut FdIo(fd)) {
@@ -623,7 +623,7 @@ impl TlsConn {
     /// [`MAX_PLAIN_PER_READ`]) and returns how many bytes it appended.
     /// `Ok(0)`: the peer closed (close_notify or TCP EOF; HTTP framing, not
     /// TLS, detects a truncated request). `WouldBlock`: nothing available.
-    pub fn read_plain(&mut self, fd: RawFd, out: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn read_plain(&mut self, fd: BorrowedFd<'_>, out: &mut Vec<u8>) -> io::Result<usize> {
         let start = out.len();
         loop {
             self.drain_plaintext(out)?;
@@ -644,7 +644,12 @@ impl TlsConn {
     /// socket buffer is full; `timeout` bounds each wait (an inactivity
     /// limit, like the `write_timeout` setting), after which `TimedOut`.
     /// Only after the handshake is `Done`.
-    pub fn write_plain(&mut self, fd: RawFd, data: &[u8], timeout: Duration) -> io::Result<()> {
+    pub fn write_plain(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        data: &[u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
         if self.conn.is_handshaking() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -670,7 +675,7 @@ impl TlsConn {
     /// takes, never waiting: `WouldBlock` while earlier records are still
     /// unsent. Returns the plaintext bytes taken (a response the client is
     /// slow to read continues from there on its next EPOLLOUT).
-    pub fn write_some(&mut self, fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    pub fn write_some(&mut self, fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
         if self.conn.is_handshaking() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -692,14 +697,14 @@ impl TlsConn {
     }
 
     /// Sends pending TLS records without waiting; true once none is left.
-    pub fn flush_now(&mut self, fd: RawFd) -> io::Result<bool> {
+    pub fn flush_now(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         self.try_flush(fd)?;
         Ok(!self.conn.wants_write())
     }
 
     /// Sends every pending TLS record, waiting (each wait bounded by
     /// `timeout`) while the socket buffer is full.
-    pub fn flush(&mut self, fd: RawFd, timeout: Duration) -> io::Result<()> {
+    pub fn flush(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut FdIo(fd)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -720,7 +725,7 @@ impl TlsConn {
 
     /// Queues a close_notify alert and sends what the socket takes now,
     /// without waiting; errors are ignored (the connection is closing).
-    pub fn close_notify(&mut self, fd: RawFd) {
+    pub fn close_notify(&mut self, fd: BorrowedFd<'_>) {
         self.conn.send_close_notify();
         let _ = self.try_flush(fd);
     }
@@ -784,7 +789,7 @@ impl TlsConn {
     /// `read_tls` that looks at the client's very first byte before rustls
     /// processes it: a TLS record starts with its content type (22, a
     /// handshake), never with a letter, so a letter means plain HTTP.
-    fn read_tls_sniffing(&mut self, fd: RawFd) -> io::Result<usize> {
+    fn read_tls_sniffing(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         if self.sniffed {
             return self.conn.read_tls(&mut FdIo(fd));
         }
@@ -801,7 +806,7 @@ impl TlsConn {
 
     /// Processes records read by `read_tls`, then sends without waiting what
     /// that produced (handshake messages, a KeyUpdate reply, an alert).
-    fn process(&mut self, fd: RawFd) -> io::Result<()> {
+    fn process(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         match self.conn.process_new_packets() {
             Ok(state) => {
                 self.buffered = state.plaintext_bytes_to_read();
@@ -817,7 +822,7 @@ impl TlsConn {
     }
 
     /// Sends pending records until the socket would block.
-    fn try_flush(&mut self, fd: RawFd) -> io::Result<()> {
+    fn try_flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut FdIo(fd)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -883,7 +888,7 @@ fn looks_like_plain_http(first: u8) -> bool {
 /// empty buffer takes whole, then the write side is shut and what the
 /// client already sent is dropped (up to [`PLAIN_HTTP_DRAIN`]) so that the
 /// close that follows is a FIN, not a reset that could destroy the answer.
-pub fn answer_plain_http(fd: RawFd) {
+pub fn answer_plain_http(fd: BorrowedFd<'_>) {
     let _ = sys::send(fd, &plain_http_answer(), false);
     let _ = sys::shutdown_write(fd);
     let mut scratch = [0u8; PLAIN_CHUNK];
@@ -910,12 +915,12 @@ fn plain_http_answer() -> Vec<u8> {
 }
 
 /// [`FdIo`]'s reads, remembering the first byte received.
-struct FirstByte {
-    fd: RawFd,
+struct FirstByte<'a> {
+    fd: BorrowedFd<'a>,
     first: Option<u8>,
 }
 
-impl Read for FirstByte {
+impl Read for FirstByte<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = sys::recv(self.fd, buf)?;
         if n > 0 && self.first.is_none() {
@@ -927,15 +932,15 @@ impl Read for FirstByte {
 
 /// `io::Read`/`io::Write` over a non-blocking socket fd for rustls's
 /// `read_tls`/`write_tls`, through the sys wrappers.
-struct FdIo(RawFd);
+struct FdIo<'a>(BorrowedFd<'a>);
 
-impl Read for FdIo {
+impl Read for FdIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         sys::recv(self.0, buf)
     }
 }
 
-impl Write for FdIo {
+impl Write for FdIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         sys::send(self.0, buf, false)
     }
@@ -1111,7 +1116,7 @@ mod test_pki;
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
     use std::process::Command;
     use std::sync::OnceLock;
@@ -1305,7 +1310,7 @@ mod tests {
         request: Vec<u8>,
     }
 
-    fn wait(fd: RawFd, interest: Interest, deadline: Instant) -> io::Result<()> {
+    fn wait(fd: BorrowedFd<'_>, interest: Interest, deadline: Instant) -> io::Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         if sys::wait_fd(fd, interest, left)? {
             Ok(())
@@ -1318,7 +1323,7 @@ mod tests {
     }
 
     /// What the reactor does: step, wait for what the step asks, repeat.
-    fn drive_handshake(tls: &mut TlsConn, fd: RawFd, deadline: Instant) -> io::Result<()> {
+    fn drive_handshake(tls: &mut TlsConn, fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<()> {
         loop {
             match tls.handshake_step(fd)? {
                 HandshakeState::Done => return Ok(()),
@@ -1330,7 +1335,11 @@ mod tests {
 
     /// What a pool thread does: read_plain until a head is complete, the
     /// peer closes, or `want` bytes arrived; wait for readability between.
-    fn read_at_least(tls: &mut TlsConn, fd: RawFd, want: usize) -> io::Result<(Vec<u8>, usize)> {
+    fn read_at_least(
+        tls: &mut TlsConn,
+        fd: BorrowedFd<'_>,
+        want: usize,
+    ) -> io::Result<(Vec<u8>, usize)> {
         let deadline = Instant::now() + TEST_DEADLINE;
         let mut buf = Vec::new();
         let mut largest = 0;
@@ -1356,7 +1365,7 @@ mod tests {
         std::thread::spawn(move || {
             let (sock, _) = listener.accept()?;
             sock.set_nonblocking(true)?;
-            let fd = sock.as_raw_fd();
+            let fd = sock.as_fd();
             let mut tls = TlsConn::new(&config).map_err(io::Error::other)?;
             drive_handshake(&mut tls, fd, Instant::now() + TEST_DEADLINE)?;
             let (request, _) = read_at_least(&mut tls, fd, usize::MAX)?;
@@ -1651,7 +1660,7 @@ mod tests {
             client.write_all(sent).expect("send");
             let (sock, _) = listener.accept().expect("accept");
             sock.set_nonblocking(true).expect("O_NONBLOCK");
-            let fd = sock.as_raw_fd();
+            let fd = sock.as_fd();
             let mut tls = TlsConn::new(&config).expect("session");
             let err = drive_handshake(&mut tls, fd, Instant::now() + TEST_DEADLINE)
                 .expect_err("not a TLS client");
@@ -1747,7 +1756,7 @@ mod tests {
         let server = std::thread::spawn(move || -> io::Result<(Vec<u8>, usize)> {
             let (sock, _) = listener.accept()?;
             sock.set_nonblocking(true)?;
-            let fd = sock.as_raw_fd();
+            let fd = sock.as_fd();
             let mut tls = TlsConn::new(&config).map_err(io::Error::other)?;
             drive_handshake(&mut tls, fd, Instant::now() + TEST_DEADLINE)?;
             let upload = read_at_least(&mut tls, fd, UP)?;
@@ -1809,7 +1818,7 @@ mod tests {
         let (server_sock, mut client_sock) = UnixStream::pair().expect("socketpair");
         server_sock.set_nonblocking(true).expect("nonblocking");
         client_sock.set_nonblocking(true).expect("nonblocking");
-        let fd = server_sock.as_raw_fd();
+        let fd = server_sock.as_fd();
         let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
         let mut tls = TlsConn::new(&config).expect("server session");
         let mut client = client_session(client(dir, &TLS13_ONLY, None));
@@ -1862,7 +1871,7 @@ mod tests {
         let (server_sock, mut client_sock) = UnixStream::pair().expect("socketpair");
         server_sock.set_nonblocking(true).expect("nonblocking");
         client_sock.set_nonblocking(true).expect("nonblocking");
-        let fd = server_sock.as_raw_fd();
+        let fd = server_sock.as_fd();
         let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
         let mut tls = TlsConn::new(&config).expect("server session");
         let mut client = client_session(client(dir, &TLS12, None));
@@ -1886,7 +1895,7 @@ mod tests {
 
         let (server_sock, client_sock) = UnixStream::pair().expect("socketpair");
         server_sock.set_nonblocking(true).expect("nonblocking");
-        let fd = server_sock.as_raw_fd();
+        let fd = server_sock.as_fd();
         let mut tls = TlsConn::new(&config).expect("session");
         assert_eq!(
             tls.handshake_step(fd).expect("nothing yet"),
@@ -1903,7 +1912,7 @@ mod tests {
         // Plain HTTP sent to a TLS port.
         let (server_sock, mut client_sock) = UnixStream::pair().expect("socketpair");
         server_sock.set_nonblocking(true).expect("nonblocking");
-        let fd = server_sock.as_raw_fd();
+        let fd = server_sock.as_fd();
         client_sock.write_all(REQUEST).expect("send plain HTTP");
         let mut tls = TlsConn::new(&config).expect("session");
         let err = tls.handshake_step(fd).expect_err("not TLS");
@@ -1932,7 +1941,7 @@ mod tests {
         });
         let (sock, _) = listener.accept().expect("accept");
         sock.set_nonblocking(true).expect("nonblocking");
-        let fd = sock.as_raw_fd();
+        let fd = sock.as_fd();
         let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
         let mut tls = TlsConn::new(&config).expect("session");
         drive_handshake(&mut tls, fd, Instant::now() + TEST_DEADLINE).expect("handshake");

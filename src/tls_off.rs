@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,27 +94,32 @@ impl TlsConn {
         match **config {}
     }
 
-    pub fn handshake_step(&mut self, _fd: RawFd) -> io::Result<HandshakeState> {
+    pub fn handshake_step(&mut self, _fd: BorrowedFd<'_>) -> io::Result<HandshakeState> {
         match *self {}
     }
 
-    pub fn read_plain(&mut self, _fd: RawFd, _out: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn read_plain(&mut self, _fd: BorrowedFd<'_>, _out: &mut Vec<u8>) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn write_plain(&mut self, _fd: RawFd, _data: &[u8], _timeout: Duration) -> io::Result<()> {
+    pub fn write_plain(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        _data: &[u8],
+        _timeout: Duration,
+    ) -> io::Result<()> {
         match *self {}
     }
 
-    pub fn write_some(&mut self, _fd: RawFd, _data: &[u8]) -> io::Result<usize> {
+    pub fn write_some(&mut self, _fd: BorrowedFd<'_>, _data: &[u8]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn flush_now(&mut self, _fd: RawFd) -> io::Result<bool> {
+    pub fn flush_now(&mut self, _fd: BorrowedFd<'_>) -> io::Result<bool> {
         match *self {}
     }
 
-    pub fn close_notify(&mut self, _fd: RawFd) {
+    pub fn close_notify(&mut self, _fd: BorrowedFd<'_>) {
         match *self {}
     }
 
@@ -149,7 +154,7 @@ pub fn is_plain_http(_e: &io::Error) -> bool {
 }
 
 /// Never called: [`is_plain_http`] never holds.
-pub fn answer_plain_http(_fd: RawFd) {}
+pub fn answer_plain_http(_fd: BorrowedFd<'_>) {}
 
 #[cfg(test)]
 mod tests {
