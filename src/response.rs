@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use crate::connection::{Conn, Limits};
-use crate::http::{self, Head, HttpError};
+use crate::http::{self, itoa, push_header, write_head, Head, HttpError};
 use crate::{Body, Response};
 
 /// Bytes of a response body read from a `Body::Stream` per chunk.
@@ -160,7 +160,7 @@ pub fn write_response(
     write_head(
         &mut out,
         status,
-        &resp.headers,
+        resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         head.minor,
         keep_alive,
         |out| {
@@ -239,73 +239,13 @@ fn append_file(out: &mut Vec<u8>, file: &std::fs::File, offset: u64, len: u64) -
     file.read_exact_at(&mut out[start..], offset)
 }
 
-/// Status line, engine headers, the handler's headers (minus the framing
-/// ones the engine owns), framing headers from `framing`, blank line.
-fn write_head(
-    out: &mut Vec<u8>,
-    status: u16,
-    headers: &[(String, String)],
-    minor: u8,
-    keep_alive: bool,
-    framing: impl FnOnce(&mut Vec<u8>),
-) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa(u64::from(status)).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(http::reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: catamount\r\n");
-    crate::date::with_now(|d| push_header(out, "Date", d.as_bytes()));
-    for (name, value) in headers {
-        let engine_owned = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "date",
-            "server",
-        ]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h));
-        // A CR or LF in a handler's header would split the response.
-        let unsafe_bytes = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if !engine_owned && !unsafe_bytes(name) && !unsafe_bytes(value) {
-            push_header(out, name, value.as_bytes());
-        }
-    }
-    framing(out);
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
-}
-
 /// The bytes of a complete answer to a refused request: its status, a
 /// one-line text body, `Connection: close`.
 pub fn error_response(e: HttpError) -> Vec<u8> {
     let status = e.status();
     let body = format!("{status} {}\n", http::reason(status));
-    let mut out = Vec::with_capacity(256);
-    let headers = [(
-        "Content-Type".to_string(),
-        "text/plain; charset=utf-8".to_string(),
-    )];
-    write_head(&mut out, status, &headers, 1, false, |out| {
-        push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
-    });
-    out.extend_from_slice(body.as_bytes());
-    out
+    let headers = [("Content-Type", "text/plain; charset=utf-8")];
+    http::complete_response(status, &headers, body.as_bytes())
 }
 
 fn send_stream(

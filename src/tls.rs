@@ -903,15 +903,8 @@ pub fn answer_plain_http(fd: BorrowedFd<'_>) {
 
 /// The bytes of [`answer_plain_http`]'s response.
 fn plain_http_answer() -> Vec<u8> {
-    crate::date::with_now(|date| {
-        format!(
-            "HTTP/1.1 400 Bad Request\r\nServer: catamount\r\nDate: {date}\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{PLAIN_HTTP_BODY}",
-            PLAIN_HTTP_BODY.len()
-        )
-    })
-    .into_bytes()
+    let headers = [("Content-Type", "text/plain; charset=utf-8")];
+    crate::http::complete_response(400, &headers, PLAIN_HTTP_BODY.as_bytes())
 }
 
 /// [`FdIo`]'s reads, remembering the first byte received.
