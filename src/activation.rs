@@ -23,10 +23,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
-use crate::sys::{self, FdKind, SockName};
-
-/// Most inherited descriptors accepted (a sanity bound on LISTEN_FDS).
-pub const MAX_LISTEN_FDS: usize = 1024;
+// MAX_LISTEN_FDS lives in sys, whose record before `main` reads as many.
+use crate::sys::{self, FdKind, SockName, MAX_LISTEN_FDS};
 /// Names of sockets catamount bound itself start with this.
 pub const OWN_NAME_PREFIX: &str = "catamount+";
 /// Longest name systemd accepts (FDNAME_MAX).

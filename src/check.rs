@@ -34,7 +34,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::activation;
-use crate::listeners::{self, BindSpec};
+use crate::bind::BindSpec;
+use crate::listeners;
 use crate::log;
 use crate::sys::{self, Interest};
 use crate::Config;

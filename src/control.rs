@@ -26,15 +26,16 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::bind::{loopback_ip, BindSpec};
 use crate::listeners::{
-    bind_inet_socket, bind_unix_socket, clear_unix_path, BindError, BindSpec, UnixPathError,
+    bind_inet_socket, bind_unix_socket, clear_unix_path, hint, BindError, SocketFile, UnixPathError,
 };
 use crate::sys::{self, Interest};
 
@@ -120,9 +121,9 @@ pub struct ControlServer {
     listener: OwnedFd,
     url: String,
     token: Option<String>,
-    /// The unix socket file we created: (path, device, inode).
-    created: Option<(PathBuf, u64, u64)>,
-    conns: Vec<Conn>,
+    /// The unix socket file we created.
+    created: Option<SocketFile>,
+    conns: Vec<ControlConn>,
     timeout: Duration,
     phased_restart: bool,
     /// The listener is left out of the poll set until then (accept error).
@@ -130,7 +131,7 @@ pub struct ControlServer {
 }
 
 /// One control connection.
-struct Conn {
+struct ControlConn {
     fd: OwnedFd,
     buf: Vec<u8>,
     deadline: Instant,
@@ -146,7 +147,7 @@ enum ConnState {
 }
 
 /// What became of a connection after a look at it.
-enum Next {
+enum Verdict {
     Keep,
     Close,
 }
@@ -167,8 +168,8 @@ impl ControlServer {
         let (listener, url, created) = match spec {
             BindSpec::Unix {
                 path, umask, mode, ..
-            } => bind_unix(path, *umask, *mode)?,
-            BindSpec::Tcp { host, port, .. } => bind_tcp(host, *port)?,
+            } => control_unix(path, *umask, *mode)?,
+            BindSpec::Tcp { host, port, .. } => control_tcp(host, *port)?,
             BindSpec::Fd { .. } => {
                 return Err(BindError::new(format!(
                     "control URL {spec}: the control app binds a socket of its own; expected \
@@ -229,8 +230,8 @@ impl ControlServer {
         while i < self.conns.len() {
             let now = Instant::now();
             match self.drive(i, now, stats_json, &mut commands) {
-                Next::Keep => i += 1,
-                Next::Close => {
+                Verdict::Keep => i += 1,
+                Verdict::Close => {
                     self.conns.swap_remove(i);
                 }
             }
@@ -254,12 +255,8 @@ impl ControlServer {
     /// dropping a `ControlServer` (as a worker must, right after fork)
     /// leaves the file alone.
     pub fn remove_socket_file(&self) {
-        if let Some((path, dev, ino)) = &self.created {
-            if let Ok(meta) = fs::symlink_metadata(path) {
-                if meta.dev() == *dev && meta.ino() == *ino {
-                    let _ = fs::remove_file(path);
-                }
-            }
+        if let Some(f) = &self.created {
+            f.remove();
         }
     }
 
@@ -277,7 +274,7 @@ impl ControlServer {
         self.accept_paused_until = None;
         while self.conns.len() < CONTROL_MAX_CONNECTIONS {
             match sys::accept(&self.listener) {
-                Ok(fd) => self.conns.push(Conn {
+                Ok(fd) => self.conns.push(ControlConn {
                     fd,
                     buf: Vec::new(),
                     deadline: Instant::now() + self.timeout,
@@ -304,7 +301,7 @@ impl ControlServer {
         now: Instant,
         stats_json: &dyn Fn() -> String,
         commands: &mut Vec<ControlCommand>,
-    ) -> Next {
+    ) -> Verdict {
         match self.conns[i].state {
             ConnState::Reading => self.drive_reading(i, now, stats_json, commands),
             ConnState::Lingering => drain(&mut self.conns[i], now),
@@ -317,7 +314,7 @@ impl ControlServer {
         now: Instant,
         stats_json: &dyn Fn() -> String,
         commands: &mut Vec<ControlCommand>,
-    ) -> Next {
+    ) -> Verdict {
         let conn = &mut self.conns[i];
         let fd = conn.fd.as_fd();
         // One byte more than the limit tells "too large" from "exactly full".
@@ -332,7 +329,7 @@ impl ControlServer {
                 }
                 Ok(n) => conn.buf.extend_from_slice(&tmp[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Next::Close,
+                Err(_) => return Verdict::Close,
             }
         }
         let reply = match parse_request(&conn.buf) {
@@ -346,13 +343,15 @@ impl ControlServer {
                 ),
             ),
             // The client gave up before a whole head: nothing to answer.
-            Parsed::Partial if eof => return Next::Close,
-            Parsed::Partial if now >= conn.deadline && conn.buf.is_empty() => return Next::Close,
+            Parsed::Partial if eof => return Verdict::Close,
+            Parsed::Partial if now >= conn.deadline && conn.buf.is_empty() => {
+                return Verdict::Close
+            }
             Parsed::Partial if now >= conn.deadline => Reply::error(
                 408,
                 format!("no complete request within {}s", self.timeout.as_secs_f64()),
             ),
-            Parsed::Partial => return Next::Keep,
+            Parsed::Partial => return Verdict::Keep,
         };
         let conn = &mut self.conns[i];
         let bytes = reply.to_bytes();
@@ -362,7 +361,7 @@ impl ControlServer {
         } else {
             Duration::ZERO
         };
-        let written = send_all(conn.fd.as_fd(), &bytes, wait);
+        let written = send_within(conn.fd.as_fd(), &bytes, wait);
         if let Some(c) = reply.command {
             // Asked by a client holding the token: done even if it has
             // already gone away and missed the answer.
@@ -371,13 +370,13 @@ impl ControlServer {
         // A client past its deadline has had its time: no lingering.
         if reply.status == 408 || written.is_err() || sys::shutdown_write(conn.fd.as_fd()).is_err()
         {
-            return Next::Close;
+            return Verdict::Close;
         }
         conn.state = ConnState::Lingering;
         conn.buf = Vec::new();
         conn.deadline = Instant::now() + CONTROL_LINGER;
         if eof {
-            return Next::Close;
+            return Verdict::Close;
         }
         drain(conn, now)
     }
@@ -413,7 +412,7 @@ impl ControlServer {
                 format!("method {} not allowed; use GET", truncate(&req.method, 16)),
             )
             .authorised();
-            r.extra_headers = "Allow: GET\r\n";
+            r.allow = Some("GET");
             return r;
         }
         match command {
@@ -464,26 +463,28 @@ impl ControlServer {
 
 /// Reads and discards what a lingering connection still sends; closes it
 /// at EOF, on error or at its deadline.
-fn drain(conn: &mut Conn, now: Instant) -> Next {
+fn drain(conn: &mut ControlConn, now: Instant) -> Verdict {
     if now >= conn.deadline {
-        return Next::Close;
+        return Verdict::Close;
     }
     let mut tmp = [0u8; DRAIN_CHUNK];
     let mut left = CONTROL_LINGER_READ;
     while left > 0 {
         match sys::recv(conn.fd.as_fd(), &mut tmp[..left.min(DRAIN_CHUNK)]) {
-            Ok(0) => return Next::Close,
+            Ok(0) => return Verdict::Close,
             Ok(n) => left -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
-            Err(_) => return Next::Close,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Verdict::Keep,
+            Err(_) => return Verdict::Close,
         }
     }
-    Next::Keep
+    Verdict::Keep
 }
 
 /// Writes all of `buf` to a non-blocking socket, waiting at most `wait`
-/// in total for buffer room (`Duration::ZERO`: no wait at all).
-fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8], wait: Duration) -> io::Result<()> {
+/// in total for buffer room (`Duration::ZERO`: no wait at all): the
+/// owner's loop is blocked meanwhile, so the bound is on the whole write,
+/// not on each wait as for a client connection.
+fn send_within(fd: BorrowedFd<'_>, mut buf: &[u8], wait: Duration) -> io::Result<()> {
     let deadline = Instant::now() + wait;
     while !buf.is_empty() {
         match sys::send(fd, buf, false) {
@@ -547,7 +548,8 @@ fn parse_request(buf: &[u8]) -> Parsed {
 struct Reply {
     status: u16,
     body: String,
-    extra_headers: &'static str,
+    /// An `Allow` header's methods (a 405).
+    allow: Option<&'static str>,
     /// The client showed the token (or none is needed): the write may wait.
     authorised: bool,
     command: Option<ControlCommand>,
@@ -558,7 +560,7 @@ impl Reply {
         Reply {
             status,
             body,
-            extra_headers: "",
+            allow: None,
             authorised: false,
             command: None,
         }
@@ -574,16 +576,12 @@ impl Reply {
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\n{}Connection: close\r\n\r\n{}",
-            self.status,
-            crate::http::reason(self.status),
-            self.body.len(),
-            self.extra_headers,
-            self.body
-        )
-        .into_bytes()
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ];
+        headers.extend(self.allow.map(|methods| ("Allow", methods)));
+        crate::http::complete_response(self.status, &headers, self.body.as_bytes())
     }
 }
 
@@ -676,9 +674,10 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-type Bound = (OwnedFd, String, Option<(PathBuf, u64, u64)>);
+/// A bound control listener: its socket, its URL, the socket file made.
+type Bound = (OwnedFd, String, Option<SocketFile>);
 
-fn bind_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound, BindError> {
+fn control_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound, BindError> {
     let shown = path.display();
     // A path in use is EADDRINUSE for systemd's ERRNO=, as bind(2) says.
     clear_unix_path(path).map_err(|e| match e {
@@ -706,32 +705,16 @@ fn bind_unix(path: &Path, mask: Option<u32>, mode: Option<u32>) -> Result<Bound,
     Ok((fd, format!("unix://{shown}"), Some(created)))
 }
 
-fn bind_tcp(host: &str, port: u16) -> Result<Bound, BindError> {
-    let ip = if host == "localhost" {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse::<IpAddr>().map_err(|_| {
-            BindError::new(format!(
-                "control URL tcp://{host}:{port}: expected a loopback address: 127.0.0.1, [::1] \
-                 or localhost"
-            ))
-        })?
-    };
-    if !ip.is_loopback() {
-        return Err(BindError::new(format!(
-            "control URL tcp://{host}:{port}: {ip} is not a loopback address; expected \
+fn control_tcp(host: &str, port: u16) -> Result<Bound, BindError> {
+    let ip = loopback_ip(host).ok_or_else(|| {
+        BindError::new(format!(
+            "control URL tcp://{host}:{port}: {host} is not a loopback address; expected \
              127.0.0.1, [::1] or localhost, since the control app can stop the server"
-        )));
-    }
-    let addr = SocketAddr::new(ip, port);
-    let (fd, actual) = bind_inet_socket(&addr, CONTROL_BACKLOG).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EADDRINUSE) {
-            "; another process listens there: stop it or choose another port"
-        } else {
-            ""
-        };
-        BindError::os(format!("control URL tcp://{addr}: {e}{hint}"), &e)
+        ))
     })?;
+    let addr = SocketAddr::new(ip, port);
+    let (fd, actual) = bind_inet_socket(&addr, CONTROL_BACKLOG)
+        .map_err(|e| BindError::os(format!("control URL tcp://{addr}: {e}{}", hint(&e)), &e))?;
     Ok((fd, format!("tcp://{actual}"), None))
 }
 
@@ -1085,10 +1068,8 @@ fn call(url: &str, token: Option<&str>, command: &str) -> Result<(u16, String), 
     if url.starts_with("ssl://") {
         return Err("ssl:// is not supported; expected unix:///PATH or tcp://HOST:PORT".into());
     }
-    let spec = BindSpec::parse(url).map_err(|e| match e.strip_prefix("bind ") {
-        Some(rest) => format!("control URL {rest}"),
-        None => e,
-    })?;
+    let spec =
+        BindSpec::parse(url).map_err(|e| format!("control URL {:?}: {}", e.uri(), e.problem()))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request =
         format!("GET /{command} HTTP/1.1\r\nHost: catamount\r\n{auth}Connection: close\r\n\r\n");

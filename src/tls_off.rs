@@ -158,7 +158,7 @@ pub fn answer_plain_http(_fd: BorrowedFd<'_>) {}
 
 #[cfg(test)]
 mod tests {
-    use crate::listeners::BindSpec;
+    use crate::bind::BindSpec;
 
     #[test]
     fn ssl_binds_are_refused_with_how_to_get_tls() {
@@ -168,7 +168,11 @@ mod tests {
             "fd://https?cert=c&key=k",
         ] {
             let e = BindSpec::parse(uri).expect_err(uri);
-            assert_eq!(e, format!("bind {uri:?}: {}", super::NO_TLS), "{uri}");
+            assert_eq!(
+                e.to_string(),
+                format!("bind {uri:?}: {}", super::NO_TLS),
+                "{uri}"
+            );
         }
         assert!(super::NO_TLS.contains("cargo feature \"tls\""));
     }

@@ -16,7 +16,7 @@ use super::options::OptionKind;
 use super::settings::{directives, SETTINGS};
 use super::values::{closest, edit_distance, parse_control_url};
 use super::*;
-use crate::listeners::BindSpec;
+use crate::bind::BindSpec;
 
 /// A directory under the system temp dir, unique to this process and
 /// call, removed on drop.

@@ -12,6 +12,11 @@ use std::sync::atomic::Ordering;
 use super::net::get_int_opt;
 use super::{cvt, cvt_r, owned};
 
+/// Most inherited descriptors accepted (a sanity bound on LISTEN_FDS):
+/// [`record_at_start`] records at most this many, and
+/// `activation::take_from_env` refuses a larger count.
+pub const MAX_LISTEN_FDS: usize = 1024;
+
 /// What an inherited descriptor number holds, as [`inspect_inherited`]
 /// finds it before anything owns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +56,7 @@ extern "C" fn record_at_start() {
         var("LISTEN_FDS")
             .and_then(|n| n.trim().parse::<usize>().ok())
             .unwrap_or(0)
-            .min(crate::activation::MAX_LISTEN_FDS)
+            .min(MAX_LISTEN_FDS)
     } else {
         0
     };
