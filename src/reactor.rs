@@ -319,16 +319,7 @@ impl Reactor {
                 }
             };
             if let Some(events) = wait {
-                if self
-                    .engine
-                    .reactor_epoll()
-                    .modify(p.conn.as_fd(), events, fd as u64)
-                    .is_ok()
-                {
-                    self.deadlines.insert((p.deadline, fd));
-                    self.conns.insert(fd, p);
-                }
-                return;
+                return self.rearm(fd, p, events);
             }
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
@@ -339,12 +330,17 @@ impl Reactor {
             Arrived::Gone => return, // dropped: closed
             Arrived::Waiting => {}
         }
-        if self
+        self.rearm(fd, p, EPOLL_READ_ONESHOT);
+    }
+
+    /// Waits for `events` on a connection the reactor keeps, under its
+    /// deadline; one that cannot be re-armed is dropped (closed).
+    fn rearm(&mut self, fd: RawFd, p: Parked, events: u32) {
+        let armed = self
             .engine
             .reactor_epoll()
-            .modify(p.conn.as_fd(), EPOLL_READ_ONESHOT, fd as u64)
-            .is_ok()
-        {
+            .modify(p.conn.as_fd(), events, fd as u64);
+        if armed.is_ok() {
             self.deadlines.insert((p.deadline, fd));
             self.conns.insert(fd, p);
         }

@@ -238,6 +238,18 @@ impl Log {
             log::info(line);
         }
     }
+
+    /// How a graceful stop ended: `- Goodbye!` and 0, or 1 when a second
+    /// signal cut it short.
+    fn stopped(&self, gracefully: bool) -> Ended {
+        if gracefully {
+            self.say("- Goodbye!");
+            Ended::Exit(0)
+        } else {
+            log::error("! Second signal: exiting at once");
+            Ended::Exit(1)
+        }
+    }
 }
 
 /// Installs the handlers for [`SIGNALS`]; the pipe they write to.
@@ -383,16 +395,7 @@ impl<'a> Supervisor<'a> {
                     .stopping(&format!("stopping: {}", R::MODE.stopping()));
                 self.log
                     .say("- Gracefully stopping, waiting for requests to finish");
-                match runner.stop(After::Exit) {
-                    Ok(_) => {
-                        self.log.say("- Goodbye!");
-                        Ended::Exit(0)
-                    }
-                    Err(()) => {
-                        log::error("! Second signal: exiting at once");
-                        Ended::Exit(1)
-                    }
-                }
+                self.log.stopped(runner.stop(After::Exit).is_ok())
             }
             Ending::Idle(after) => {
                 let secs = after.as_secs_f64();
@@ -402,16 +405,7 @@ impl<'a> Supervisor<'a> {
                 self.log.say(&format!(
                     "- Idle for {secs}s: exiting (idle_timeout); systemd starts catamount again on the next connection"
                 ));
-                match runner.stop(After::Exit) {
-                    Ok(_) => {
-                        self.log.say("- Goodbye!");
-                        Ended::Exit(0)
-                    }
-                    Err(()) => {
-                        log::error("! Second signal: exiting at once");
-                        Ended::Exit(1)
-                    }
-                }
+                self.log.stopped(runner.stop(After::Exit).is_ok())
             }
             Ending::Restart => {
                 self.log

@@ -102,12 +102,7 @@ impl TlsConn {
         match *self {}
     }
 
-    pub fn write_plain(
-        &mut self,
-        _fd: BorrowedFd<'_>,
-        _data: &[u8],
-        _timeout: Duration,
-    ) -> io::Result<()> {
+    pub fn write_plain(&mut self, _: BorrowedFd<'_>, _: &[u8], _: Duration) -> io::Result<()> {
         match *self {}
     }
 

@@ -223,7 +223,11 @@ impl ControlServer {
         let mut i = 0;
         while i < self.conns.len() {
             let now = Instant::now();
-            match self.drive(i, now, stats_json, &mut commands) {
+            let verdict = match self.conns[i].state {
+                ConnState::Reading => self.drive_reading(i, now, stats_json, &mut commands),
+                ConnState::Lingering => drain(&mut self.conns[i], now),
+            };
+            match verdict {
                 Verdict::Keep => i += 1,
                 Verdict::Close => {
                     self.conns.swap_remove(i);
@@ -286,19 +290,6 @@ impl ControlServer {
                     return;
                 }
             }
-        }
-    }
-
-    fn drive(
-        &mut self,
-        i: usize,
-        now: Instant,
-        stats_json: &dyn Fn() -> String,
-        commands: &mut Vec<ControlCommand>,
-    ) -> Verdict {
-        match self.conns[i].state {
-            ConnState::Reading => self.drive_reading(i, now, stats_json, commands),
-            ConnState::Lingering => drain(&mut self.conns[i], now),
         }
     }
 

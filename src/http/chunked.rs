@@ -160,28 +160,9 @@ impl ChunkedDecoder {
                 None if self.digits == 0 => {
                     return Err(HttpError::BadRequest("chunk size is not hexadecimal"))
                 }
-                None => match b {
-                    b' ' | b'\t' => {
-                        self.state = S::SizeSpace;
-                        self.size_line_byte()?;
-                    }
-                    b';' => {
-                        self.state = S::Extension;
-                        self.size_line_byte()?;
-                    }
-                    b'\r' => self.state = S::SizeLf,
-                    _ => return Err(HttpError::BadRequest("invalid byte after chunk size")),
-                },
+                None => self.after_size(b)?,
             },
-            S::SizeSpace => match b {
-                b' ' | b'\t' => self.size_line_byte()?,
-                b';' => {
-                    self.state = S::Extension;
-                    self.size_line_byte()?;
-                }
-                b'\r' => self.state = S::SizeLf,
-                _ => return Err(HttpError::BadRequest("invalid byte after chunk size")),
-            },
+            S::SizeSpace => self.after_size(b)?,
             S::Extension => match b {
                 b'\r' => self.state = S::SizeLf,
                 b'\t' | b' '..=b'~' | 0x80..=0xff => self.size_line_byte()?,
@@ -259,6 +240,27 @@ impl ChunkedDecoder {
     }
 
     /// Counts one byte of a chunk-size line against [`MAX_CHUNK_LINE`].
+    /// A byte after the chunk size's digits (in `Size` past its last
+    /// digit, or in `SizeSpace`): blanks, an extension's `;`, or the CR.
+    fn after_size(&mut self, b: u8) -> Result<(), HttpError> {
+        use ChunkState as S;
+        match b {
+            b' ' | b'\t' => {
+                self.state = S::SizeSpace;
+                self.size_line_byte()
+            }
+            b';' => {
+                self.state = S::Extension;
+                self.size_line_byte()
+            }
+            b'\r' => {
+                self.state = S::SizeLf;
+                Ok(())
+            }
+            _ => Err(HttpError::BadRequest("invalid byte after chunk size")),
+        }
+    }
+
     fn size_line_byte(&mut self) -> Result<(), HttpError> {
         self.line += 1;
         if self.line > MAX_CHUNK_LINE {

@@ -79,28 +79,25 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Binds `fd` to an IP address.
 pub fn bind_inet(fd: &impl AsFd, addr: &SocketAddr) -> io::Result<()> {
     let (storage, len) = sockaddr_from_inet(addr);
-    // SAFETY: storage is a properly initialised sockaddr of length len.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_fd().as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })?;
-    Ok(())
+    bind_to(fd, &storage, len)
 }
 
 /// Binds `fd` to a unix socket path.
 pub fn bind_unix(fd: &impl AsFd, path: &Path) -> io::Result<()> {
     let (addr, len) = sockaddr_un(path.as_os_str().as_bytes())?;
-    // SAFETY: addr is an initialised sockaddr_un of length len.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_fd().as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    })?;
+    bind_to(fd, &addr, len)
+}
+
+/// bind(2) to the first `len` bytes of `addr`, a socket address this
+/// module built (`sockaddr_storage` or `sockaddr_un`).
+fn bind_to<A>(fd: &impl AsFd, addr: &A, len: libc::socklen_t) -> io::Result<()> {
+    if len as usize > mem::size_of::<A>() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: addr is a live reference to at least len bytes (checked
+    // above), initialised for its family by the caller's constructor; the
+    // kernel only reads them. The borrow keeps fd open.
+    cvt(unsafe { libc::bind(fd.as_fd().as_raw_fd(), (addr as *const A).cast(), len) })?;
     Ok(())
 }
 
