@@ -277,9 +277,17 @@ impl BindSpec {
     }
 }
 
+/// The host name that means the loopback addresses, as Puma reads it:
+/// every one for a bind ([`resolve`]), 127.0.0.1 for the control app
+/// ([`loopback_ip`]). A bind still succeeds on a machine without IPv6
+/// (`listeners` skips the `::1` that cannot be bound).
+pub fn is_localhost(host: &str) -> bool {
+    host == "localhost"
+}
+
 /// `localhost` means every loopback address (127.0.0.1 and ::1), as Puma.
 pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if host == "localhost" {
+    if is_localhost(host) {
         return Ok(vec![
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
@@ -304,7 +312,7 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// 127.0.0.0/8 or `::1`; `None` for anything else, since whoever reaches
 /// the control app can stop the server.
 pub fn loopback_ip(host: &str) -> Option<IpAddr> {
-    if host == "localhost" {
+    if is_localhost(host) {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     host.parse::<IpAddr>().ok().filter(IpAddr::is_loopback)

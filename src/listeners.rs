@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::activation::{self, Inherited};
-use crate::bind::{resolve, BindSpec};
+use crate::bind::{is_localhost, resolve, BindSpec};
 use crate::config::ActivatedMode;
 use crate::sys::{self, SockName};
 use crate::tls::TlsOptions;
@@ -171,7 +171,7 @@ pub fn open_all(
                         Ok(l) => out.push(l.with_tls(tls.clone())),
                         // `localhost` on a host without IPv6: the v4 socket is enough.
                         Err(e)
-                            if host == "localhost"
+                            if is_localhost(host)
                                 && addr.is_ipv6()
                                 && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
                         Err(e) => {
