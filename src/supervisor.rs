@@ -320,7 +320,7 @@ pub(crate) struct Supervisor<'a> {
     notifier: &'a Notifier,
     log: Log,
     signals: &'a OwnedFd,
-    /// The control app, driven by this loop (no thread: see control.rs).
+    /// The control app, driven by this loop (no thread: see control/mod.rs).
     control: Option<ControlServer>,
     /// The file a hot restart would exec, for the preflight.
     exe: &'a Reexec,

@@ -1,8 +1,8 @@
-//! What stands in for `tls.rs` in a build without the `tls` cargo feature
+//! What stands in for `tls/` in a build without the `tls` cargo feature
 //! (`cargo build --no-default-features`, issue 15: plain HTTP for edge
 //! boxes, without rustls and ring).
 //!
-//! It has the names the rest of the crate uses from `tls.rs`, so nothing
+//! It has the names the rest of the crate uses from `tls/`, so nothing
 //! outside this file and the `mod tls` line of `lib.rs` knows which build
 //! it is in. The one door in is [`TlsOptions::parse_query`], which refuses
 //! every `ssl://` bind and every `fd://NAME?cert=...` with
@@ -87,7 +87,7 @@ pub enum HandshakeState {
 /// A server-side TLS session; none can exist in this build.
 pub enum TlsConn {}
 
-/// The methods of `tls.rs`'s `TlsConn` that other modules call (see there),
+/// The methods of `tls/conn.rs`'s `TlsConn` that other modules call (see there),
 /// each unreachable.
 impl TlsConn {
     pub fn new(config: &Arc<ServerConfig>) -> Result<TlsConn, TlsError> {
