@@ -10,8 +10,8 @@
 //! Host rule, and body framing with the request-smuggling rules of
 //! RFC 9112 §6.
 //!
-//! By role: [`head`] the request head and its errors, [`chunked`] the
-//! chunked-body decoder, [`escape`] access-log escaping, [`write`]
+//! By role: `head.rs` the request head and its errors, `chunked.rs` the
+//! chunked-body decoder, `escape.rs` access-log escaping, `write.rs`
 //! response heads; here the limits, the byte helpers they share, status
 //! reason phrases and percent-decoding. Every item is re-exported here
 //! (`http::parse_head`), the paths the fuzz target uses.

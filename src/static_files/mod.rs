@@ -27,9 +27,9 @@
 //! `Range` applies to `GET` only (RFC 9110 §14.2).
 //!
 //! By role: here the app, its errors and the request path from a target
-//! to a response; [`lookup`] opening files beneath the root and the open
-//! file cache; [`headers`] the validators, conditional requests, ranges
-//! and content codings; [`types`] the `Content-Type` table.
+//! to a response; `lookup.rs` opening files beneath the root and the open
+//! file cache; `headers.rs` the validators, conditional requests, ranges
+//! and content codings; `types.rs` the `Content-Type` table.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
