@@ -24,7 +24,7 @@ mod write;
 pub use chunked::*;
 pub use escape::*;
 pub use head::*;
-pub use write::*;
+pub(crate) use write::*;
 
 /// Longest request-target accepted; longer gets 414.
 pub const MAX_URI: usize = 8 * 1024;

@@ -19,7 +19,7 @@ const ENGINE_OWNED: [&str; 5] = [
 /// engine owns, and any with a CR or LF), framing headers from `framing`,
 /// `Connection`, blank line. `minor` is the request's HTTP/1.x version:
 /// an HTTP/1.0 client is told `keep-alive` explicitly.
-pub fn write_head<'h>(
+pub(crate) fn write_head<'h>(
     out: &mut Vec<u8>,
     status: u16,
     headers: impl IntoIterator<Item = (&'h str, &'h str)>,
@@ -51,7 +51,7 @@ pub fn write_head<'h>(
 }
 
 /// One header line.
-pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -60,7 +60,7 @@ pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// The bytes of a complete answer after which the connection closes:
 /// the head with `Content-Length` and `Connection: close`, then `body`.
-pub fn complete_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub(crate) fn complete_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     write_head(&mut out, status, headers.iter().copied(), 1, false, |out| {
         push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
@@ -70,6 +70,6 @@ pub fn complete_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> 
 }
 
 /// A number's decimal digits.
-pub fn itoa(n: u64) -> String {
+pub(crate) fn itoa(n: u64) -> String {
     n.to_string()
 }
