@@ -23,10 +23,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
-use crate::sys::{self, FdKind, SockName};
-
-/// Most inherited descriptors accepted (a sanity bound on LISTEN_FDS).
-pub const MAX_LISTEN_FDS: usize = 1024;
+// MAX_LISTEN_FDS lives in sys, whose record before `main` reads as many.
+use crate::sys::{self, FdKind, SockName, MAX_LISTEN_FDS};
 /// Names of sockets catamount bound itself start with this.
 pub const OWN_NAME_PREFIX: &str = "catamount+";
 /// Longest name systemd accepts (FDNAME_MAX).
@@ -230,7 +228,7 @@ pub fn take_from_env() -> Result<Vec<Inherited>, ActivationError> {
     let mut out = Vec::with_capacity(n);
     let mut files = Vec::new();
     for ((fd, name), kind) in fds.into_iter().zip(names).zip(kinds) {
-        let raw = fd.as_raw_fd();
+        let raw = fd.as_raw_fd(); // only to name it in messages
         if kind == FdKind::NotSocket {
             files.push(InheritedFile { fd, name });
             continue;
@@ -352,22 +350,14 @@ pub fn own_name(bind_uri: &str) -> String {
     s
 }
 
+/// The inverse of [`own_name`], by the one percent-decoder
+/// (`http::percent_decode`); a name it cannot decode (one cut at
+/// `FDNAME_MAX` mid-escape, or not made by catamount) is shown as it is.
 fn decode_name(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
+    match crate::http::percent_decode(s) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => s.to_string(),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -426,5 +416,15 @@ mod tests {
             assert_eq!(inh.own_uri().as_deref(), Some(uri));
         }
         assert!(own_name(&"x".repeat(400)).len() <= FDNAME_MAX);
+    }
+
+    #[test]
+    fn names_not_made_by_catamount_decode_without_panicking() {
+        // LISTEN_FDNAMES comes from outside: a broken escape before a
+        // multi-byte character once sliced inside it.
+        assert_eq!(decode_name("unix:///a%\u{e9}"), "unix:///a%\u{e9}");
+        assert_eq!(decode_name("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(decode_name("tcp%3A//x%3"), "tcp%3A//x%3");
+        assert_eq!(decode_name("tcp%3A//x"), "tcp://x");
     }
 }

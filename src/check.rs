@@ -27,14 +27,15 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::activation;
-use crate::listeners::{self, BindSpec};
+use crate::bind::BindSpec;
+use crate::listeners;
 use crate::log;
 use crate::sys::{self, Interest};
 use crate::Config;
@@ -238,7 +239,7 @@ pub(crate) fn preflight(exe: &Reexec, timeout: Duration) -> Result<(), String> {
             if left.is_zero() {
                 break;
             }
-            match sys::wait_fd(stderr.as_raw_fd(), Interest::Read, left) {
+            match sys::wait_fd(stderr.as_fd(), Interest::Read, left) {
                 Ok(true) => {}
                 Ok(false) | Err(_) => break,
             }

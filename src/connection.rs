@@ -15,7 +15,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -169,7 +169,10 @@ impl Conn {
         }
     }
 
-    /// The socket's descriptor number (for epoll and the parking's keys).
+    /// The socket's descriptor number, as a key: the reactor's and the
+    /// parking's maps and the epoll tokens name a connection by it, also
+    /// while another thread owns it (a number, not a borrow). To act on
+    /// the socket, use [`AsFd`].
     #[inline]
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -200,9 +203,10 @@ impl Conn {
     }
 
     /// The TLS session while its handshake is still under way (the
-    /// reactor drives it).
-    pub fn handshaking_tls(&mut self) -> Option<&mut TlsConn> {
-        self.tls.as_deref_mut().filter(|t| t.is_handshaking())
+    /// reactor drives it), with the socket it runs over.
+    pub fn handshaking_tls(&mut self) -> Option<(&mut TlsConn, BorrowedFd<'_>)> {
+        let tls = self.tls.as_deref_mut().filter(|t| t.is_handshaking())?;
+        Some((tls, self.fd.as_fd()))
     }
 
     /// The bytes received and not yet consumed.
@@ -377,7 +381,7 @@ impl Conn {
     /// One non-blocking read appended to `buf` (plaintext for TLS):
     /// `Ok(0)` is end of stream.
     pub fn read_some(&mut self) -> io::Result<usize> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         if let Some(tls) = &mut self.tls {
             return tls.read_plain(fd, &mut self.buf);
         }
@@ -398,7 +402,7 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !sys::wait_fd(self.fd.as_raw_fd(), Interest::Read, timeout)? {
+                    if !sys::wait_fd(self.fd.as_fd(), Interest::Read, timeout)? {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -412,7 +416,7 @@ impl Conn {
     /// `Body::Stream` a handler chose, and `100 Continue` before a large
     /// body. `more`: more data follows at once (MSG_MORE; plain TCP only).
     pub fn send(&mut self, data: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         match &mut self.tls {
             Some(tls) => tls.write_plain(fd, data, timeout),
             None => send_all(fd, data, more, timeout),
@@ -422,7 +426,7 @@ impl Conn {
     /// Sends what the socket takes of `data` now; `WouldBlock` when it
     /// takes nothing.
     pub fn send_some(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         match &mut self.tls {
             Some(tls) => tls.write_some(fd, data),
             None => sys::send(fd, data, more),
@@ -438,7 +442,7 @@ impl Conn {
         offset: &mut u64,
         end: u64,
     ) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         let want = (end - *offset).min(1 << 30) as usize;
         let Some(tls) = &mut self.tls else {
             return match sys::sendfile(fd, file, offset, want)? {
@@ -469,7 +473,7 @@ impl Conn {
 
     /// Every byte handed to TLS has left (always true on plain TCP).
     pub fn flushed(&mut self) -> io::Result<bool> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         match &mut self.tls {
             Some(tls) => tls.flush_now(fd),
             None => Ok(true),
@@ -479,7 +483,7 @@ impl Conn {
     /// One attempt to send `data` without waiting (an answer from the
     /// reactor, which must never block).
     pub fn send_now(&mut self, data: &[u8]) {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         match &mut self.tls {
             Some(tls) if !tls.is_handshaking() => {
                 let _ = tls.write_plain(fd, data, Duration::ZERO);
@@ -498,11 +502,17 @@ impl Conn {
     /// reset, which can destroy the answer in flight. End our side, then
     /// discard what has already arrived (without waiting for more).
     pub fn linger(&mut self) {
-        let _ = sys::shutdown_write(self.fd.as_raw_fd());
+        let _ = sys::shutdown_write(self.fd.as_fd());
         self.buf.clear();
         while matches!(self.read_some(), Ok(n) if n > 0) {
             self.buf.clear();
         }
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -512,7 +522,7 @@ impl Drop for Conn {
         if let Some(tls) = self.tls.as_mut().filter(|t| !t.is_handshaking()) {
             // Best effort, never waits: tells the peer the end is deliberate
             // (only once a session exists to end).
-            tls.close_notify(self.fd.as_raw_fd());
+            tls.close_notify(self.fd.as_fd());
         }
     }
 }
@@ -745,7 +755,7 @@ impl Read for BodyReader<'_> {
 /// Sends all of `data`, waiting (each wait bounded by `timeout`) while
 /// the socket buffer is full. `more`: more data follows at once
 /// (MSG_MORE).
-fn send_all(fd: RawFd, mut data: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
+fn send_all(fd: BorrowedFd<'_>, mut data: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
     while !data.is_empty() {
         match sys::send(fd, data, more) {
             Ok(n) => data = &data[n..],

@@ -233,26 +233,29 @@ thread_local! {
 /// Calls `f` with the current time as an IMF-fixdate, formatted at most
 /// once a second per thread.
 pub fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    NOW.with(|cell| {
-        let mut c = cell.borrow_mut();
-        if c.0 != secs {
-            *c = (secs, format(now));
-        }
-        f(&c.1)
-    })
+    cached_now(&NOW, format, f)
 }
 
 /// Calls `f` with the current time as [`format_clf`] writes it, formatted
 /// at most once a second per thread.
 pub fn with_now_clf<R>(f: impl FnOnce(&str) -> R) -> R {
+    cached_now(&NOW_CLF, format_clf, f)
+}
+
+/// Calls `f` with the current time as `format` writes it, kept in
+/// `cache` (this thread's) and formatted again only when the second
+/// changes.
+fn cached_now<R>(
+    cache: &'static std::thread::LocalKey<RefCell<(u64, String)>>,
+    format: fn(SystemTime) -> String,
+    f: impl FnOnce(&str) -> R,
+) -> R {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    NOW_CLF.with(|cell| {
+    cache.with(|cell| {
         let mut c = cell.borrow_mut();
         if c.0 != secs {
-            *c = (secs, format_clf(now));
+            *c = (secs, format(now));
         }
         f(&c.1)
     })

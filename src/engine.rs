@@ -21,7 +21,7 @@
 //! next to the state it touches, and is unit tested below.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -357,7 +357,7 @@ impl Engine {
 
     /// Registers the reactor's wake-up in its epoll under `token`.
     pub fn watch_wake(&self, token: u64) -> io::Result<()> {
-        let fd = self.reactor.wake.as_raw_fd();
+        let fd = self.reactor.wake.as_fd();
         self.reactor.epoll.add(fd, EPOLL_READ, token)
     }
 
@@ -477,7 +477,7 @@ impl Engine {
 
     /// Registers the doorbell in the pool's epoll under `token`.
     pub fn watch_doorbell(&self, token: u64) -> io::Result<()> {
-        let fd = self.pool.doorbell.as_raw_fd();
+        let fd = self.pool.doorbell.as_fd();
         self.pool.epoll.add(fd, EPOLL_READ, token)
     }
 
@@ -562,7 +562,7 @@ impl Engine {
         if first {
             // Served first from the reactor: its one-shot fired, so the
             // registration there is disarmed; remove it for good.
-            let _ = self.reactor.epoll.delete(fd);
+            let _ = self.reactor.epoll.delete(p.conn.as_fd());
             let generation = self.pool.generation.fetch_add(1, Ordering::Relaxed);
             p.conn.enter_pool((u64::from(generation) << 32) | fd as u64);
         }
@@ -573,11 +573,9 @@ impl Engine {
             EPOLL_READ_ONESHOT
         };
         self.parking.put(p);
-        let armed = if first {
-            self.pool.epoll.add(fd, interest, token)
-        } else {
-            self.pool.epoll.modify(fd, interest, token)
-        };
+        // By number: the parking owns the connection now (see
+        // `Epoll::arm_parked`).
+        let armed = self.pool.epoll.arm_parked(first, fd, interest, token);
         if armed.is_err() {
             drop(self.parking.take(fd, token)); // closed: nothing would wake it
         } else if !writer && self.stats.is_stopping() {
@@ -593,17 +591,17 @@ impl Engine {
     /// the pool again.
     pub fn release_for_upgrade(&self, conn: &mut Conn) {
         if conn.pooled() {
-            let _ = self.pool.epoll.delete(conn.fd());
+            let _ = self.pool.epoll.delete(conn.as_fd());
             conn.leave_pool();
         } else {
-            let _ = self.reactor.epoll.delete(conn.fd());
+            let _ = self.reactor.epoll.delete(conn.as_fd());
         }
     }
 
     /// Takes a connection the pool parked back for the reactor: out of
     /// the pool's epoll (the caller registers it in the reactor's).
     pub fn unpool(&self, conn: &mut Conn) {
-        let _ = self.pool.epoll.delete(conn.fd());
+        let _ = self.pool.epoll.delete(conn.as_fd());
         conn.leave_pool();
     }
 }

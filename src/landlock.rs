@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::activation;
+use crate::bind::BindSpec;
 use crate::config::ActivatedMode;
-use crate::listeners::BindSpec;
 use crate::sys;
 use crate::Config;
 

@@ -43,6 +43,7 @@
 //! there tells how the pieces fit together.
 
 mod activation;
+mod bind;
 mod check;
 pub mod config;
 mod connection;

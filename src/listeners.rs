@@ -1,10 +1,13 @@
-//! Bind URIs (`tcp://`, `unix://`) and the listening sockets made from
-//! them. Listeners are built as one list before any thread exists, so the
-//! process-wide umask can be set around a unix bind safely.
+//! The listening sockets made from bind URIs (`crate::bind`): inherited
+//! ones adopted by name or address, the rest bound (tcp, unix with its
+//! umask and mode), and the socket files catamount created, removed only
+//! while they are still the same file. Listeners are built as one list
+//! before any thread exists, so the process-wide umask can be set around
+//! a unix bind safely.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -12,214 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::activation::{self, Inherited};
+use crate::bind::{is_localhost, resolve, BindSpec};
 use crate::config::ActivatedMode;
 use crate::sys::{self, SockName};
 use crate::tls::TlsOptions;
-
-/// Listen backlog when a bind gives none (Puma's).
-pub const DEFAULT_BACKLOG: i32 = 1024;
-
-/// One validated bind URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindSpec {
-    /// `tcp://HOST:PORT?backlog=N`; HOST is an IPv4 literal, `[IPv6]`,
-    /// `localhost` (every loopback address) or a name from /etc/hosts.
-    Tcp {
-        host: String,
-        port: u16,
-        backlog: i32,
-        /// `ssl://`: certificate, key and client-verification options.
-        tls: Option<TlsOptions>,
-    },
-    /// `fd://NAME` or `fd://3`: an inherited socket, by its
-    /// `FileDescriptorName=` or its descriptor number.
-    Fd {
-        name: String,
-        tls: Option<TlsOptions>,
-    },
-    /// `unix:///abs/path?umask=0117&mode=0660&backlog=N`.
-    Unix {
-        path: PathBuf,
-        umask: Option<u32>,
-        mode: Option<u32>,
-        backlog: i32,
-    },
-}
-
-impl BindSpec {
-    /// Parses a bind URI; the error says what was expected.
-    pub fn parse(uri: &str) -> Result<BindSpec, String> {
-        let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
-            format!(
-                "bind {uri:?}: expected tcp://HOST:PORT, unix:///ABSOLUTE/PATH, \
-                 ssl://HOST:PORT?cert=PATH&key=PATH or fd://NAME"
-            )
-        })?;
-        let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let params = parse_query(uri, query)?;
-        match scheme {
-            "tcp" | "ssl" => {
-                let (host, port) = split_host_port(addr).ok_or_else(|| {
-                    format!("bind {uri:?}: expected {scheme}://HOST:PORT (IPv6 as [::1]:PORT)")
-                })?;
-                let mut backlog = DEFAULT_BACKLOG;
-                let mut tls_params = Vec::new();
-                for (k, v) in params {
-                    match k {
-                        "backlog" => backlog = parse_backlog(uri, &v)?,
-                        // Puma's flag; catamount always sets TCP_NODELAY.
-                        "low_latency" => {}
-                        _ if scheme == "ssl" => tls_params.push((k, v)),
-                        _ => {
-                            return Err(format!(
-                                "bind {uri:?}: unknown option {k:?}; tcp binds take backlog"
-                            ))
-                        }
-                    }
-                }
-                let tls = if scheme == "ssl" {
-                    Some(tls_options(uri, &tls_params)?)
-                } else {
-                    None
-                };
-                Ok(BindSpec::Tcp {
-                    host,
-                    port,
-                    backlog,
-                    tls,
-                })
-            }
-            "unix" => {
-                if !addr.starts_with('/') {
-                    return Err(format!(
-                        "bind {uri:?}: expected an absolute path, as in unix:///run/app.sock"
-                    ));
-                }
-                let mut spec_umask = None;
-                let mut mode = None;
-                let mut backlog = DEFAULT_BACKLOG;
-                for (k, v) in params {
-                    match k {
-                        "umask" => spec_umask = Some(parse_octal(uri, k, &v, 0o777)?),
-                        "mode" => mode = Some(parse_octal(uri, k, &v, 0o7777)?),
-                        "backlog" => backlog = parse_backlog(uri, &v)?,
-                        _ => {
-                            return Err(format!(
-                                "bind {uri:?}: unknown option {k:?}; unix binds take umask, mode, backlog"
-                            ))
-                        }
-                    }
-                }
-                Ok(BindSpec::Unix {
-                    path: PathBuf::from(addr),
-                    umask: spec_umask,
-                    mode,
-                    backlog,
-                })
-            }
-            "fd" => {
-                if addr.is_empty() || addr.contains(':') {
-                    return Err(format!(
-                        "bind {uri:?}: expected fd://NAME (a socket unit's FileDescriptorName=) or fd://3"
-                    ));
-                }
-                // fd://NAME?cert=...&key=...: TLS on an activated socket.
-                let tls = if params.is_empty() {
-                    None
-                } else {
-                    Some(tls_options(uri, &params)?)
-                };
-                Ok(BindSpec::Fd {
-                    name: addr.to_string(),
-                    tls,
-                })
-            }
-            _ => Err(format!(
-                "bind {uri:?}: unknown scheme {scheme:?}; expected tcp://, unix://, ssl:// or fd://"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for BindSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BindSpec::Tcp {
-                host, port, tls, ..
-            } => {
-                let scheme = if tls.is_some() { "ssl" } else { "tcp" };
-                if host.contains(':') {
-                    write!(f, "{scheme}://[{host}]:{port}")
-                } else {
-                    write!(f, "{scheme}://{host}:{port}")
-                }
-            }
-            BindSpec::Unix { path, .. } => write!(f, "unix://{}", path.display()),
-            BindSpec::Fd { name, .. } => write!(f, "fd://{name}"),
-        }
-    }
-}
-
-/// `k=v&k2=v2` with the values percent-decoded (certificate paths may
-/// need `%20` and the like).
-fn parse_query<'a>(uri: &str, query: &'a str) -> Result<Vec<(&'a str, String)>, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => crate::http::percent_decode(v)
-                .and_then(|b| String::from_utf8(b).ok())
-                .map(|v| (k, v))
-                .ok_or_else(|| format!("bind {uri:?}: option {k:?} has a bad %-escape")),
-            None if p == "low_latency" => Ok((p, String::new())),
-            None => Err(format!(
-                "bind {uri:?}: option {p:?} needs a value, as in {p}=..."
-            )),
-        })
-        .collect()
-}
-
-fn tls_options(uri: &str, params: &[(&str, String)]) -> Result<TlsOptions, String> {
-    let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    TlsOptions::parse_query(&refs).map_err(|e| format!("bind {uri:?}: {e}"))
-}
-
-/// `host:port` or `[v6]:port` → (host without brackets, port).
-fn split_host_port(addr: &str) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:")?;
-        h.parse::<std::net::Ipv6Addr>().ok()?;
-        (h, p)
-    } else {
-        let (h, p) = addr.rsplit_once(':')?;
-        if h.contains(':') {
-            return None;
-        }
-        (h, p)
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_string(), port.parse().ok()?))
-}
-
-fn parse_backlog(uri: &str, v: &str) -> Result<i32, String> {
-    match v.parse::<i32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "bind {uri:?}: backlog {v:?} is not a positive integer"
-        )),
-    }
-}
-
-fn parse_octal(uri: &str, key: &str, v: &str, max: u32) -> Result<u32, String> {
-    match u32::from_str_radix(v, 8) {
-        Ok(n) if n <= max => Ok(n),
-        _ => Err(format!(
-            "bind {uri:?}: {key} {v:?} is not an octal mode such as 0660"
-        )),
-    }
-}
 
 /// A listening socket and what is needed to report, pass on and clean it up.
 #[derive(Debug)]
@@ -235,9 +34,8 @@ pub struct Listener {
     pub name: String,
     /// systemd owns it (socket activation): never unlink, never store.
     pub systemd_owned: bool,
-    /// A socket file catamount created: (path, device, inode). Unlinked at
-    /// final exit only while it is still the same file.
-    created: Option<(PathBuf, u64, u64)>,
+    /// A socket file catamount created, unlinked at final exit.
+    created: Option<SocketFile>,
     /// `ssl://`: connections are TLS.
     pub tls: Option<Tls>,
 }
@@ -323,7 +121,7 @@ pub fn open_all(
             let tls = specs
                 .iter()
                 .zip(&tls_of)
-                .find(|(spec, _)| spec.matches(&i))
+                .find(|(spec, _)| spec_matches(spec, &i))
                 .and_then(|(_, t)| t.clone());
             out.push(adopt(i, tls, log));
         }
@@ -369,11 +167,11 @@ pub fn open_all(
                         out.push(adopt(inherited.remove(p), tls.clone(), log));
                         continue;
                     }
-                    match bind_tcp(&addr, *backlog, &name) {
+                    match tcp_listener(&addr, *backlog, &name) {
                         Ok(l) => out.push(l.with_tls(tls.clone())),
                         // `localhost` on a host without IPv6: the v4 socket is enough.
                         Err(e)
-                            if host == "localhost"
+                            if is_localhost(host)
                                 && addr.is_ipv6()
                                 && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
                         Err(e) => {
@@ -396,7 +194,7 @@ pub fn open_all(
                     .position(|i| i.name == name || same_unix_path(&i.addr, path));
                 match found {
                     Some(p) => out.push(adopt(inherited.remove(p), None, log)),
-                    None => out.push(bind_unix(path, *umask, *perm, *backlog, &name)?),
+                    None => out.push(unix_listener(path, *umask, *perm, *backlog, &name)?),
                 }
             }
         }
@@ -429,25 +227,15 @@ impl Tls {
     }
 }
 
-impl BindSpec {
-    /// The TLS options of an `ssl://` or `fd://NAME?cert=` bind.
-    pub fn tls(&self) -> Option<&TlsOptions> {
-        match self {
-            BindSpec::Tcp { tls, .. } | BindSpec::Fd { tls, .. } => tls.as_ref(),
-            BindSpec::Unix { .. } => None,
+/// Does this bind name the inherited socket `i` (by name, or by
+/// resolved address / unix path)?
+fn spec_matches(spec: &BindSpec, i: &Inherited) -> bool {
+    match spec {
+        BindSpec::Fd { name, .. } => &i.name == name,
+        BindSpec::Tcp { host, port, .. } => {
+            resolve(host, *port).is_ok_and(|addrs| addrs.iter().any(|a| same_inet(&i.addr, a)))
         }
-    }
-
-    /// Does this bind name the inherited socket `i` (by name, or by
-    /// resolved address / unix path)?
-    fn matches(&self, i: &Inherited) -> bool {
-        match self {
-            BindSpec::Fd { name, .. } => &i.name == name,
-            BindSpec::Tcp { host, port, .. } => {
-                resolve(host, *port).is_ok_and(|addrs| addrs.iter().any(|a| same_inet(&i.addr, a)))
-            }
-            BindSpec::Unix { path, .. } => same_unix_path(&i.addr, path),
-        }
+        BindSpec::Unix { path, .. } => same_unix_path(&i.addr, path),
     }
 }
 
@@ -455,7 +243,8 @@ fn same_inet(addr: &SockName, want: &SocketAddr) -> bool {
     matches!(addr, SockName::Inet(a) if a.ip() == want.ip() && a.port() == want.port())
 }
 
-/// `fd://3`: the inherited socket with that descriptor number.
+/// `fd://3`: the inherited socket with that descriptor number (compared
+/// as a number: the user wrote one).
 fn fd_number_match(inherited: &[Inherited], wanted: &str) -> Option<usize> {
     let n: i32 = wanted.parse().ok()?;
     inherited.iter().position(|i| i.fd.as_raw_fd() == n)
@@ -504,10 +293,7 @@ fn adopt(i: Inherited, tls: Option<Tls>, log: &mut dyn FnMut(String)) -> Listene
     };
     // Our own unix socket from before a hot restart stays ours to remove.
     let created = match (&i.addr, systemd_owned) {
-        (SockName::UnixPath(Some(p)), false) => std::fs::symlink_metadata(p)
-            .ok()
-            .filter(|m| m.file_type().is_socket())
-            .map(|m| (p.clone(), m.dev(), m.ino())),
+        (SockName::UnixPath(Some(p)), false) => SocketFile::of(p),
         _ => None,
     };
     if systemd_owned {
@@ -573,17 +359,47 @@ impl Listener {
     /// Unlinks the socket file if catamount created it and it is still
     /// the same file (another server may have replaced it since).
     pub fn remove_socket_file(&self) {
-        if let Some((path, dev, ino)) = &self.created {
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.dev() == *dev && meta.ino() == *ino {
-                    let _ = std::fs::remove_file(path);
-                }
+        if let Some(f) = &self.created {
+            f.remove();
+        }
+    }
+}
+
+/// A unix socket file catamount created (a listener's or the control
+/// app's): its path and the inode it had, so that only that file is ever
+/// unlinked, never one another server has put at the same path since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The socket file at `path` as it is now; `None` if there is none.
+    pub(crate) fn of(path: &Path) -> Option<SocketFile> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_socket().then(|| SocketFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Unlinks the file if it is still the one recorded. Call at final
+    /// exit only: never in a forked worker.
+    pub(crate) fn remove(&self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
             }
         }
     }
 }
 
-fn hint(e: &io::Error) -> &'static str {
+/// What to do after a failed bind(2): shared by listeners and the
+/// control app.
+pub(crate) fn hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EADDRINUSE) => "; another process listens there: stop it or choose another port",
         Some(libc::EACCES) => "; ports below 1024 need root or CAP_NET_BIND_SERVICE",
@@ -592,29 +408,7 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
-/// `localhost` means every loopback address (127.0.0.1 and ::1), as Puma.
-fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if host == "localhost" {
-        return Ok(vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-        ]);
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-    addrs.dedup();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{host} resolves to no address"),
-        ));
-    }
-    Ok(addrs)
-}
-
-fn bind_tcp(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener> {
+fn tcp_listener(addr: &SocketAddr, backlog: i32, name: &str) -> io::Result<Listener> {
     let (fd, actual) = bind_inet_socket(addr, backlog)?;
     Ok(Listener {
         fd,
@@ -651,7 +445,7 @@ pub(crate) fn bind_inet_socket(
     Ok((fd, actual))
 }
 
-fn bind_unix(
+fn unix_listener(
     path: &Path,
     mask: Option<u32>,
     mode: Option<u32>,
@@ -721,13 +515,13 @@ pub(crate) fn clear_unix_path(path: &Path) -> Result<(), UnixPathError> {
 /// A listening unix socket at `path` (which [`clear_unix_path`] freed):
 /// `mask` is the umask during bind(2) — process-wide, so call before any
 /// thread exists — and `mode` is set after. Returns the socket and the
-/// file's (path, device, inode), so only this file is ever unlinked.
+/// file, so only this file is ever unlinked.
 pub(crate) fn bind_unix_socket(
     path: &Path,
     mask: Option<u32>,
     mode: Option<u32>,
     backlog: i32,
-) -> io::Result<(OwnedFd, (PathBuf, u64, u64))> {
+) -> io::Result<(OwnedFd, SocketFile)> {
     let fd = sys::stream_socket(libc::AF_UNIX)?;
     let old = mask.map(sys::umask);
     let bound = sys::bind_unix(&fd, path);
@@ -740,5 +534,10 @@ pub(crate) fn bind_unix_socket(
     }
     sys::listen(&fd, backlog)?;
     let meta = std::fs::symlink_metadata(path)?;
-    Ok((fd, (path.to_path_buf(), meta.dev(), meta.ino())))
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok((fd, file))
 }

@@ -99,6 +99,9 @@ impl Parked {
 
 /// The parked connections, by file descriptor.
 pub struct Parking {
+    /// Keyed by descriptor number, as the pool's epoll tokens name them
+    /// (`engine::token_fd`): the `Conn` in the value owns the socket, and
+    /// the token's generation tells a reused number from the parked one.
     shards: Vec<Mutex<HashMap<RawFd, Parked>>>,
     count: AtomicUsize,
     /// Of `count`, the connections with a response to finish.

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ pub struct Reactor {
     labels: Vec<Arc<str>>,
     accepting: bool,
     accept_paused_until: Option<Instant>,
+    /// Keyed by descriptor number, which is also the connection's token
+    /// in the reactor's epoll (the `Conn` in the value owns the socket).
     conns: HashMap<RawFd, Parked>,
     deadlines: BTreeSet<(Instant, RawFd)>,
     pending: VecDeque<Conn>,
@@ -200,7 +202,7 @@ impl Reactor {
             return;
         }
         for (i, l) in self.listeners.iter().enumerate() {
-            let fd = l.fd.as_raw_fd();
+            let fd = l.fd.as_fd();
             let r = if on {
                 self.engine
                     .reactor_epoll()
@@ -223,10 +225,10 @@ impl Reactor {
         let Some(listener) = self.listeners.get(index) else {
             return;
         };
-        let (lfd, is_tcp) = (listener.fd.as_raw_fd(), listener.is_tcp);
+        let is_tcp = listener.is_tcp;
         let tls = listener.tls.as_ref().map(|t| Arc::clone(&t.config));
         for _ in 0..ACCEPT_BATCH {
-            match sys::accept_with_peer(&lfd) {
+            match sys::accept_with_peer(&self.listeners[index].fd) {
                 Ok((fd, peer)) => {
                     if is_tcp {
                         // Best effort: a connection reset already will fail later anyway.
@@ -285,7 +287,7 @@ impl Reactor {
         if self
             .engine
             .reactor_epoll()
-            .add(fd, EPOLL_READ_ONESHOT, fd as u64)
+            .add(conn.as_fd(), EPOLL_READ_ONESHOT, fd as u64)
             .is_err()
         {
             return; // dropping the connection closes it
@@ -300,10 +302,10 @@ impl Reactor {
             return;
         };
         self.deadlines.remove(&(p.deadline, fd));
-        if let Some(tls) = p.conn.handshaking_tls() {
+        if let Some((tls, sock)) = p.conn.handshaking_tls() {
             // TLS handshakes run here, never on the acceptor or a pool
             // thread, under the connection's first-data deadline.
-            let wait = match tls.handshake_step(fd) {
+            let wait = match tls.handshake_step(sock) {
                 Ok(HandshakeState::Done) => None,
                 Ok(HandshakeState::WantRead) => Some(EPOLL_READ_ONESHOT),
                 Ok(HandshakeState::WantWrite) => Some(EPOLL_WRITE_ONESHOT),
@@ -311,22 +313,13 @@ impl Reactor {
                     // Plain HTTP gets a plain answer (sent without waiting),
                     // not a TLS alert; then, like a bad handshake, the close.
                     if crate::tls::is_plain_http(&e) {
-                        crate::tls::answer_plain_http(fd);
+                        crate::tls::answer_plain_http(sock);
                     }
                     return;
                 }
             };
             if let Some(events) = wait {
-                if self
-                    .engine
-                    .reactor_epoll()
-                    .modify(fd, events, fd as u64)
-                    .is_ok()
-                {
-                    self.deadlines.insert((p.deadline, fd));
-                    self.conns.insert(fd, p);
-                }
-                return;
+                return self.rearm(fd, p, events);
             }
             // Done: the request may already sit decrypted inside rustls,
             // so read before waiting for the socket again.
@@ -337,12 +330,17 @@ impl Reactor {
             Arrived::Gone => return, // dropped: closed
             Arrived::Waiting => {}
         }
-        if self
+        self.rearm(fd, p, EPOLL_READ_ONESHOT);
+    }
+
+    /// Waits for `events` on a connection the reactor keeps, under its
+    /// deadline; one that cannot be re-armed is dropped (closed).
+    fn rearm(&mut self, fd: RawFd, p: Parked, events: u32) {
+        let armed = self
             .engine
             .reactor_epoll()
-            .modify(fd, EPOLL_READ_ONESHOT, fd as u64)
-            .is_ok()
-        {
+            .modify(p.conn.as_fd(), events, fd as u64);
+        if armed.is_ok() {
             self.deadlines.insert((p.deadline, fd));
             self.conns.insert(fd, p);
         }

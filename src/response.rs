@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use crate::connection::{Conn, Limits};
-use crate::http::{self, Head, HttpError};
+use crate::http::{self, itoa, push_header, write_head, Head, HttpError};
 use crate::{Body, Response};
 
 /// Bytes of a response body read from a `Body::Stream` per chunk.
@@ -163,8 +163,8 @@ pub fn write_response(
     write_head(
         &mut out,
         status,
-        &resp.headers,
-        connection_value(head.minor, keep_alive),
+        resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        http::connection_value(head.minor, keep_alive),
         |out| {
             if status == 204 || status == 304 || (100..200).contains(&status) {
                 return;
@@ -248,71 +248,9 @@ fn append_file(out: &mut Vec<u8>, file: &std::fs::File, offset: u64, len: u64) -
 pub fn upgrade_head(status: u16, headers: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEAD_RESERVE);
     let connection = (status == 101).then_some(&b"Upgrade"[..]);
+    let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
     write_head(&mut out, status, headers, connection, |_| {});
     out
-}
-
-/// The `Connection` header's value for a response: `close` unless the
-/// connection is kept alive, `keep-alive` for an HTTP/1.0 client that
-/// keeps it, none for HTTP/1.1 (keep-alive is its default).
-fn connection_value(minor: u8, keep_alive: bool) -> Option<&'static [u8]> {
-    if !keep_alive {
-        Some(b"close")
-    } else if minor == 0 {
-        Some(b"keep-alive")
-    } else {
-        None
-    }
-}
-
-/// Status line, engine headers, the handler's headers (minus the framing
-/// ones the engine owns), framing headers from `framing`, the
-/// `Connection` header with `connection`'s value if any, blank line.
-fn write_head(
-    out: &mut Vec<u8>,
-    status: u16,
-    headers: &[(String, String)],
-    connection: Option<&[u8]>,
-    framing: impl FnOnce(&mut Vec<u8>),
-) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa(u64::from(status)).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(http::reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: catamount\r\n");
-    crate::date::with_now(|d| push_header(out, "Date", d.as_bytes()));
-    for (name, value) in headers {
-        let engine_owned = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "date",
-            "server",
-        ]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h));
-        // A CR or LF in a handler's header would split the response.
-        let unsafe_bytes = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if !engine_owned && !unsafe_bytes(name) && !unsafe_bytes(value) {
-            push_header(out, name, value.as_bytes());
-        }
-    }
-    framing(out);
-    if let Some(value) = connection {
-        push_header(out, "Connection", value);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 /// The bytes of a complete answer to a refused request: its status, a
@@ -320,16 +258,8 @@ fn itoa(n: u64) -> String {
 pub fn error_response(e: HttpError) -> Vec<u8> {
     let status = e.status();
     let body = format!("{status} {}\n", http::reason(status));
-    let mut out = Vec::with_capacity(256);
-    let headers = [(
-        "Content-Type".to_string(),
-        "text/plain; charset=utf-8".to_string(),
-    )];
-    write_head(&mut out, status, &headers, Some(b"close"), |out| {
-        push_header(out, "Content-Length", itoa(body.len() as u64).as_bytes());
-    });
-    out.extend_from_slice(body.as_bytes());
-    out
+    let headers = [("Content-Type", "text/plain; charset=utf-8")];
+    http::complete_response(status, &headers, body.as_bytes())
 }
 
 fn send_stream(

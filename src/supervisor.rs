@@ -129,6 +129,8 @@ pub(crate) trait Runner {
     fn turn(&mut self, master: &mut MasterOnly<'_>) -> Progress;
     /// Adds the descriptors the loop should also wait on; returns the
     /// longest the loop may wait before the next [`Runner::turn`].
+    /// Numbers, not borrows: the poll set mixes descriptors of several
+    /// owners (`sys::poll_readable`).
     fn wait(&self, _fds: &mut Vec<RawFd>) -> Option<Duration> {
         None
     }
@@ -145,7 +147,8 @@ pub(crate) trait Runner {
     /// activity between two looks is seen.
     fn quiet(&self) -> Option<u64>;
     /// The listening sockets' descriptors, to look for a connection
-    /// waiting in a backlog before an idle exit.
+    /// waiting in a backlog before an idle exit: numbers, as the serving
+    /// threads own the sockets in single mode.
     fn listener_fds(&self) -> Vec<RawFd>;
     /// A reload passed its checks: `new` is the configuration from now on
     /// (single mode: nothing to do, the exec that follows loads it).
@@ -235,6 +238,18 @@ impl Log {
             log::info(line);
         }
     }
+
+    /// How a graceful stop ended: `- Goodbye!` and 0, or 1 when a second
+    /// signal cut it short.
+    fn stopped(&self, gracefully: bool) -> Ended {
+        if gracefully {
+            self.say("- Goodbye!");
+            Ended::Exit(0)
+        } else {
+            log::error("! Second signal: exiting at once");
+            Ended::Exit(1)
+        }
+    }
 }
 
 /// Installs the handlers for [`SIGNALS`]; the pipe they write to.
@@ -305,7 +320,7 @@ pub(crate) struct Supervisor<'a> {
     notifier: &'a Notifier,
     log: Log,
     signals: &'a OwnedFd,
-    /// The control app, driven by this loop (no thread: see control.rs).
+    /// The control app, driven by this loop (no thread: see control/mod.rs).
     control: Option<ControlServer>,
     /// The file a hot restart would exec, for the preflight.
     exe: &'a Reexec,
@@ -380,16 +395,7 @@ impl<'a> Supervisor<'a> {
                     .stopping(&format!("stopping: {}", R::MODE.stopping()));
                 self.log
                     .say("- Gracefully stopping, waiting for requests to finish");
-                match runner.stop(After::Exit) {
-                    Ok(_) => {
-                        self.log.say("- Goodbye!");
-                        Ended::Exit(0)
-                    }
-                    Err(()) => {
-                        log::error("! Second signal: exiting at once");
-                        Ended::Exit(1)
-                    }
-                }
+                self.log.stopped(runner.stop(After::Exit).is_ok())
             }
             Ending::Idle(after) => {
                 let secs = after.as_secs_f64();
@@ -399,16 +405,7 @@ impl<'a> Supervisor<'a> {
                 self.log.say(&format!(
                     "- Idle for {secs}s: exiting (idle_timeout); systemd starts catamount again on the next connection"
                 ));
-                match runner.stop(After::Exit) {
-                    Ok(_) => {
-                        self.log.say("- Goodbye!");
-                        Ended::Exit(0)
-                    }
-                    Err(()) => {
-                        log::error("! Second signal: exiting at once");
-                        Ended::Exit(1)
-                    }
-                }
+                self.log.stopped(runner.stop(After::Exit).is_ok())
             }
             Ending::Restart => {
                 self.log

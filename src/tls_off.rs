@@ -1,8 +1,8 @@
-//! What stands in for `tls.rs` in a build without the `tls` cargo feature
+//! What stands in for `tls/` in a build without the `tls` cargo feature
 //! (`cargo build --no-default-features`, issue 15: plain HTTP for edge
 //! boxes, without rustls and ring).
 //!
-//! It has the names the rest of the crate uses from `tls.rs`, so nothing
+//! It has the names the rest of the crate uses from `tls/`, so nothing
 //! outside this file and the `mod tls` line of `lib.rs` knows which build
 //! it is in. The one door in is [`TlsOptions::parse_query`], which refuses
 //! every `ssl://` bind and every `fd://NAME?cert=...` with
@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,34 +87,34 @@ pub enum HandshakeState {
 /// A server-side TLS session; none can exist in this build.
 pub enum TlsConn {}
 
-/// The methods of `tls.rs`'s `TlsConn` that other modules call (see there),
+/// The methods of `tls/conn.rs`'s `TlsConn` that other modules call (see there),
 /// each unreachable.
 impl TlsConn {
     pub fn new(config: &Arc<ServerConfig>) -> Result<TlsConn, TlsError> {
         match **config {}
     }
 
-    pub fn handshake_step(&mut self, _fd: RawFd) -> io::Result<HandshakeState> {
+    pub fn handshake_step(&mut self, _fd: BorrowedFd<'_>) -> io::Result<HandshakeState> {
         match *self {}
     }
 
-    pub fn read_plain(&mut self, _fd: RawFd, _out: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn read_plain(&mut self, _fd: BorrowedFd<'_>, _out: &mut Vec<u8>) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn write_plain(&mut self, _fd: RawFd, _data: &[u8], _timeout: Duration) -> io::Result<()> {
+    pub fn write_plain(&mut self, _: BorrowedFd<'_>, _: &[u8], _: Duration) -> io::Result<()> {
         match *self {}
     }
 
-    pub fn write_some(&mut self, _fd: RawFd, _data: &[u8]) -> io::Result<usize> {
+    pub fn write_some(&mut self, _fd: BorrowedFd<'_>, _data: &[u8]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn flush_now(&mut self, _fd: RawFd) -> io::Result<bool> {
+    pub fn flush_now(&mut self, _fd: BorrowedFd<'_>) -> io::Result<bool> {
         match *self {}
     }
 
-    pub fn close_notify(&mut self, _fd: RawFd) {
+    pub fn close_notify(&mut self, _fd: BorrowedFd<'_>) {
         match *self {}
     }
 
@@ -149,11 +149,11 @@ pub fn is_plain_http(_e: &io::Error) -> bool {
 }
 
 /// Never called: [`is_plain_http`] never holds.
-pub fn answer_plain_http(_fd: RawFd) {}
+pub fn answer_plain_http(_fd: BorrowedFd<'_>) {}
 
 #[cfg(test)]
 mod tests {
-    use crate::listeners::BindSpec;
+    use crate::bind::BindSpec;
 
     #[test]
     fn ssl_binds_are_refused_with_how_to_get_tls() {
@@ -163,7 +163,11 @@ mod tests {
             "fd://https?cert=c&key=k",
         ] {
             let e = BindSpec::parse(uri).expect_err(uri);
-            assert_eq!(e, format!("bind {uri:?}: {}", super::NO_TLS), "{uri}");
+            assert_eq!(
+                e.to_string(),
+                format!("bind {uri:?}: {}", super::NO_TLS),
+                "{uri}"
+            );
         }
         assert!(super::NO_TLS.contains("cargo feature \"tls\""));
     }

@@ -567,7 +567,8 @@ impl Upgraded {
             return Err(io::ErrorKind::TimedOut.into());
         }
         let socket = self.conn().fd();
-        let stop = self.slot.upgrades.stop.as_raw_fd();
+        // Raw numbers for one poll set over two owners' descriptors.
+        let stop = self.slot.upgrades.stop.as_fd().as_raw_fd();
         let watch_stop = !self.told;
         let fds = [socket, stop];
         let fds = if watch_stop { &fds[..] } else { &fds[..1] };

@@ -107,12 +107,6 @@ impl Values<'_> {
         let long = self.option.long;
         let expect = self.option.expect_text();
         ConfigError::new(match e {
-            // BindSpec's message already reads `bind "URI": ...`.
-            pico_args::Error::Utf8ArgumentParsingFailed { cause, .. }
-                if long == "--bind" && cause.starts_with("bind ") =>
-            {
-                format!("--{cause}")
-            }
             pico_args::Error::Utf8ArgumentParsingFailed { .. }
             | pico_args::Error::NonUtf8Argument
                 if self.secret =>

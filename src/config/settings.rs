@@ -27,7 +27,7 @@ use super::values::{
     parse_keep_alive, parse_limit, parse_name, parse_optional_name, parse_secs, parse_threads,
     parse_token, parse_upgraded, parse_workers,
 };
-use crate::listeners::BindSpec;
+use crate::bind::BindSpec;
 
 /// One setting, as the command line and the config file spell it.
 pub(super) struct Setting {
@@ -631,7 +631,8 @@ pub(super) fn directives() -> impl Iterator<Item = &'static str> {
 }
 
 fn bind_from_cli(v: &mut Values<'_>, layer: &mut Overrides) -> Result<(), ConfigError> {
-    layer.binds = v.all(BindSpec::parse)?;
+    // The problem alone: `Values` shows it as `--bind "URI": PROBLEM`.
+    layer.binds = v.all(|uri| BindSpec::parse(uri).map_err(|e| e.problem().to_string()))?;
     if let Some((a, _)) = first_repeat(&layer.binds) {
         return Err(ConfigError::new(format!(
             "--bind {:?} is given twice; expected each listener once",
@@ -646,7 +647,9 @@ fn bind_from_file(d: &Directive<'_>, layer: &mut Overrides) -> Result<(), String
     let [Arg::Str(uri)] = d.args.as_slice() else {
         return Err(d.bad("one quoted URI, as in bind \"tcp://0.0.0.0:9292\""));
     };
-    layer.binds.push(BindSpec::parse(uri)?);
+    layer
+        .binds
+        .push(BindSpec::parse(uri).map_err(|e| e.to_string())?);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use super::options::OptionKind;
 use super::settings::{directives, SETTINGS};
 use super::values::{closest, edit_distance, parse_control_url};
 use super::*;
-use crate::listeners::BindSpec;
+use crate::bind::BindSpec;
 
 /// A directory under the system temp dir, unique to this process and
 /// call, removed on drop.
@@ -446,9 +446,9 @@ fn bind_errors_list_every_scheme() {
         .ends_with("unknown scheme \"http\"; expected tcp:// or unix://"));
 }
 
-/// What an ssl:// bind without options is told: by tls.rs, its first
+/// What an ssl:// bind without options is told: by tls/, its first
 /// missing option; built without TLS, by tls_off.rs, that TLS is not built
-/// in. These tests check where config puts the words; tls.rs's and
+/// in. These tests check where config puts the words; tls/'s and
 /// tls_off.rs's tests check the words.
 fn ssl_without_options() -> String {
     crate::tls::TlsOptions::parse_query(&[]).expect_err("an ssl:// bind without cert= is refused")
@@ -1091,7 +1091,7 @@ fn help_lists_every_option_directive_and_default() {
     }
 }
 
-// The list of ssl:// options lives in tls.rs, which a build without the
+// The list of ssl:// options lives in tls/, which a build without the
 // `tls` feature does not compile; the help text is the same in both.
 #[cfg(feature = "tls")]
 #[test]

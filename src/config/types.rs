@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::listeners::BindSpec;
+use crate::bind::BindSpec;
 
 /// Default minimum pool threads (Puma's).
 pub const DEFAULT_MIN_THREADS: usize = 0;

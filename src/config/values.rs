@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::types::{
     ActivatedMode, MAX_THREADS_LIMIT, MAX_TIMEOUT, MAX_UPGRADED_LIMIT, MAX_WORKERS,
 };
-use crate::listeners::BindSpec;
+use crate::bind::{loopback_ip, BindSpec};
 
 /// `MIN:MAX` or `N` (meaning `N:N`).
 pub(super) fn parse_threads(s: &str) -> Option<(usize, usize)> {
@@ -99,16 +99,11 @@ pub(super) fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
         }
         None => return Err("expected tcp://HOST:PORT or unix:///ABSOLUTE/PATH".to_string()),
     }
-    let spec = BindSpec::parse(uri).map_err(|e| {
-        // BindSpec's message starts `bind "URI": `; the caller names the URI.
-        match e.strip_prefix(&format!("bind {uri:?}: ")) {
-            Some(rest) => rest.to_string(),
-            None => e,
-        }
-    })?;
+    // The caller names the URI: only the problem.
+    let spec = BindSpec::parse(uri).map_err(|e| e.problem().to_string())?;
     match &spec {
         BindSpec::Unix { .. } => Ok(spec),
-        BindSpec::Tcp { host, .. } if is_loopback_host(host) => Ok(spec),
+        BindSpec::Tcp { host, .. } if loopback_ip(host).is_some() => Ok(spec),
         BindSpec::Tcp { host, .. } => Err(format!(
             "host {host:?} is not a loopback address; expected 127.0.0.1, [::1] or localhost, \
              since the control app can stop the server"
@@ -119,14 +114,6 @@ pub(super) fn parse_control_url(uri: &str) -> Result<BindSpec, String> {
                 .to_string(),
         ),
     }
-}
-
-/// `localhost`, or an IP literal in 127.0.0.0/8 or `::1`.
-pub(super) fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(super) fn parse_keep_alive(s: &str) -> Option<u32> {
