@@ -110,18 +110,10 @@ fn obsolete_date_forms(imf: &str) -> (String, String) {
     let p: Vec<&str> = imf.split(' ').collect();
     assert_eq!(p.len(), 6, "not an IMF-fixdate: {imf:?}");
     let short = &p[0][..3];
-    let long = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ]
-    .into_iter()
-    .find(|d| d.starts_with(short))
-    .expect("a day name");
+    let long = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"
+        .split(' ')
+        .find(|d| d.starts_with(short))
+        .expect("a day name");
     let rfc850 = format!("{long}, {}-{}-{} {} GMT", p[1], p[2], &p[3][2..], p[4]);
     let day: u32 = p[1].parse().expect("day of month");
     let asctime = format!("{short} {} {day:>2} {} {}", p[2], p[4], p[3]);
