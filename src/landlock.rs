@@ -93,7 +93,8 @@ pub enum Access {
     ReadFiles,
     /// Read and execute files (the binary, its libraries).
     ReadExec,
-    /// Create, write, truncate and remove files (pidfile, state file).
+    /// Create, write, truncate, remove and read files (pidfile, state
+    /// file; an embedder's write directories, which its app reads back).
     Write,
     /// Create and remove unix sockets' files.
     Sockets,
