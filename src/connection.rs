@@ -55,6 +55,11 @@ pub struct Conn {
     /// Registered in the pool's epoll (parked there once already), not
     /// the reactor's.
     pooled: bool,
+    /// Registered in the reactor's epoll (it waited there for a request
+    /// head or a TLS handshake). A connection a pool thread accepted and
+    /// served at once never was: moving it to the pool's epoll then
+    /// needs no `EPOLL_CTL_DEL` in the reactor's.
+    in_reactor: bool,
     /// Its token in the pool's epoll: the fd and a generation number, so
     /// a stale event for a closed connection cannot take a new one that
     /// got the same fd number.
@@ -163,6 +168,7 @@ impl Conn {
             served: 0,
             tls,
             pooled: false,
+            in_reactor: false,
             token: 0,
             info: Box::new(info),
             incoming: Incoming::default(),
@@ -259,6 +265,18 @@ impl Conn {
     /// Taken back into the reactor's epoll (at a stop or a deadline).
     pub fn leave_pool(&mut self) {
         self.pooled = false;
+    }
+
+    /// Registered in the reactor's epoll (see [`Conn::set_in_reactor`]).
+    #[inline]
+    pub fn in_reactor(&self) -> bool {
+        self.in_reactor
+    }
+
+    /// Registered in (`true`) or removed from the reactor's epoll.
+    #[inline]
+    pub fn set_in_reactor(&mut self, on: bool) {
+        self.in_reactor = on;
     }
 
     /// Gives back the room a large head or body needed (up to ~128 KiB):

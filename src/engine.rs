@@ -4,10 +4,15 @@
 //!
 //! - the reactor's side: its epoll and its wake-up ([`Engine::nudge_reactor`],
 //!   and the coalesced wake a pool thread sends when the queue has room
-//!   again);
+//!   again, or when it hands over a new connection whose request has not
+//!   all arrived: [`Engine::hand_to_reactor`]);
 //! - the pool's side: the bounded queue of ready connections and its
 //!   doorbell, the pool's epoll where connections wait between requests,
 //!   and the generation numbers of their tokens;
+//! - the listeners the pool threads accept on themselves (plain tcp and
+//!   unix ones: [`Engine::share_listener`]), one-shot in the pool's epoll,
+//!   and the lock a stop takes to end every accept in progress
+//!   ([`Engine::unshare_listeners`]);
 //! - the upgraded connections ([`Upgrades`]): out of the pool's
 //!   accounting, each on a thread of its own, but told of a stop and
 //!   waited for by it;
@@ -21,17 +26,21 @@
 //! next to the state it touches, and is unit tested below.
 
 use std::io;
-use std::os::fd::{AsFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::connection::{Conn, Limits, Progress};
+use crate::listeners::Listener;
 use crate::parking::{Parked, Parking};
 use crate::response::Outgoing;
-use crate::sys::{Epoll, EventFd, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT};
+use crate::sys::{
+    self, Epoll, EventFd, Events, EPOLL_READ, EPOLL_READ_ONESHOT, EPOLL_WRITE_ONESHOT,
+};
 use crate::upgrade::Upgrades;
 use crate::Handler;
 
@@ -60,6 +69,12 @@ struct ReactorSide {
     /// Set by the reactor while it holds connections the full queue
     /// refused; a thread taking a job then wakes it.
     backlogged: AtomicBool,
+    /// New connections a pool thread accepted whose request had not all
+    /// arrived: the reactor registers them (see [`Engine::hand_to_reactor`]).
+    handed: Mutex<Handed>,
+    /// A pool thread's accept ran out of a resource (EMFILE...): the
+    /// reactor re-arms the shared listeners after its back-off.
+    accept_paused: AtomicBool,
 }
 
 /// What the pool threads share.
@@ -76,6 +91,120 @@ struct PoolSide {
     retired: AtomicBool,
     /// Generation numbers for `Conn::token`.
     generation: AtomicU32,
+    /// The listeners pool threads accept on (see [`Engine::share_listener`]).
+    /// An accept holds the read lock from `accept4` until the connection
+    /// is served, handed to the reactor or closed; a stop takes the write
+    /// lock, so once it has, no accept is under way and none can start.
+    listeners: RwLock<Vec<SharedListener>>,
+}
+
+/// New connections handed to the reactor, until it takes them.
+#[derive(Default)]
+struct Handed {
+    conns: Vec<Parked>,
+    /// The reactor has stopped and takes no more: a connection handed
+    /// over now is closed.
+    closed: bool,
+}
+
+/// A listener the pool threads accept on (the reactor's, shared until a
+/// stop takes it back), registered one-shot in the pool's epoll.
+struct SharedListener {
+    listener: Arc<Listener>,
+    /// `Listener::label`, shared with its connections.
+    label: Arc<str>,
+    token: u64,
+}
+
+/// The highest token a shared listener has in the pool's epoll; the
+/// listener at index `i` has `LISTENER_TOKEN_TOP - i`. The doorbell has
+/// `u64::MAX`, and a connection's token (a generation above a
+/// non-negative fd) has its low 32 bits at most `i32::MAX`, so neither
+/// can fall in `LISTENER_TOKEN_TOP - MAX_SHARED_LISTENERS ..`.
+const LISTENER_TOKEN_TOP: u64 = u64::MAX - 1;
+/// How many listeners the pool threads can accept on (the rest stay
+/// with the reactor): far more than anyone binds.
+const MAX_SHARED_LISTENERS: usize = 1 << 16;
+
+/// The index of the shared listener a pool-epoll token names, if it
+/// names one.
+#[inline]
+pub fn listener_index(token: u64) -> Option<usize> {
+    let i = LISTENER_TOKEN_TOP.checked_sub(token)?;
+    (i < MAX_SHARED_LISTENERS as u64).then_some(i as usize)
+}
+
+/// How an `accept4` on a listener went wrong.
+pub enum AcceptFailure {
+    /// Nothing to accept (EAGAIN): another thread or process took it.
+    Empty,
+    /// The peer gave up before we accepted (ECONNABORTED, EPROTO), or a
+    /// firewall said no (EPERM): the next one may be fine.
+    Transient,
+    /// Out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM): pause, then
+    /// try again; never stop for good.
+    Exhausted(io::Error),
+}
+
+impl AcceptFailure {
+    /// Sorts an error of `accept4`.
+    pub fn of(e: io::Error) -> AcceptFailure {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return AcceptFailure::Empty;
+        }
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => AcceptFailure::Transient,
+            _ => AcceptFailure::Exhausted(e),
+        }
+    }
+}
+
+/// A shared listener, borrowed by a pool thread for one accept: holds
+/// the listeners' read lock, so a stop waits until the connection is
+/// served, handed over or closed ([`Engine::listener`]).
+pub struct Accepting<'a> {
+    listeners: RwLockReadGuard<'a, Vec<SharedListener>>,
+    index: usize,
+    engine: &'a Engine,
+}
+
+impl Accepting<'_> {
+    fn listener(&self) -> &SharedListener {
+        &self.listeners[self.index]
+    }
+
+    /// One `accept4` (non-blocking, close-on-exec), with the peer's address.
+    pub fn accept(&self) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+        sys::accept_with_peer(&self.listener().listener.fd)
+    }
+
+    /// Arms the listener's one-shot registration again, so that the next
+    /// connection wakes a thread waiting in the pool's epoll (at once if
+    /// one is already waiting in the backlog). Fails harmlessly once a
+    /// stop has removed it.
+    pub fn rearm(&self) {
+        let l = self.listener();
+        let _ = self
+            .engine
+            .pool
+            .epoll
+            .modify(l.listener.fd.as_fd(), EPOLL_READ_ONESHOT, l.token);
+    }
+
+    /// TCP (its connections get TCP_NODELAY).
+    pub fn is_tcp(&self) -> bool {
+        self.listener().listener.is_tcp
+    }
+
+    /// `Listener::label`, for the connection's `ConnInfo`.
+    pub fn label(&self) -> Arc<str> {
+        Arc::clone(&self.listener().label)
+    }
+
+    /// How the log names the listener.
+    pub fn url(&self) -> &str {
+        &self.listener().listener.url
+    }
 }
 
 /// Counters shared by the pool, the reactor and the main loop. Those a
@@ -87,6 +216,10 @@ pub struct Stats {
     threads: AtomicUsize,
     /// Threads waiting in the pool's epoll ([`Waiting`]).
     waiting: AtomicUsize,
+    /// Threads taking events from the pool's epoll: the one sleeping
+    /// there, and those serving what they took or looking for more
+    /// without sleeping ([`Stats::join_active`]).
+    active: AtomicUsize,
     /// Threads serving a request right now ([`Stats::serving`]).
     busy: AtomicUsize,
     /// Pool threads reading a parked connection's request (not yet
@@ -177,6 +310,27 @@ impl Stats {
     #[inline]
     pub fn reading_one(&self) -> Counted<'_> {
         Counted::new(&self.reading)
+    }
+
+    /// Threads taking events from the pool's epoll.
+    #[inline]
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Counts this thread among those taking events from the pool's
+    /// epoll if fewer than `limit` are, or whatever their number when
+    /// `anyway` (the others are held up); `None` otherwise.
+    pub fn join_active(&self, limit: usize, anyway: bool) -> Option<Counted<'_>> {
+        if anyway {
+            return Some(Counted::new(&self.active));
+        }
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Counted(&self.active))
     }
 }
 
@@ -296,6 +450,8 @@ impl Engine {
                 wake,
                 wake_pending: AtomicBool::new(false),
                 backlogged: AtomicBool::new(false),
+                handed: Mutex::new(Handed::default()),
+                accept_paused: AtomicBool::new(false),
             },
             pool: PoolSide {
                 queue,
@@ -304,6 +460,7 @@ impl Engine {
                 epoll: epoll("pool")?,
                 retired: AtomicBool::new(false),
                 generation: AtomicU32::new(0),
+                listeners: RwLock::new(Vec::new()),
             },
         })
     }
@@ -398,6 +555,47 @@ impl Engine {
         if self.reactor.backlogged.load(Ordering::Acquire) {
             self.wake_reactor();
         }
+    }
+
+    /// Hands a new connection a pool thread accepted, whose request has
+    /// not all arrived, to the reactor, which waits for the rest (a slow
+    /// client never holds a pool thread): queued here, and the reactor
+    /// woken (coalesced) to register it. `p.deadline` is its first-data
+    /// (or body) deadline, counted from the accept. Registered in no
+    /// epoll. Once the reactor has stopped, dropped (closed), as a
+    /// parked connection is when a stop finds it mid-request.
+    pub fn hand_to_reactor(&self, p: Parked) {
+        {
+            let mut handed = self.handed();
+            if handed.closed {
+                return;
+            }
+            handed.conns.push(p);
+        }
+        self.wake_reactor();
+    }
+
+    /// The connections handed over since the last call (the reactor,
+    /// after [`Engine::on_wake`], so that one handed over later wakes it
+    /// again). `last`: the reactor is stopping and takes no more.
+    pub fn take_handed(&self, last: bool) -> Vec<Parked> {
+        let mut handed = self.handed();
+        handed.closed |= last;
+        std::mem::take(&mut handed.conns)
+    }
+
+    fn handed(&self) -> std::sync::MutexGuard<'_, Handed> {
+        // Every operation on it is one push or take: usable after a panic.
+        self.reactor
+            .handed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once after a pool thread asked for an accept pause
+    /// ([`Engine::pause_accepting`]).
+    pub fn take_accept_pause(&self) -> bool {
+        self.reactor.accept_paused.swap(false, Ordering::AcqRel)
     }
 
     /// Wakes the reactor once per turn of its loop: wake-ups between two
@@ -508,6 +706,109 @@ impl Engine {
         self.pool.retired.load(Ordering::Acquire)
     }
 
+    // ---- the pool's side: accepting ----
+
+    /// Lets the pool threads accept on a listener themselves: it is kept
+    /// (until [`Engine::unshare_listeners`]) and registered one-shot in
+    /// the pool's epoll, under a token [`listener_index`] maps back.
+    pub fn share_listener(&self, listener: Arc<Listener>, label: Arc<str>) -> io::Result<()> {
+        let mut listeners = self
+            .pool
+            .listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if listeners.len() >= MAX_SHARED_LISTENERS {
+            return Err(io::Error::other("too many listeners to share"));
+        }
+        let token = LISTENER_TOKEN_TOP - listeners.len() as u64;
+        self.pool
+            .epoll
+            .add(listener.fd.as_fd(), EPOLL_READ_ONESHOT, token)?;
+        listeners.push(SharedListener {
+            listener,
+            label,
+            token,
+        });
+        Ok(())
+    }
+
+    /// Pool threads accept on some listener.
+    pub fn shares_listeners(&self) -> bool {
+        !self
+            .pool
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// The shared listener at `index`, for one accept; `None` once a stop
+    /// has taken them back (a stale event).
+    pub fn listener(&self, index: usize) -> Option<Accepting<'_>> {
+        let listeners = self
+            .pool
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        (index < listeners.len()).then_some(Accepting {
+            listeners,
+            index,
+            engine: self,
+        })
+    }
+
+    /// A pool thread's accept ran out of a resource and left its listener
+    /// disarmed: the reactor re-arms the shared listeners after its
+    /// back-off ([`Engine::rearm_listeners`]).
+    pub fn pause_accepting(&self) {
+        self.reactor.accept_paused.store(true, Ordering::Release);
+        self.wake_reactor();
+    }
+
+    /// Arms every shared listener again (the end of an accept pause).
+    pub fn rearm_listeners(&self) {
+        let listeners = self
+            .pool
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for l in listeners.iter() {
+            let _ = self
+                .pool
+                .epoll
+                .modify(l.listener.fd.as_fd(), EPOLL_READ_ONESHOT, l.token);
+        }
+    }
+
+    /// Stops the pool threads accepting (a stop or hot restart): each
+    /// shared listener leaves the pool's epoll (before its descriptor is
+    /// passed on or closed), then the write lock waits for the accepts
+    /// under way, which serve their connection or hand it to the reactor
+    /// first, and the listeners are let go of (the reactor owns them
+    /// alone again). Afterwards nothing more is handed to the reactor.
+    pub fn unshare_listeners(&self) {
+        let taken = {
+            // Deregistered first: no new event; an accept that already
+            // has one holds the read lock, which the write lock waits for.
+            let listeners = self
+                .pool
+                .listeners
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for l in listeners.iter() {
+                let _ = self.pool.epoll.delete(l.listener.fd.as_fd());
+            }
+            drop(listeners);
+            let mut listeners = self
+                .pool
+                .listeners
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *listeners)
+        };
+        drop(taken); // the reactor's references are the only ones left
+    }
+
     /// Counts one more pool thread unless `max` are running; the slot
     /// goes with the thread.
     pub fn add_thread(self: &Arc<Engine>, max: usize) -> Option<ThreadSlot> {
@@ -555,14 +856,19 @@ impl Engine {
     pub fn park(&self, mut p: Parked) {
         let writer = p.outgoing.is_some();
         if !writer && self.stats.is_stopping() {
-            return; // dropped: closed (the reactor closed the idle ones)
+            // Dropped: closed (the reactor closed the idle ones), unless
+            // it is new (the stopping reactor gives those a grace).
+            return self.hand_new_to_reactor(p);
         }
         let fd = p.conn.fd();
         let first = !p.conn.pooled();
         if first {
-            // Served first from the reactor: its one-shot fired, so the
-            // registration there is disarmed; remove it for good.
-            let _ = self.reactor.epoll.delete(p.conn.as_fd());
+            if p.conn.in_reactor() {
+                // Served first from the reactor: its one-shot fired, so
+                // the registration there is disarmed; remove it for good.
+                let _ = self.reactor.epoll.delete(p.conn.as_fd());
+                p.conn.set_in_reactor(false);
+            }
             let generation = self.pool.generation.fetch_add(1, Ordering::Relaxed);
             p.conn.enter_pool((u64::from(generation) << 32) | fd as u64);
         }
@@ -580,8 +886,23 @@ impl Engine {
             drop(self.parking.take(fd, token)); // closed: nothing would wake it
         } else if !writer && self.stats.is_stopping() {
             // The stop began meanwhile and may have taken the parked
-            // connections back already: close this one too.
-            drop(self.parking.take(fd, token));
+            // connections back already: close this one too (or hand it
+            // over, if new).
+            if let Some(p) = self.parking.take(fd, token) {
+                self.hand_new_to_reactor(p);
+            }
+        }
+    }
+
+    /// At a stop: a new connection (no request served yet) goes to the
+    /// reactor, which gives it a grace to send its request; any other is
+    /// dropped (closed).
+    fn hand_new_to_reactor(&self, mut p: Parked) {
+        if p.conn.served() == 0 {
+            if p.conn.pooled() {
+                self.unpool(&mut p.conn);
+            }
+            self.hand_to_reactor(p);
         }
     }
 
@@ -593,8 +914,9 @@ impl Engine {
         if conn.pooled() {
             let _ = self.pool.epoll.delete(conn.as_fd());
             conn.leave_pool();
-        } else {
+        } else if conn.in_reactor() {
             let _ = self.reactor.epoll.delete(conn.as_fd());
+            conn.set_in_reactor(false);
         }
     }
 
@@ -914,5 +1236,53 @@ mod tests {
         assert_eq!(e.parking().writers(), 0);
         let left = p.deadline.saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(15) && left <= Duration::from_secs(20));
+    }
+
+    #[test]
+    fn listener_tokens_name_no_connection_and_not_the_doorbell() {
+        assert_eq!(listener_index(LISTENER_TOKEN_TOP), Some(0));
+        assert_eq!(listener_index(LISTENER_TOKEN_TOP - 5), Some(5));
+        assert_eq!(listener_index(DOORBELL), None);
+        // A connection's token: any generation above a non-negative fd.
+        let newest = (u64::from(u32::MAX) << 32) | i32::MAX as u64;
+        for token in [0, (7 << 32) | 3, newest] {
+            assert_eq!(listener_index(token), None, "{token:x}");
+        }
+    }
+
+    #[test]
+    fn taking_the_listeners_back_waits_for_an_accept_under_way() {
+        let e = engine(4);
+        let (listener, _file) = crate::listeners::testing::unix();
+        e.share_listener(Arc::new(listener), Arc::from("unix:///test"))
+            .expect("shared");
+        assert!(e.shares_listeners());
+        // A pool thread between its event and its hand-over holds this.
+        let accepting = e.listener(0).expect("shared");
+        let stop = {
+            let e = Arc::clone(&e);
+            std::thread::spawn(move || e.unshare_listeners())
+        };
+        assert!(!stop.is_finished(), "the stop waits for the accept");
+        drop(accepting);
+        stop.join().expect("the stop");
+        assert!(e.listener(0).is_none() && !e.shares_listeners());
+    }
+
+    #[test]
+    fn a_new_connection_parked_as_a_stop_begins_goes_to_the_reactor() {
+        let e = engine(4);
+        let (conn, _client) = pair();
+        e.begin_stop();
+        // Its first request may be on its way: the stopping reactor gives
+        // it a grace (a kept-alive one would be closed).
+        e.park(Parked::waiting(conn, Instant::now(), false));
+        assert_eq!(e.parking().len(), 0);
+        assert_eq!(e.take_handed(true).len(), 1);
+        // Once the reactor has stopped, one handed over is closed.
+        let (conn, mut client) = pair();
+        e.hand_to_reactor(Parked::waiting(conn, Instant::now(), false));
+        assert!(e.take_handed(false).is_empty());
+        assert!(testing::closed(&mut client));
     }
 }

@@ -541,3 +541,48 @@ pub(crate) fn bind_unix_socket(
     };
     Ok((fd, file))
 }
+
+/// Listeners for the request path's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Listener;
+    use crate::sys;
+
+    /// A socket file, removed when dropped.
+    pub struct SocketFile(pub PathBuf);
+
+    impl Drop for SocketFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A non-blocking unix listener in the temp directory: a client's
+    /// bytes are in the server's socket as soon as its write returns,
+    /// before any accept, so a test knows what an accept will find.
+    pub fn unix() -> (Listener, SocketFile) {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "catamount-listener-{}-{n}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind a unix listener");
+        sys::set_nonblocking(&listener).expect("non-blocking");
+        let l = Listener {
+            fd: listener.into(),
+            is_tcp: false,
+            url: format!("unix://{}", path.display()),
+            name: "test".to_string(),
+            systemd_owned: false,
+            created: None,
+            tls: None,
+        };
+        (l, SocketFile(path))
+    }
+}

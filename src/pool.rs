@@ -2,16 +2,21 @@
 //! connections with a complete request head from one bounded crossbeam
 //! channel (filled by the reactor), and, when the channel is empty, waits
 //! in the pool's epoll for the next request of a parked keep-alive
-//! connection (see `parking`). Threads are spawned on demand up to `max`
-//! and trimmed back to `min` after [`IDLE_THREAD_TIMEOUT`] without work.
-//! The channel's bound is the backpressure: when it is full the reactor
-//! stops accepting.
+//! connection (see `parking`) or a new connection on a plain listener,
+//! which it accepts and serves itself when its request is already there
+//! (`serve::on_accept_ready`). Threads are spawned on demand up to `max`
+//! and trimmed back to `min` after [`IDLE_THREAD_TIMEOUT`] without work
+//! (but the last one stays while the pool accepts). The channel's bound
+//! is the backpressure: when it is full the reactor stops accepting; a
+//! pool thread accepts only when it is free to serve, so while all are
+//! busy new connections wait in the kernel's backlog.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::Conn;
-use crate::engine::{Engine, ThreadSlot};
+use crate::engine::{self, Counted, Engine, Stats, ThreadSlot};
+use crate::listeners::Listener;
 use crate::log;
 use crate::serve;
 use crate::sys::Events;
@@ -28,22 +33,29 @@ pub const QUEUE_PER_THREAD: usize = 8;
 /// The doorbell's token in the pool's epoll (connections use their
 /// `Conn::token`, a generation above a non-negative fd: never all ones).
 const DOORBELL_TOKEN: u64 = u64::MAX;
-/// How many threads wait in the pool's epoll at once: the CPUs this
-/// process may use, shared among the cluster's workers (at least one);
-/// the other idle threads wait on the queue. With every idle thread
-/// waiting there, each was woken for its own event: 0.85 task switches
-/// per request, a third of the CPU on 2 cores. With fewer, events that
-/// arrive while the waiters serve wait in epoll's ready list for the next
-/// free thread. Measured on 2 cores (bench/run, 3 rounds): 1 waiter per
-/// process is best for the cluster row, 2 for single mode.
+/// How many threads take events from the pool's epoll at once (one
+/// sleeps there, the others take what is ready without sleeping): half
+/// the CPUs this process may use, shared among the cluster's workers, at
+/// least one; more join only while these are held up (see `Role`). The
+/// other idle threads wait on the queue. Every thread taking events
+/// beyond what the load needs costs a wake-up per event it takes while
+/// the others serve, where they would take it later without sleeping:
+/// measured on 2 cores (bench/run, wrk on the same cores, -t 5:5), with
+/// two such threads close-churn cost 16-19 µs of CPU per connection and
+/// small-keepalive reached 0.90× nginx; with one, 10.9 µs and 1.07×
+/// (nginx 12.5 µs, one worker). With every idle thread waiting in epoll,
+/// as once, keep-alive cost 0.85 task switches per request. Half the
+/// CPUs on larger machines is a guess between that measured one and all
+/// of them (CPU-bound work beyond it is what `-w` workers are for).
 pub fn epoll_waiters(workers: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / workers.max(1)).max(1)
+    (cores / workers.max(1) / 2).max(1)
 }
-/// How often a thread waiting on the queue checks whether the epoll
-/// waiter has left to serve (then it takes its place). Bounds the delay a
-/// parked connection sees when the thread that would take its event is
-/// busy with a slow request.
+/// How often a follower (a thread waiting on the queue) looks whether
+/// the threads taking events are held up (no request answered since its
+/// last look while some are being served), and then takes events too.
+/// Bounds the delay a parked or new connection sees when the threads
+/// that would take its event are busy with slow requests.
 const FOLLOWER_POLL: Duration = Duration::from_millis(1);
 /// The same while no request is being served: the longest such a delay
 /// can be (a slow request arriving on an idle server, then another).
@@ -104,6 +116,44 @@ impl Pool {
         self.shared.engine.queued()
     }
 
+    /// Lets the pool threads accept on the plain listeners of
+    /// `listeners` themselves (each with its `labels` entry); a TLS
+    /// listener stays with the reactor, which runs the handshakes. Says,
+    /// per listener, whether the pool took it (one it could not share
+    /// stays with the reactor, logged). Starts a thread if none runs:
+    /// the last one is never trimmed while the pool accepts.
+    pub fn accept_on(&self, listeners: &[Arc<Listener>], labels: &[Arc<str>]) -> Vec<bool> {
+        let engine = &self.shared.engine;
+        let taken = listeners
+            .iter()
+            .zip(labels)
+            .map(|(l, label)| {
+                if l.tls.is_some() {
+                    return false;
+                }
+                let shared = engine.share_listener(Arc::clone(l), Arc::clone(label));
+                if let Err(e) = &shared {
+                    log::warn(&format!(
+                        "! pool threads cannot accept on {}: {e}; the reactor accepts there",
+                        l.url
+                    ));
+                }
+                shared.is_ok()
+            })
+            .collect();
+        if engine.stats().threads() == 0 && engine.shares_listeners() {
+            spawn(&self.shared);
+        }
+        taken
+    }
+
+    /// The pool threads stop accepting (a stop or hot restart): when
+    /// this returns, every connection they accepted is served or handed
+    /// to the reactor, and the listeners are in no epoll of theirs.
+    pub fn stop_accepting(&self) {
+        self.shared.engine.unshare_listeners();
+    }
+
     fn grow_if_needed(&self) {
         let stats = self.shared.engine.stats();
         let idle = stats.threads().saturating_sub(stats.busy());
@@ -146,6 +196,7 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
     // After a queued connection, look at the parked ones first, so that
     // neither kind starves the other when the pool is saturated.
     let mut parked_first = false;
+    let mut role = Role::new(stats);
     loop {
         if std::mem::take(&mut parked_first) && serve_ready_now(shared, &mut events) {
             idle_since = Instant::now();
@@ -160,71 +211,151 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
         if engine.is_retired() {
             return; // the slot, dropped, counts this thread out
         }
-        if stats.waiting() >= shared.epoll_waiters {
-            // Enough threads wait in the pool's epoll. Take an event that
-            // is ready without waiting for it (never sleep while work is
-            // pending)...
+        if role.take_events(shared.epoll_waiters) {
+            if stats.waiting() == 0 {
+                // Nobody sleeps in the pool's epoll: this thread does.
+                match wait_for_event(shared, &mut events) {
+                    Waited::Event(token, still_waiting) => {
+                        idle_since = Instant::now();
+                        on_event(shared, token, still_waiting);
+                    }
+                    Waited::Queued(conn) => {
+                        idle_since = Instant::now();
+                        serve_queued(engine, conn);
+                        parked_first = true;
+                    }
+                    Waited::Timeout => {
+                        if trim(shared, slot) {
+                            return;
+                        }
+                        idle_since = Instant::now();
+                    }
+                    Waited::Failed => {}
+                }
+                continue;
+            }
+            // Another thread sleeps there: take what is ready without
+            // waiting (never sleep while work is pending)...
             if serve_ready_now(shared, &mut events) {
                 idle_since = Instant::now();
                 continue;
             }
-            // ...else wait for a queued connection here, and look again
-            // every FOLLOWER_POLL (if the waiters took events and are still
-            // serving them, this thread takes a place). While nothing is
-            // being served nothing can hold the waiters: look rarely (an
-            // idle server stays idle).
-            let poll = if stats.busy() > 0 {
-                FOLLOWER_POLL
-            } else {
-                FOLLOWER_IDLE_POLL
-            };
-            match engine.take_timeout(poll) {
-                Some(conn) => {
-                    idle_since = Instant::now();
-                    serve_queued(engine, conn);
-                    parked_first = true;
-                }
-                None if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
-                    if trim(shared, slot) {
-                        return;
-                    }
-                    idle_since = Instant::now();
-                }
-                None => {}
-            }
-            continue;
+            // ...and when nothing is, step back: one sleeper is enough
+            // (each more would be woken for an event of its own while the
+            // others serve, where they take it later without sleeping).
+            role.step_back();
         }
-        let waiting = engine.start_waiting();
-        // A connection queued after the try_take above is either seen
-        // here or rings the doorbell (see `Engine::start_waiting`).
-        let queued = engine.try_take();
-        let waited = if queued.is_none() {
-            engine.pool_wait(&mut events, Some(IDLE_THREAD_TIMEOUT))
+        // A follower: wait for a queued connection here, and look again
+        // every FOLLOWER_POLL (to join, or take over from held-up threads).
+        // While nothing is being served nothing can hold them up: look
+        // rarely (an idle server stays idle).
+        let poll = if stats.busy() > 0 {
+            FOLLOWER_POLL
         } else {
-            Ok(())
+            FOLLOWER_IDLE_POLL
         };
-        let still_waiting = waiting.leave();
-        idle_since = Instant::now();
-        if let Some(conn) = queued {
-            serve_queued(engine, conn);
-            parked_first = true;
-            continue;
-        }
-        if let Err(e) = waited {
-            log::warn(&format!(
-                "! epoll_wait in a pool thread failed: {e}; retrying"
-            ));
-            std::thread::sleep(WAIT_RETRY);
-            continue;
-        }
-        match events.tokens().next() {
-            None => {
+        match engine.take_timeout(poll) {
+            Some(conn) => {
+                idle_since = Instant::now();
+                serve_queued(engine, conn);
+                parked_first = true;
+            }
+            None if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
                 if trim(shared, slot) {
                     return;
                 }
+                idle_since = Instant::now();
             }
-            Some(token) => on_event(shared, token, still_waiting),
+            None => {}
         }
+    }
+}
+
+/// Whether a pool thread takes events from the pool's epoll or follows
+/// (sleeps on the queue, looking every `FOLLOWER_POLL`). Each thread
+/// taking events beyond the first costs wake-ups (one sleeps in epoll;
+/// the others take what is ready without sleeping and step back when
+/// nothing is), so they are as few as do the work: at most
+/// `epoll_waiters`, and one more whenever those are held up (no request
+/// answered between two looks of a follower while some are being
+/// served: slow handlers), which steps back once they are not.
+struct Role<'a> {
+    stats: &'a Stats,
+    /// Held while this thread takes events ([`Stats::join_active`]).
+    active: Option<Counted<'a>>,
+    /// The request count at this thread's last look as a follower.
+    progress: u64,
+}
+
+impl<'a> Role<'a> {
+    fn new(stats: &'a Stats) -> Role<'a> {
+        Role {
+            stats,
+            active: None,
+            progress: stats.requests(),
+        }
+    }
+
+    /// Decides, between two events, whether this thread takes the next
+    /// one from the pool's epoll (joining or staying) or follows.
+    fn take_events(&mut self, limit: usize) -> bool {
+        let stats = self.stats;
+        if self.active.is_some() && stats.active() > limit {
+            // More threads take events than `limit` (one joined for
+            // held-up ones, which are back): the first done steps back.
+            self.active = None;
+        }
+        if self.active.is_none() {
+            let now = stats.requests();
+            let held_up = now == self.progress && stats.busy() > 0;
+            self.progress = now;
+            self.active = stats.join_active(limit, held_up);
+        }
+        self.active.is_some()
+    }
+
+    /// Nothing is ready and another thread sleeps in the pool's epoll.
+    fn step_back(&mut self) {
+        self.active = None;
+    }
+}
+
+/// What a sleep in the pool's epoll ended with.
+enum Waited {
+    /// An event, and how many threads still sleep there.
+    Event(u64, usize),
+    /// A connection queued just before the sleep.
+    Queued(Conn),
+    /// Nothing for [`IDLE_THREAD_TIMEOUT`].
+    Timeout,
+    /// epoll_wait failed (logged, after a pause).
+    Failed,
+}
+
+/// Sleeps in the pool's epoll for one event (a parked connection's
+/// bytes, a new connection, the doorbell), counted in `Stats::waiting`
+/// so that a queued connection rings the doorbell.
+fn wait_for_event(shared: &Shared, events: &mut Events) -> Waited {
+    let engine = &*shared.engine;
+    let waiting = engine.start_waiting();
+    // A connection queued after the caller's try_take is either seen
+    // here or rings the doorbell (see `Engine::start_waiting`).
+    if let Some(conn) = engine.try_take() {
+        waiting.leave();
+        return Waited::Queued(conn);
+    }
+    let waited = engine.pool_wait(events, Some(IDLE_THREAD_TIMEOUT));
+    let still_waiting = waiting.leave();
+    if let Err(e) = waited {
+        log::warn(&format!(
+            "! epoll_wait in a pool thread failed: {e}; retrying"
+        ));
+        std::thread::sleep(WAIT_RETRY);
+        return Waited::Failed;
+    }
+    match events.tokens().next() {
+        None => Waited::Timeout,
+        Some(token) => Waited::Event(token, still_waiting),
     }
 }
 
@@ -248,8 +379,9 @@ fn serve_ready_now(shared: &Arc<Shared>, events: &mut Events) -> bool {
 }
 
 /// One event from the pool's epoll: the doorbell (the queue is looked at
-/// next), or a parked connection's bytes. `still_waiting`: threads left
-/// waiting in the pool's epoll.
+/// next), a new connection on a shared listener, or a parked
+/// connection's bytes. `still_waiting`: threads left waiting in the
+/// pool's epoll.
 fn on_event(shared: &Arc<Shared>, token: u64, still_waiting: usize) {
     let engine = &*shared.engine;
     let stats = engine.stats();
@@ -259,23 +391,28 @@ fn on_event(shared: &Arc<Shared>, token: u64, still_waiting: usize) {
     }
     let idle_others = stats.threads().saturating_sub(stats.busy() + 1);
     if still_waiting == 0 && idle_others == 0 {
-        // Keep a thread free for the other parked connections while this
-        // one serves.
+        // Keep a thread free for the other parked connections and the
+        // listeners while this one serves.
         spawn(shared);
     }
-    serve::on_parked_ready(engine, token);
+    match engine::listener_index(token) {
+        Some(index) => serve::on_accept_ready(engine, index),
+        None => serve::on_parked_ready(engine, token),
+    }
 }
 
 /// After [`IDLE_THREAD_TIMEOUT`] without work: true when this thread may
 /// leave: not below min, not while connections are queued (one queued as
 /// this thread decided may have found no thread to start), and not when
-/// connections are parked and no other thread waits in the pool's epoll.
+/// connections are parked, or the pool accepts on listeners, and no other
+/// thread waits in the pool's epoll (nobody would take their events).
 fn trim(shared: &Shared, slot: &mut ThreadSlot) -> bool {
     let engine = &shared.engine;
     if !engine.queue_is_empty() {
         return false;
     }
-    let unwatched = engine.parking().len() > 0 && engine.stats().waiting() == 0;
+    let watched = engine.parking().len() > 0 || engine.shares_listeners();
+    let unwatched = watched && engine.stats().waiting() == 0;
     if unwatched || !slot.leave_above(shared.min) {
         return false;
     }
@@ -379,6 +516,92 @@ mod tests {
         until("the threads to drop the engine", || {
             Arc::strong_count(&engine) == 1
         });
+    }
+
+    /// A pool of `min..max` threads whose handler holds `/slow` until the
+    /// returned sender says go, accepting on a unix listener (its path).
+    fn accepting_pool(
+        min: usize,
+        max: usize,
+    ) -> (
+        Pool,
+        Arc<Engine>,
+        std::sync::mpsc::Sender<()>,
+        std::path::PathBuf,
+        crate::listeners::testing::SocketFile,
+    ) {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let handler = move |req: &mut crate::Request<'_>| {
+            if req.path() == "/slow" {
+                let _ = wait
+                    .lock()
+                    .expect("one slow request at a time")
+                    .recv_timeout(EVENT_DEADLINE);
+            }
+            crate::Response::text(200, "ok\n")
+        };
+        let limits = crate::connection::testing::limits();
+        let engine = Arc::new(Engine::new(Box::new(handler), limits, 8).expect("engine"));
+        let pool = Pool::start(Arc::clone(&engine), min, max, 1).expect("pool");
+        let (listener, file) = crate::listeners::testing::unix();
+        let taken = pool.accept_on(&[Arc::new(listener)], &[Arc::from("unix:///test")]);
+        assert_eq!(taken, [true]);
+        (pool, engine, go, file.0.clone(), file)
+    }
+
+    fn request(path: &std::path::Path, target: &str) -> std::os::unix::net::UnixStream {
+        let mut c = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        c.set_read_timeout(Some(EVENT_DEADLINE)).expect("timeout");
+        // One write: a request in pieces would go to the (absent) reactor.
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.write_all(request.as_bytes()).expect("write");
+        c
+    }
+
+    #[test]
+    fn a_new_connection_is_accepted_and_served_while_the_other_thread_is_held_up() {
+        let (pool, engine, go, path, _file) = accepting_pool(2, 2);
+        let mut slow = request(&path, "/slow");
+        until("a thread to be held up in the handler", || {
+            engine.stats().busy() == 1
+        });
+        // Only one thread took events; the other follows, sees no request
+        // answered while one is served, and takes the listener's event.
+        let mut fast = request(&path, "/fast");
+        assert!(read_response(&mut fast).starts_with("HTTP/1.1 200"));
+        until("the fast one's thread to be done", || {
+            engine.stats().busy() == 1
+        });
+        go.send(()).expect("go");
+        assert!(read_response(&mut slow).starts_with("HTTP/1.1 200"));
+        assert!(engine.take_handed(false).is_empty(), "no reactor involved");
+        drop(pool);
+        until("the threads to leave", || engine.stats().threads() == 0);
+    }
+
+    #[test]
+    fn with_min_0_a_thread_is_started_to_accept() {
+        let (pool, engine, _go, path, _file) = accepting_pool(0, 2);
+        assert_eq!(engine.stats().threads(), 1, "someone must accept");
+        let mut c = request(&path, "/");
+        assert!(read_response(&mut c).starts_with("HTTP/1.1 200"));
+        drop(pool);
+        until("the threads to leave", || engine.stats().threads() == 0);
+    }
+
+    #[test]
+    fn the_last_thread_taking_a_listeners_events_is_not_trimmed() {
+        let (shared, mut a, _b) = shared(0);
+        let (listener, _file) = crate::listeners::testing::unix();
+        shared
+            .engine
+            .share_listener(Arc::new(listener), Arc::from("unix:///test"))
+            .expect("shared");
+        assert!(!trim(&shared, &mut a), "nobody else waits in epoll");
+        let waiting = shared.engine.start_waiting();
+        assert!(trim(&shared, &mut a), "another thread takes its events");
+        waiting.leave();
     }
 
     fn shared(min: usize) -> (Arc<Shared>, ThreadSlot, ThreadSlot) {

@@ -1,8 +1,12 @@
-//! The reactor: one thread with an epoll loop that accepts connections,
-//! drives TLS handshakes, buffers each new connection's first request head
-//! until it is complete, and hands connections with a complete head to the
-//! pool. After that a connection waits between requests in the pool's
-//! epoll (`parking`); the reactor still enforces `first_data_timeout` and
+//! The reactor: one thread with an epoll loop that accepts connections on
+//! TLS listeners, drives TLS handshakes, buffers each new connection's
+//! first request head until it is complete, and hands connections with a
+//! complete head to the pool. Plain listeners are the pool threads' own:
+//! a pool thread accepts, reads at once and serves a request that is
+//! already there; a connection whose request has not all arrived is
+//! handed here (`Engine::hand_to_reactor`) to wait for the rest. After its
+//! first request a connection waits between requests in the pool's epoll
+//! (`parking`); the reactor still enforces `first_data_timeout` and
 //! `persistent_timeout` there. A slow or idle client therefore holds a few
 //! bytes of memory, never a pool thread.
 
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::{Conn, ConnInfo, Progress};
-use crate::engine::Engine;
+use crate::engine::{AcceptFailure, Engine};
 use crate::http::HttpError;
 use crate::listeners::Listener;
 use crate::log;
@@ -53,9 +57,14 @@ pub struct Timeouts {
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 pub struct Reactor {
-    listeners: Vec<Listener>,
+    /// Shared with the pool threads, which accept on the plain ones
+    /// until `stop` takes them back (`Pool::stop_accepting`).
+    listeners: Vec<Arc<Listener>>,
     /// `Listener::label` of each listener, shared with its connections.
     labels: Vec<Arc<str>>,
+    /// Of `listeners`, those the pool threads accept on (the reactor
+    /// does not watch them).
+    by_pool: Vec<bool>,
     accepting: bool,
     accept_paused_until: Option<Instant>,
     /// Keyed by descriptor number, which is also the connection's token
@@ -78,10 +87,13 @@ impl Reactor {
         timeouts: Timeouts,
     ) -> io::Result<Reactor> {
         engine.watch_wake(WAKE_TOKEN)?;
-        let labels = listeners.iter().map(|l| Arc::from(l.label())).collect();
+        let labels: Vec<Arc<str>> = listeners.iter().map(|l| Arc::from(l.label())).collect();
+        let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
+        let by_pool = pool.accept_on(&listeners, &labels);
         let mut r = Reactor {
             listeners,
             labels,
+            by_pool,
             accepting: false,
             accept_paused_until: None,
             conns: HashMap::new(),
@@ -112,7 +124,7 @@ impl Reactor {
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => self.engine.on_wake(),
+                    WAKE_TOKEN => self.on_wake(),
                     t if t >= LISTENER_BASE => self.accept((t - LISTENER_BASE) as usize),
                     t => self.on_ready(t as RawFd),
                 }
@@ -123,13 +135,40 @@ impl Reactor {
         self.stop()
     }
 
+    /// The wake-up: room in the queue, connections a pool thread handed
+    /// over, an accept pause a pool thread asked for, or a stop.
+    fn on_wake(&mut self) {
+        self.engine.on_wake();
+        self.take_handed(false);
+        if self.engine.take_accept_pause() {
+            // The pool's listener stays disarmed until the back-off ends
+            // (`flush_pending` re-arms it).
+            self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+        }
+    }
+
+    /// Registers the new connections pool threads handed over: each waits
+    /// here for the rest of its first request, under the deadline set at
+    /// its accept.
+    fn take_handed(&mut self, last: bool) {
+        for p in self.engine.take_handed(last) {
+            self.watch(p);
+        }
+    }
+
     fn stop(mut self) -> (Vec<Listener>, Pool) {
         self.set_accepting(false);
+        // The pool threads stop accepting too; once this returns, every
+        // connection they accepted is served or handed over (taken next).
+        self.pool.stop_accepting();
+        self.take_handed(false);
         // Connections parked in the pool come back here: the idle ones are
-        // closed below, the ones with part of a request get the grace.
+        // closed below, the ones with part of a request, and the new ones
+        // waiting for their first, get the grace.
         for p in self.engine.parking().take_all() {
+            let new = p.conn.served() == 0;
             // Idle ones (given back) are dropped: closed.
-            drop(self.reclaim(p.conn, p.partial));
+            drop(self.reclaim(p.conn, p.partial || new));
         }
         // Idle keep-alive connections are not in flight: close them now.
         let idle: Vec<RawFd> = self
@@ -164,20 +203,35 @@ impl Reactor {
             }
             for token in events.tokens() {
                 match token {
-                    WAKE_TOKEN => self.engine.drain_wake(),
+                    WAKE_TOKEN => {
+                        self.engine.drain_wake();
+                        self.take_handed(false);
+                    }
                     t if t >= LISTENER_BASE => {}
                     t => self.on_ready(t as RawFd),
                 }
             }
             self.flush_pending();
         }
+        // Handed over from now on: closed (the grace is over).
+        self.take_handed(true);
         self.conns.clear();
         self.deadlines.clear();
         // Requests already received are answered, as Puma does.
         while let Some(conn) = self.pending.pop_front() {
             self.pool.dispatch_wait(conn, self.timeouts.shutdown);
         }
-        (self.listeners, self.pool)
+        // The pool let go of them in `stop_accepting`, above.
+        let listeners = self
+            .listeners
+            .into_iter()
+            .map(|l| {
+                Arc::try_unwrap(l).unwrap_or_else(|_| {
+                    unreachable!("the pool threads hold no listener after stop_accepting")
+                })
+            })
+            .collect();
+        (listeners, self.pool)
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -202,6 +256,9 @@ impl Reactor {
             return;
         }
         for (i, l) in self.listeners.iter().enumerate() {
+            if self.by_pool[i] {
+                continue;
+            }
             let fd = l.fd.as_fd();
             let r = if on {
                 self.engine
@@ -249,26 +306,21 @@ impl Reactor {
                     self.park(Conn::new(fd, info, tls));
                 }
 
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // The peer gave up before we accepted (ECONNABORTED, EPROTO),
-                // or a firewall said no (EPERM): the next one may be fine.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
-                    ) => {}
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of a resource.
-                    // Never stop for good: pause, then try again.
-                    log::warn(&format!(
+                Err(e) => match AcceptFailure::of(e) {
+                    AcceptFailure::Empty => return,
+                    AcceptFailure::Transient => {}
+                    AcceptFailure::Exhausted(e) => {
+                        // Never stop for good: pause, then try again.
+                        log::warn(&format!(
                         "! accept on {} failed: {e}; pausing {} ms (raise LimitNOFILE= or ulimit -n if this repeats)",
                         self.listeners[index].url,
-                        ACCEPT_BACKOFF.as_millis()
-                    ));
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    self.set_accepting(false);
-                    return;
-                }
+                            ACCEPT_BACKOFF.as_millis()
+                        ));
+                        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                        self.set_accepting(false);
+                        return;
+                    }
+                },
             }
         }
     }
@@ -276,7 +328,6 @@ impl Reactor {
     /// Registers `conn` to wait for its first request: a new connection,
     /// or (at a stop) one that was parked in the pool with part of one.
     fn park(&mut self, conn: Conn) {
-        let fd = conn.fd();
         let partial = !conn.buffered().is_empty();
         let deadline = Instant::now()
             + if partial || conn.served() == 0 {
@@ -284,17 +335,24 @@ impl Reactor {
             } else {
                 self.timeouts.persistent
             };
+        self.watch(Parked::waiting(conn, deadline, partial));
+    }
+
+    /// Registers `p` in the reactor's epoll until its bytes come or its
+    /// deadline passes.
+    fn watch(&mut self, mut p: Parked) {
+        let fd = p.conn.fd();
         if self
             .engine
             .reactor_epoll()
-            .add(conn.as_fd(), EPOLL_READ_ONESHOT, fd as u64)
+            .add(p.conn.as_fd(), EPOLL_READ_ONESHOT, fd as u64)
             .is_err()
         {
             return; // dropping the connection closes it
         }
-        self.deadlines.insert((deadline, fd));
-        self.conns
-            .insert(fd, Parked::waiting(conn, deadline, partial));
+        p.conn.set_in_reactor(true);
+        self.deadlines.insert((p.deadline, fd));
+        self.conns.insert(fd, p);
     }
 
     fn on_ready(&mut self, fd: RawFd) {
@@ -370,7 +428,11 @@ impl Reactor {
         self.engine.set_backlogged(false);
         let paused = self.accept_paused_until.is_some_and(|t| t > Instant::now());
         if !paused && !self.engine.stats().is_stopping() {
-            self.accept_paused_until = None;
+            if self.accept_paused_until.take().is_some() {
+                // A pool thread's accept may have left its listener
+                // disarmed for the pause.
+                self.engine.rearm_listeners();
+            }
             self.set_accepting(true);
         }
     }
@@ -444,9 +506,10 @@ impl Reactor {
 #[cfg(test)]
 mod tests {
     //! The reactor's steps (`park`, `on_ready`, `dispatch`,
-    //! `flush_pending`, `expire`, `stop`) driven one by one from the test
-    //! thread, with no listener and a pool without threads (max 0): what
-    //! it hands over stays in the queue for the test to see.
+    //! `flush_pending`, `expire`, `stop`, taking what a pool thread handed
+    //! over) driven one by one from the test thread, with a pool without
+    //! threads (max 0): what it hands over stays in the queue for the
+    //! test to see, and the test plays the pool threads' accepts.
 
     use std::io::Write;
 
@@ -585,5 +648,125 @@ mod tests {
         assert!(testing::closed(&mut fresh_client));
         assert_eq!(engine.queued(), 1, "the sent request is handed to the pool");
         assert_eq!(engine.parking().len(), 0);
+    }
+
+    /// A reactor with one plain unix listener, shared with the pool (the
+    /// test thread plays its threads); `first_data` as in [`reactor`].
+    fn with_listener(
+        first_data: Duration,
+    ) -> (
+        Reactor,
+        Arc<Engine>,
+        std::path::PathBuf,
+        crate::listeners::testing::SocketFile,
+    ) {
+        let engine = test_engine(4);
+        let pool = Pool::start(Arc::clone(&engine), 0, 0, 1).expect("pool");
+        let timeouts = Timeouts {
+            first_data,
+            persistent: Duration::from_secs(1000),
+            shutdown: Duration::from_secs(1),
+        };
+        let (listener, file) = crate::listeners::testing::unix();
+        let r = Reactor::new(vec![listener], pool, Arc::clone(&engine), timeouts).expect("reactor");
+        assert_eq!(r.by_pool, [true], "a plain listener is the pool's");
+        (r, engine, file.0.clone(), file)
+    }
+
+    fn connect(path: &std::path::Path) -> std::os::unix::net::UnixStream {
+        let c = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        c.set_read_timeout(Some(testing::EVENT_DEADLINE))
+            .expect("timeout");
+        c
+    }
+
+    /// A pool thread's step: the listener's event, then its accept.
+    fn pool_accepts(engine: &Engine) {
+        let mut events = Events::with_capacity(4);
+        engine
+            .pool_wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let token = events.tokens().next().expect("the listener is ready");
+        let index = crate::engine::listener_index(token).expect("a listener's token");
+        crate::serve::on_accept_ready(engine, index);
+    }
+
+    #[test]
+    fn a_connection_a_pool_thread_handed_over_waits_here_and_is_queued_once_complete() {
+        let (mut r, engine, path, _file) = with_listener(Duration::from_secs(10));
+        let mut client = connect(&path);
+        client.write_all(b"GET / HTTP/1.1\r\n").expect("write");
+        pool_accepts(&engine);
+        // Handed over: the reactor is woken and registers it.
+        let mut events = Events::with_capacity(8);
+        engine
+            .reactor_epoll()
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        assert!(events.tokens().any(|t| t == WAKE_TOKEN), "woken");
+        r.on_wake();
+        assert_eq!(r.conns.len(), 1);
+        let (&fd, p) = r.conns.iter().next().expect("registered");
+        assert!(p.conn.in_reactor() && p.partial);
+        // The rest comes: queued for the pool, which answers it.
+        client.write_all(b"Host: t\r\n\r\n").expect("write");
+        r.on_ready(fd);
+        assert_eq!(engine.queued(), 1);
+        assert!(r.conns.is_empty() && r.deadlines.is_empty());
+        crate::serve::serve(&engine, engine.try_take().expect("queued"));
+        assert!(testing::read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // Kept alive: out of the reactor's epoll, into the pool's.
+        assert_eq!(engine.parking().len(), 1);
+    }
+
+    #[test]
+    fn a_stop_takes_the_listeners_back_and_gives_new_connections_the_grace() {
+        let (r, engine, path, _file) = with_listener(Duration::from_millis(200));
+        // Accepted by a pool thread before the stop: one whose request
+        // came after the accept, one that has sent nothing yet, and one
+        // with half a head (handed over, not yet taken by the reactor).
+        let mut sent = connect(&path);
+        pool_accepts(&engine);
+        let mut silent = connect(&path);
+        pool_accepts(&engine);
+        let mut half = connect(&path);
+        half.write_all(b"GET / HT").expect("write");
+        pool_accepts(&engine);
+        assert_eq!(engine.parking().len(), 2);
+        sent.write_all(REQUEST).expect("write");
+        // The silent one sends its request once the stop has taken the
+        // parked connections back: during the grace.
+        let watched = Arc::clone(&engine);
+        let late_sender = std::thread::spawn(move || {
+            let deadline = Instant::now() + testing::EVENT_DEADLINE;
+            while watched.parking().len() > 0 {
+                assert!(Instant::now() < deadline, "the stop never took them");
+                std::thread::yield_now();
+            }
+            silent.write_all(REQUEST).expect("write");
+            silent
+        });
+        engine.begin_stop();
+        let (listeners, _pool) = r.stop();
+        let _silent = late_sender.join().expect("the late sender");
+        assert_eq!(listeners.len(), 1, "given back for the exec or the close");
+        assert!(engine.listener(0).is_none(), "the pool let go of it");
+        assert_eq!(engine.queued(), 2, "both requests are answered");
+        assert_eq!(engine.parking().len(), 0);
+        // The half head had the grace (min(first_data, STOP_GRACE)), then
+        // was closed; the other two wait in the queue for the pool.
+        assert!(testing::closed(&mut half));
+        // A new connection is not accepted: it waits in the backlog.
+        let _late = connect(&path);
+        let mut events = Events::with_capacity(4);
+        engine
+            .pool_wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        assert_eq!(events.tokens().next(), None);
+        // Handed over after the stop: closed, not kept.
+        let (conn, mut client) = pair();
+        engine.hand_to_reactor(Parked::waiting(conn, Instant::now(), false));
+        assert!(engine.take_handed(false).is_empty());
+        assert!(testing::closed(&mut client));
     }
 }

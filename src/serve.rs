@@ -2,8 +2,11 @@
 //! requests (parse the buffered head, call the handler with the body
 //! reader, write the response), serve the next pipelined request inline
 //! or queue it behind others, then park the connection in the pool's
-//! epoll until its next request ([`serve`]); and take a parked connection
-//! back when its event fires ([`on_parked_ready`]).
+//! epoll until its next request ([`serve`]); take a parked connection
+//! back when its event fires ([`on_parked_ready`]); and accept a new
+//! connection on a shared listener, read at once and serve the request
+//! already there, or hand the connection to the reactor to wait for the
+//! rest ([`on_accept_ready`]).
 //!
 //! No client behaviour keeps a pool thread beyond the handler's own work
 //! (issue 11): a connection reaches a thread only with a ready request
@@ -19,14 +22,15 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use crate::connection::{BodyReader, Conn, Progress};
-use crate::engine::{self, Engine};
+use crate::connection::{BodyReader, Conn, ConnInfo, Progress};
+use crate::engine::{self, AcceptFailure, Engine};
 use crate::http::{self, Framing, Head, HttpError};
 use crate::log;
 use crate::parking::{Arrived, Parked};
 use crate::response::{
     deliver, error_response, send_out, upgrade_head, write_response, Answered, Outgoing,
 };
+use crate::sys;
 use crate::upgrade::{self, Handoff, OnUpgrade, Refused};
 use crate::{Body, Request, Response};
 
@@ -95,9 +99,81 @@ pub fn on_parked_ready(engine: &Engine, token: u64) {
     }
 }
 
+/// A shared listener's one-shot registration fired: accept one
+/// connection, arm the listener again (so another thread can take the
+/// next one meanwhile), and read at once, without waiting. A request
+/// that is already there is served here, with no other thread involved;
+/// a connection that has sent nothing yet is parked in the pool's epoll
+/// like a kept-alive one; one with part of a request is handed to the
+/// reactor, so a slow client never holds this thread.
+pub fn on_accept_ready(engine: &Engine, index: usize) {
+    // Counted from before the accept until `serve` counts it busy (or it
+    // is handed over or closed): a graceful stop waits for it.
+    let _reading = engine.stats().reading_one();
+    let conn = {
+        // Held until the connection is served, handed over or closed, so
+        // that a stop (`Engine::unshare_listeners`) waits for this accept.
+        let Some(listener) = engine.listener(index) else {
+            return; // a stop took the listeners back: a stale event
+        };
+        let (fd, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                match AcceptFailure::of(e) {
+                    // Another thread or worker took it, or the client
+                    // gave up: wait for the next one.
+                    AcceptFailure::Empty | AcceptFailure::Transient => listener.rearm(),
+                    AcceptFailure::Exhausted(e) => {
+                        // Left disarmed: the reactor re-arms it after its
+                        // back-off, so a full descriptor table is not
+                        // retried in a loop.
+                        log::warn(&format!(
+                            "! accept on {} failed: {e}; pausing (raise LimitNOFILE= or ulimit -n if this repeats)",
+                            listener.url()
+                        ));
+                        engine.pause_accepting();
+                    }
+                }
+                return;
+            }
+        };
+        listener.rearm();
+        if listener.is_tcp() {
+            // Best effort: a connection reset already will fail later anyway.
+            let _ = sys::set_nodelay(&fd);
+        }
+        let info = ConnInfo::new(peer, listener.label());
+        let deadline = Instant::now() + engine.limits().first_data_timeout;
+        let mut p = Parked::waiting(Conn::new(fd, info, None), deadline, false);
+        match p.read_available(engine.limits()) {
+            Arrived::Request => p.conn,
+            Arrived::Gone => return, // dropped: closed
+            // Part of a request: the reactor waits for the rest. (While
+            // stopping too: the stopping reactor gives it a grace.)
+            Arrived::Waiting if p.partial || engine.stats().is_stopping() => {
+                return engine.hand_to_reactor(p)
+            }
+            // Nothing yet (on loopback the client has rarely written when
+            // its connection is accepted): its first bytes wake a pool
+            // thread, as a kept-alive connection's do, with no other
+            // thread in between; if they are not a whole request, that
+            // thread hands it to the reactor (`read_parked`).
+            Arrived::Waiting => return engine.park(p),
+        }
+    };
+    serve(engine, conn);
+}
+
 fn read_parked(engine: &Engine, mut p: Parked) {
     match p.read_available(engine.limits()) {
         Arrived::Request => serve(engine, p.conn),
+        Arrived::Waiting if p.conn.served() == 0 => {
+            // A new connection's first bytes are not a whole request: a
+            // slow client, or a large head; the reactor waits for the
+            // rest, so a trickle costs the pool this one read at most.
+            engine.unpool(&mut p.conn);
+            engine.hand_to_reactor(p);
+        }
         Arrived::Waiting => engine.park(p),
         Arrived::Gone => {} // dropped: closed
     }
@@ -369,10 +445,12 @@ fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Ins
 #[cfg(test)]
 mod tests {
     //! The hand-offs of the request path, driven from the test thread:
-    //! queue → serve → park (or requeue, or close), and a parked writer's
-    //! EPOLLOUT → `on_parked_ready` → the rest of its response.
+    //! queue → serve → park (or requeue, or close), a parked writer's
+    //! EPOLLOUT → `on_parked_ready` → the rest of its response, and a
+    //! shared listener's event → `on_accept_ready` → served at once,
+    //! parked until its first bytes, or handed to the reactor.
 
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -544,5 +622,124 @@ mod tests {
         on_parked_ready(&e, (999 << 32) | 3);
         assert_eq!(e.parking().len(), 1);
         assert_eq!(e.stats().reading(), 0);
+    }
+
+    /// An engine sharing a unix listener with its (absent) pool threads:
+    /// the test thread plays them. Returns the listener's path too.
+    fn accepting() -> (
+        Arc<Engine>,
+        std::path::PathBuf,
+        crate::listeners::testing::SocketFile,
+    ) {
+        let e = engine::test_engine(4);
+        let (listener, file) = crate::listeners::testing::unix();
+        e.share_listener(Arc::new(listener), Arc::from("unix:///test"))
+            .expect("shared");
+        (e, file.0.clone(), file)
+    }
+
+    fn connect(path: &std::path::Path) -> UnixStream {
+        let c = UnixStream::connect(path).expect("connect");
+        c.set_read_timeout(Some(EVENT_DEADLINE)).expect("timeout");
+        c
+    }
+
+    /// What a pool thread asleep in the pool's epoll would wake for now.
+    fn pool_ready(e: &Engine) -> Option<u64> {
+        let mut events = Events::with_capacity(4);
+        e.pool_wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
+        let token = events.tokens().next();
+        token
+    }
+
+    #[test]
+    fn a_request_already_there_at_accept_is_served_by_the_accepting_thread() {
+        let (e, path, _file) = accepting();
+        let mut client = connect(&path);
+        client.write_all(REQUEST).expect("write");
+        let token = pool_ready(&e).expect("the listener wakes a pool thread");
+        assert_eq!(engine::listener_index(token), Some(0));
+        on_accept_ready(&e, 0);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        // No other thread was involved: nothing handed to the reactor or
+        // queued; kept alive in the pool's epoll; no count left raised.
+        assert!(e.take_handed(false).is_empty());
+        assert_eq!((e.queued(), e.parking().len()), (0, 1));
+        let stats = e.stats();
+        assert_eq!((stats.busy(), stats.reading(), stats.requests()), (0, 0, 1));
+        // The listener was armed again: the next connection wakes a thread.
+        let _next = connect(&path);
+        assert_eq!(pool_ready(&e).and_then(engine::listener_index), Some(0));
+    }
+
+    #[test]
+    fn a_connection_that_sent_nothing_yet_waits_in_the_pool_epoll_for_its_request() {
+        let (e, path, _file) = accepting();
+        let mut client = connect(&path);
+        assert!(pool_ready(&e).is_some());
+        on_accept_ready(&e, 0);
+        assert_eq!(e.parking().len(), 1, "parked, holding no thread");
+        assert!(e.take_handed(false).is_empty());
+        assert_eq!(pool_ready(&e), None, "nothing to read yet");
+        client.write_all(REQUEST).expect("write");
+        let token = pool_ready(&e).expect("its bytes wake a pool thread");
+        assert_eq!(engine::listener_index(token), None);
+        on_parked_ready(&e, token);
+        assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+        assert_eq!(e.stats().requests(), 1);
+    }
+
+    #[test]
+    fn a_head_incomplete_at_accept_is_handed_to_the_reactor() {
+        let (e, path, _file) = accepting();
+        let mut client = connect(&path);
+        client.write_all(b"GET / HTTP/1.1\r\nHo").expect("write");
+        assert!(pool_ready(&e).is_some());
+        on_accept_ready(&e, 0);
+        let handed = e.take_handed(false);
+        assert_eq!(handed.len(), 1, "the reactor waits for the rest");
+        let p = &handed[0];
+        assert!(p.partial && !p.conn.pooled() && !p.conn.in_reactor());
+        assert_eq!(p.conn.buffered(), b"GET / HTTP/1.1\r\nHo");
+        // The first-data deadline, counted from the accept.
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+        assert_eq!((e.parking().len(), e.stats().reading()), (0, 0));
+    }
+
+    #[test]
+    fn first_bytes_that_are_not_a_whole_request_send_a_new_connection_to_the_reactor() {
+        let (e, path, _file) = accepting();
+        let mut client = connect(&path);
+        assert!(pool_ready(&e).is_some());
+        on_accept_ready(&e, 0);
+        assert_eq!(e.parking().len(), 1);
+        // A slow client: its first bytes cost the pool this one read, then
+        // the reactor holds it.
+        client.write_all(b"GET / HT").expect("write");
+        let token = pool_ready(&e).expect("its bytes wake a pool thread");
+        on_parked_ready(&e, token);
+        let handed = e.take_handed(false);
+        assert_eq!(handed.len(), 1);
+        assert!(!handed[0].conn.pooled(), "out of the pool's epoll");
+        assert_eq!(e.parking().len(), 0);
+        client.write_all(b"TP/1.1\r\n").expect("write");
+        assert_eq!(pool_ready(&e), None, "its bytes no longer wake the pool");
+    }
+
+    #[test]
+    fn once_the_listeners_are_taken_back_no_accept_starts() {
+        let (e, path, _file) = accepting();
+        let _client = connect(&path);
+        e.unshare_listeners();
+        assert!(e.listener(0).is_none());
+        // A stale event (taken before the stop) accepts nothing: the
+        // connection stays in the backlog, for the next process.
+        on_accept_ready(&e, 0);
+        assert_eq!((e.parking().len(), e.queued()), (0, 0));
+        assert!(e.take_handed(false).is_empty());
+        assert_eq!(pool_ready(&e), None, "out of the pool's epoll");
+        assert!(!e.shares_listeners());
     }
 }

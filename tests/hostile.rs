@@ -62,6 +62,28 @@ fn stalled_requests_hold_no_thread(first: &[u8], rest: &[u8], status: u16) {
 }
 
 #[test]
+fn heads_sent_in_pieces_on_new_connections_are_answered_and_hold_no_thread() {
+    // Half a head at accept: the accepting pool thread hands each to the
+    // reactor, which waits for the rest (issue 15).
+    let s = Server::start(&["-t", THREADS]);
+    let mut slow: Vec<_> = (0..SLOW_CLIENTS * 3)
+        .map(|_| {
+            let mut c = Client::connect(s.addr());
+            c.send(b"GET /hello.txt HTTP/1.1\r\nHo");
+            c
+        })
+        .collect();
+    for round in 0..3 {
+        Client::connect(s.addr())
+            .get_hello_within(PROMPT, &format!("round {round}, half heads waiting"));
+    }
+    for c in &mut slow {
+        c.send(b"st: test\r\n\r\n");
+        assert_eq!(c.expect_response("GET").status, 200);
+    }
+}
+
+#[test]
 fn stalled_small_bodies_hold_no_thread() {
     stalled_requests_hold_no_thread(
         b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nA",

@@ -421,6 +421,25 @@ fn sigint_stops_gracefully_too() {
 }
 
 #[test]
+fn new_connections_are_accepted_while_the_other_thread_is_busy() {
+    // Pool threads accept themselves (issue 15): with one of two held by a
+    // handler, the other accepts and serves every new connection.
+    let Some(s) = start_upload(&["-t", "2:2"]) else {
+        return;
+    };
+    let mut c = in_flight(&s);
+    for i in 0..20 {
+        let mut next = Client::connect(s.addr());
+        next.send(b"GET /hello.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let r = next
+            .response_by("GET", deadline_in(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("connection {i} while a thread is busy: {e}"));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    finish_in_flight(&mut c);
+}
+
+#[test]
 fn in_flight_request_completes_during_graceful_stop() {
     let Some(mut s) = start_upload(&[]) else {
         return;
