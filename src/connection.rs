@@ -451,6 +451,18 @@ impl Conn {
         }
     }
 
+    /// Sends what the socket takes now of `first` and then `second`, in
+    /// one system call on a plain socket (under TLS, of `first` only:
+    /// the caller sends `second` next); `WouldBlock` when it takes
+    /// nothing.
+    pub fn send_some_pair(&mut self, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
+        let fd = self.fd.as_fd();
+        match &mut self.tls {
+            Some(tls) => tls.write_some(fd, first),
+            None => sys::send_pair(fd, first, second, more),
+        }
+    }
+
     /// Sends what the socket takes now of `file` from `*offset` up to
     /// `end` (sendfile(2) on plain sockets, read and encrypted under TLS)
     /// and advances `offset`.

@@ -673,6 +673,11 @@ pub enum Body {
         /// Number of bytes to send.
         len: u64,
     },
+    /// Bytes shared with other responses (a cache's `Arc`), sent with
+    /// `Content-Length`. Never copied on a plain connection: the head and
+    /// these bytes leave together in one `sendmsg(2)`, straight from the
+    /// shared buffer (the static app answers its cached small files so).
+    Shared(SharedBytes),
     /// A body of unknown length, sent chunked to HTTP/1.1 clients and
     /// delimited by closing the connection for HTTP/1.0 clients.
     Stream(Box<dyn Read + Send>),
@@ -685,6 +690,62 @@ pub enum Body {
     /// answer to `CONNECT`, else the engine answers 500. The engine
     /// writes `Connection: Upgrade` with a 101 and no framing headers.
     Upgrade(Box<dyn FnOnce(Upgraded) + Send>),
+}
+
+/// A range of a shared, immutable buffer: the body of [`Body::Shared`].
+/// Cloning it clones the `Arc`, not the bytes.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use catamount::{Body, Response, SharedBytes};
+///
+/// let page: Arc<[u8]> = Arc::from(&b"<h1>hello</h1>"[..]);
+/// let whole = SharedBytes::from(Arc::clone(&page));
+/// assert_eq!(&*whole, b"<h1>hello</h1>");
+/// let part = SharedBytes::new(Arc::clone(&page), 4..9).expect("in range");
+/// assert_eq!(&*part, b"hello");
+/// assert!(SharedBytes::new(page, 4..99).is_none(), "past the end");
+/// let resp = Response::new(200).body(Body::Shared(whole));
+/// # let _ = resp;
+/// ```
+#[derive(Clone)]
+pub struct SharedBytes {
+    bytes: std::sync::Arc<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl SharedBytes {
+    /// The bytes `range` of `bytes`; `None` when the range is not within
+    /// them (or ends before it starts).
+    pub fn new(bytes: std::sync::Arc<[u8]>, range: std::ops::Range<usize>) -> Option<Self> {
+        (range.start <= range.end && range.end <= bytes.len()).then_some(SharedBytes {
+            bytes,
+            start: range.start,
+            end: range.end,
+        })
+    }
+}
+
+impl From<std::sync::Arc<[u8]>> for SharedBytes {
+    /// All of `bytes`.
+    fn from(bytes: std::sync::Arc<[u8]>) -> Self {
+        let end = bytes.len();
+        SharedBytes {
+            bytes,
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
 }
 
 impl Response {

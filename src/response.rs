@@ -18,8 +18,10 @@ use crate::{Body, Response};
 
 /// Bytes of a response body read from a `Body::Stream` per chunk.
 const STREAM_CHUNK: usize = 16 * 1024;
-/// Largest body (`Body::Bytes`, or a `Body::File` read with pread) copied
-/// into the head's buffer so head and body leave in one send.
+/// Largest body copied into the head's buffer so head and body leave in
+/// one send: a `Body::File` read with pread, and under TLS an in-memory
+/// body too (on a plain socket that one is sent from its own buffer with
+/// the head by one sendmsg, never copied).
 const COALESCE_LIMIT: usize = 16 * 1024;
 /// Bytes reserved for a response head (the static app's heads are about
 /// 300 bytes; a longer one grows the buffer).
@@ -44,8 +46,9 @@ pub struct Outgoing {
     bytes: Vec<u8>,
     /// Of `bytes`, how many have been sent.
     at: usize,
-    /// A larger in-memory body, the handler's own buffer (not copied).
-    body: Vec<u8>,
+    /// An in-memory body not copied into `bytes`: the handler's own
+    /// buffer, or shared bytes (a cached file's).
+    body: InMemory,
     /// Of `body`, how many have been sent.
     body_at: usize,
     file: Option<FilePart>,
@@ -54,6 +57,21 @@ pub struct Outgoing {
     /// After the last byte, end our side and discard what the client has
     /// sent before closing (see [`Conn::linger`]).
     linger: bool,
+}
+
+/// A body held in memory, sent from where it is.
+enum InMemory {
+    Owned(Vec<u8>),
+    Shared(crate::SharedBytes),
+}
+
+impl InMemory {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            InMemory::Owned(v) => v,
+            InMemory::Shared(b) => b,
+        }
+    }
 }
 
 /// The bytes `offset..end` of a file still to send.
@@ -68,7 +86,7 @@ impl Outgoing {
         Outgoing {
             bytes,
             at: 0,
-            body: Vec::new(),
+            body: InMemory::Owned(Vec::new()),
             body_at: 0,
             file: None,
             keep_alive,
@@ -85,14 +103,18 @@ impl Outgoing {
     /// Sends what the socket takes now; `Ok(true)` once all has left.
     fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
         loop {
+            let body = &self.body.as_slice()[self.body_at..];
             let sent = if self.at < self.bytes.len() {
-                let more = !self.body.is_empty() || self.file.is_some();
-                conn.send_some(&self.bytes[self.at..], more)
-                    .map(|n| self.at += n)
-            } else if self.body_at < self.body.len() {
                 let more = self.file.is_some();
-                conn.send_some(&self.body[self.body_at..], more)
-                    .map(|n| self.body_at += n)
+                let head = &self.bytes[self.at..];
+                conn.send_some_pair(head, body, more).map(|n| {
+                    let from_head = n.min(head.len());
+                    self.at += from_head;
+                    self.body_at += n - from_head;
+                })
+            } else if !body.is_empty() {
+                let more = self.file.is_some();
+                conn.send_some(body, more).map(|n| self.body_at += n)
             } else if let Some(part) = self.file.as_mut().filter(|p| p.offset < p.end) {
                 conn.send_file_some(&part.file, &mut part.offset, part.end)
             } else {
@@ -143,6 +165,7 @@ pub fn write_response(
     let length = match &resp.body {
         Body::Empty => Some(0),
         Body::Bytes(b) => Some(b.len() as u64),
+        Body::Shared(b) => Some(b.len() as u64),
         Body::File { len, .. } => Some(*len),
         Body::Stream(_) => None,
         // serve.rs takes an upgrade's own path (`upgrade_head`) before
@@ -155,8 +178,9 @@ pub fn write_response(
     }
     // Room for the head and a body small enough to join it, so the buffer
     // is allocated once per response, not grown.
-    let joined = match (bodyless, length) {
-        (false, Some(n)) if n <= COALESCE_LIMIT as u64 => n as usize,
+    let joined = match (bodyless, &resp.body, length) {
+        (false, Body::Bytes(_) | Body::Shared(_), _) if !conn.is_tls() => 0,
+        (false, _, Some(n)) if n <= COALESCE_LIMIT as u64 => n as usize,
         _ => 0,
     };
     let mut out = Vec::with_capacity(HEAD_RESERVE + joined);
@@ -180,16 +204,29 @@ pub fn write_response(
         return Ok((Outgoing::new(out, keep_alive), 0));
     }
     let mut file = None;
-    let mut large = Vec::new();
+    let mut in_memory = InMemory::Owned(Vec::new());
+    // On a plain connection an in-memory body leaves with the head in one
+    // sendmsg, from its own buffer. Under TLS a small one joins the head
+    // (it is copied into a record anyway), so both leave as one record.
+    let tls = conn.is_tls();
     let sent = match resp.body {
         Body::Empty | Body::Upgrade(_) => 0,
+        Body::Bytes(b) if tls && b.len() <= COALESCE_LIMIT => {
+            out.extend_from_slice(&b);
+            b.len() as u64
+        }
         Body::Bytes(b) => {
             let len = b.len() as u64;
-            if b.len() <= COALESCE_LIMIT {
-                out.extend_from_slice(&b); // one send with the head
-            } else {
-                large = b; // sent after the head, not copied
-            }
+            in_memory = InMemory::Owned(b);
+            len
+        }
+        Body::Shared(b) if tls && b.len() <= COALESCE_LIMIT => {
+            out.extend_from_slice(&b);
+            b.len() as u64
+        }
+        Body::Shared(b) => {
+            let len = b.len() as u64;
+            in_memory = InMemory::Shared(b);
             len
         }
         Body::File {
@@ -228,7 +265,7 @@ pub fn write_response(
         }
     };
     let mut outgoing = Outgoing::new(out, keep_alive);
-    outgoing.body = large;
+    outgoing.body = in_memory;
     outgoing.file = file;
     Ok((outgoing, sent))
 }

@@ -528,6 +528,34 @@ mod tests {
         assert_eq!(e.stats().busy(), 0);
     }
 
+    /// Reads what `client` is sent until `want` bytes came, being the pool
+    /// thread whenever the socket has room again.
+    fn read_via_pool_epoll(e: &Engine, client: &mut UnixStream, want: usize) -> Vec<u8> {
+        client.set_nonblocking(true).expect("non-blocking");
+        let mut got = Vec::with_capacity(want);
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut events = Events::with_capacity(4);
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        while got.len() < want {
+            assert!(Instant::now() < deadline, "stalled at {} bytes", got.len());
+            match client.read(&mut chunk) {
+                Ok(0) => panic!("closed at {} bytes", got.len()),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(_) => {
+                    // The socket has room again: the EPOLLOUT event is
+                    // ready in the pool's epoll; be the pool thread.
+                    e.pool_wait(&mut events, Some(Duration::from_millis(100)))
+                        .expect("wait");
+                    let tokens: Vec<u64> = events.tokens().collect();
+                    for token in tokens {
+                        on_parked_ready(e, token);
+                    }
+                }
+            }
+        }
+        got
+    }
+
     #[test]
     fn a_response_the_client_is_slow_to_take_is_finished_from_the_pool_epoll() {
         let e = engine_with(|_| Response::new(200).body(crate::Body::Bytes(vec![b'x'; BIG])));
@@ -536,32 +564,46 @@ mod tests {
         serve(&e, conn);
         assert_eq!(e.parking().writers(), 1, "parked with its unsent rest");
         assert_eq!(e.stats().busy(), 0, "no thread waits for the client");
-        client.set_nonblocking(true).expect("non-blocking");
-        let mut got = 0usize;
-        let mut chunk = vec![0u8; 1 << 16];
-        let mut events = Events::with_capacity(4);
-        let deadline = Instant::now() + EVENT_DEADLINE;
-        while got < BIG {
-            assert!(Instant::now() < deadline, "stalled at {got} bytes");
-            match client.read(&mut chunk) {
-                Ok(0) => panic!("closed at {got} bytes"),
-                Ok(n) => got += n,
-                Err(_) => {
-                    // The socket has room again: the EPOLLOUT event is
-                    // ready in the pool's epoll; be the pool thread.
-                    e.pool_wait(&mut events, Some(Duration::from_millis(100)))
-                        .expect("wait");
-                    let tokens: Vec<u64> = events.tokens().collect();
-                    for token in tokens {
-                        on_parked_ready(&e, token);
-                    }
-                }
-            }
-        }
-        assert!(got >= BIG, "the head and all of the body arrived");
+        let got = read_via_pool_epoll(&e, &mut client, BIG);
+        assert!(got.len() >= BIG, "the head and all of the body arrived");
         assert_eq!(e.parking().writers(), 0);
         assert_eq!(e.parking().len(), 1, "then parked for its next request");
         assert_eq!(e.stats().reading(), 0);
+    }
+
+    #[test]
+    fn a_shared_body_arrives_byte_exact_after_its_head_however_the_sends_split() {
+        // Head and body leave from two buffers in one sendmsg: a send that
+        // ends inside the head, or inside the body, must resume at the
+        // right byte of the right buffer.
+        let pattern: std::sync::Arc<[u8]> = (0..BIG).map(|i| (i % 251) as u8).collect();
+        let shared = std::sync::Arc::clone(&pattern);
+        let e = engine_with(move |_| {
+            let part = crate::SharedBytes::new(std::sync::Arc::clone(&shared), 7..BIG);
+            Response::new(200).body(crate::Body::Shared(part.expect("in range")))
+        });
+        e.watch_doorbell(u64::MAX).expect("doorbell");
+        let (conn, mut client) = ready(REQUEST);
+        serve(&e, conn);
+        let len = BIG - 7;
+        let mut got = read_via_pool_epoll(&e, &mut client, len);
+        let end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            got.extend(read_via_pool_epoll(&e, &mut client, 1));
+        };
+        while got.len() < end + len {
+            let more = end + len - got.len();
+            got.extend(read_via_pool_epoll(&e, &mut client, more));
+        }
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-length: {len}\r\n")),
+            "{head}"
+        );
+        assert!(got[end..] == pattern[7..], "the body is the shared range");
+        assert_eq!(e.parking().len(), 1, "then parked for its next request");
     }
 
     #[test]

@@ -290,15 +290,15 @@ impl Opened {
         }
     }
 
-    /// Bytes `start..end` of the file: from memory when it is cached,
-    /// else the open file for the engine to send.
+    /// Bytes `start..end` of the file: the cached bytes when it is cached
+    /// (shared, not copied), else the open file for the engine to send.
     pub(super) fn body(&self, start: u64, end: u64) -> Body {
-        let cached = self
-            .content
-            .as_deref()
-            .and_then(|c| c.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?));
+        let cached = self.content.as_ref().and_then(|c| {
+            let range = usize::try_from(start).ok()?..usize::try_from(end).ok()?;
+            SharedBytes::new(Arc::clone(c), range)
+        });
         match cached {
-            Some(bytes) => Body::Bytes(bytes.to_vec()),
+            Some(bytes) => Body::Shared(bytes),
             None => Body::File {
                 file: Arc::clone(&self.file),
                 offset: start,

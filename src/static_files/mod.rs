@@ -21,8 +21,9 @@
 //! and the engine sends it with `sendfile(2)`. A small file (up to
 //! [`CACHED_CONTENT_MAX`]) is read once when it is looked up and kept with
 //! its cache entry (within [`CACHED_CONTENT_BUDGET`] per app), so a hot
-//! small file costs no system call at all; it is answered as [`Body::Bytes`]
-//! and leaves with its head in one send. The engine also drops the body of
+//! small file costs no system call but the send; it is answered as
+//! [`Body::Shared`] (the cached bytes, not a copy) and leaves with its head in
+//! one send. The engine also drops the body of
 //! `HEAD` and `304` answers, so `HEAD` is answered like `GET`, except that
 //! `Range` applies to `GET` only (RFC 9110 §14.2).
 //!
@@ -69,7 +70,7 @@ pub const CACHED_CONTENT_BUDGET: usize = 1024 * 1024;
 const MAX_EXTENSION_LEN: usize = 16;
 
 use crate::sys::{self, EntryKind, Symlinks};
-use crate::{date, Body, Config, Handler, Request, Response};
+use crate::{date, Body, Config, Handler, Request, Response, SharedBytes};
 
 mod headers;
 mod lookup;

@@ -121,7 +121,7 @@ fn hdr<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
 }
 
 /// (offset, len, file length) of the part of a file an answer sends:
-/// a `Body::File`, or a small file's cached bytes (`Body::Bytes`, whose
+/// a `Body::File`, or a small file's cached bytes (`Body::Shared`, whose
 /// place in the file a 206's `Content-Range` gives).
 fn file_span(r: &Response) -> (u64, u64, u64) {
     match &r.body {
@@ -130,8 +130,8 @@ fn file_span(r: &Response) -> (u64, u64, u64) {
             *len,
             file.metadata().expect("fstat body file").len(),
         ),
-        Body::Bytes(b) if r.status == 200 => (0, b.len() as u64, b.len() as u64),
-        Body::Bytes(b) if r.status == 206 => {
+        Body::Shared(b) if r.status == 200 => (0, b.len() as u64, b.len() as u64),
+        Body::Shared(b) if r.status == 206 => {
             let range = hdr(r, "Content-Range").expect("206 has Content-Range");
             let (span, total) = range
                 .strip_prefix("bytes ")
@@ -150,7 +150,8 @@ fn file_span(r: &Response) -> (u64, u64, u64) {
 fn bytes(r: &Response) -> String {
     match &r.body {
         Body::Bytes(b) => String::from_utf8(b.clone()).expect("utf-8 body"),
-        _ => panic!("expected Body::Bytes for status {}", r.status),
+        Body::Shared(b) => String::from_utf8(b.to_vec()).expect("utf-8 body"),
+        _ => panic!("expected an in-memory body for status {}", r.status),
     }
 }
 
@@ -574,6 +575,7 @@ fn the_walk_answers_like_openat2() {
             assert_eq!(k.headers, w.headers, "{what}");
             let body = |r: &Response| match &r.body {
                 Body::Bytes(b) => b.clone(),
+                Body::Shared(b) => b.to_vec(),
                 Body::File { .. } => {
                     let (offset, len, _) = file_span(r);
                     format!("file {offset}+{len}").into_bytes()
@@ -828,11 +830,13 @@ fn etag_is_stable_and_changes_with_the_file() {
     assert_eq!(hdr(&get(&fresh, "/alpha.txt"), "ETag").expect("etag"), e3);
 }
 
-/// The bytes a `Body::Bytes` answer carries.
+/// The bytes an in-memory answer carries (a listing's own, or a cached
+/// file's shared bytes).
 fn body_bytes(r: &Response) -> &[u8] {
     match &r.body {
         Body::Bytes(b) => b,
-        _ => panic!("expected Body::Bytes for status {}", r.status),
+        Body::Shared(b) => b,
+        _ => panic!("expected an in-memory body for status {}", r.status),
     }
 }
 
@@ -866,6 +870,30 @@ fn small_files_are_answered_from_memory_and_refreshed() {
 }
 
 #[test]
+fn a_cached_file_is_answered_with_its_cached_bytes_not_a_copy() {
+    let t = tree();
+    let a = app(&t);
+    let shared = |r: &Response| match &r.body {
+        Body::Shared(b) => Arc::clone(&b.bytes),
+        _ => panic!("expected Body::Shared for status {}", r.status),
+    };
+    let (first, second) = (get(&a, "/alpha.txt"), get(&a, "/alpha.txt"));
+    let part = call(&a, "GET", "/alpha.txt", &[("Range", "bytes=2-4")]);
+    let cached = {
+        let cache = a.cache.lock().unwrap();
+        let opened = cache.entries[Path::new("alpha.txt")]
+            .result
+            .as_ref()
+            .expect("alpha.txt found");
+        Arc::clone(opened.content.as_ref().expect("small: cached"))
+    };
+    for r in [&first, &second, &part] {
+        assert!(Arc::ptr_eq(&shared(r), &cached), "the cache's own buffer");
+    }
+    assert_eq!(body_bytes(&part), &ALPHABET[2..5]);
+}
+
+#[test]
 fn content_cache_keeps_to_its_budget() {
     let t = tree();
     let size = CACHED_CONTENT_MAX as usize;
@@ -885,7 +913,7 @@ fn content_cache_keeps_to_its_budget() {
     for i in 0..fit + 3 {
         let r = get(&a, &format!("/f{i}.bin"));
         assert_eq!(file_span(&r), (0, size as u64, size as u64));
-        in_memory += usize::from(matches!(r.body, Body::Bytes(_)));
+        in_memory += usize::from(matches!(r.body, Body::Shared(_)));
     }
     assert_eq!(in_memory, fit, "the budget holds {fit} such files");
     let counted = |a: &StaticFiles| {
@@ -908,7 +936,7 @@ fn content_cache_keeps_to_its_budget() {
         entry.at -= OPEN_FILE_CACHE_VALID + Duration::from_millis(1);
     }
     let late = get(&a, &format!("/f{}.bin", fit + 2));
-    assert!(matches!(late.body, Body::Bytes(_)), "room made for it");
+    assert!(matches!(late.body, Body::Shared(_)), "room made for it");
     assert_eq!(counted(&a), size);
 }
 
@@ -964,7 +992,7 @@ fn an_expired_entry_is_let_go_whatever_its_re_check_finds() {
     let a = app(&t);
     let path = t.root.join("alpha.txt");
     let weak = match &get(&a, "/alpha.txt").body {
-        Body::Bytes(_) => {
+        Body::Shared(_) => {
             let cache = a.cache.lock().unwrap();
             let opened = cache.entries[Path::new("alpha.txt")]
                 .result

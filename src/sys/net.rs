@@ -198,6 +198,34 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// Sends from `first`, then `second`, in one `sendmsg(2)` (so a head and
+/// a body in separate buffers leave as one segment, neither copied),
+/// without raising SIGPIPE; `more` sets MSG_MORE. Returns the bytes sent
+/// from both together.
+pub fn send_pair(fd: BorrowedFd<'_>, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    let iov = [
+        libc::iovec {
+            iov_base: first.as_ptr() as *mut libc::c_void,
+            iov_len: first.len(),
+        },
+        libc::iovec {
+            iov_base: second.as_ptr() as *mut libc::c_void,
+            iov_len: second.len(),
+        },
+    ];
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len();
+    // SAFETY: msg points at iov, whose two entries describe live slices
+    // of the lengths given; sendmsg only reads them; the borrow keeps fd
+    // open.
+    let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, flags) })?;
+    Ok(n as usize)
+}
+
 /// Copies up to `count` bytes of `file` from `*offset` to the socket,
 /// advancing `*offset`.
 pub fn sendfile(
