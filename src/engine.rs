@@ -878,12 +878,16 @@ impl Engine {
         } else {
             EPOLL_READ_ONESHOT
         };
-        self.parking.put(p);
-        // By number: the parking owns the connection now (see
-        // `Epoll::arm_parked`).
-        let armed = self.pool.epoll.arm_parked(first, fd, interest, token);
+        let epoll = &self.pool.epoll;
+        let armed = self.parking.put_armed(p, |sock| {
+            if first {
+                epoll.add(sock, interest, token)
+            } else {
+                epoll.modify(sock, interest, token)
+            }
+        });
         if armed.is_err() {
-            drop(self.parking.take(fd, token)); // closed: nothing would wake it
+            // Dropped, closed: nothing would wake it.
         } else if !writer && self.stats.is_stopping() {
             // The stop began meanwhile and may have taken the parked
             // connections back already: close this one too (or hand it

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -134,24 +134,50 @@ impl Parking {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Parks a connection. Call before arming its epoll registration, so
-    /// the thread the event wakes finds it.
+    /// Parks a connection whose epoll registration is armed already (or
+    /// that nothing wakes: the tests').
+    #[cfg(test)]
     pub fn put(&self, p: Parked) {
+        let parked = self.put_armed(p, |_| Ok(()));
+        assert!(parked.is_ok(), "arming nothing cannot fail");
+    }
+
+    /// Parks a connection, then arms its epoll registration with `arm`,
+    /// holding its shard's lock: the thread the event wakes finds it (it
+    /// waits for the lock), and no other thread can take it (and close
+    /// it, and a new connection get its number) before `arm` ran on its
+    /// socket. When `arm` fails the connection is dropped (closed: nothing
+    /// would wake it) and the error returned.
+    pub fn put_armed(
+        &self,
+        p: Parked,
+        arm: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let fd = p.conn.fd();
         let at = p.deadline.saturating_duration_since(self.base).as_nanos();
         if p.outgoing.is_some() {
             self.writers.fetch_add(1, Ordering::AcqRel);
         }
+        self.count.fetch_add(1, Ordering::AcqRel);
+        let mut map = self.shard(fd);
         // An fd is parked once: it is taken out before it is parked again.
-        if let Some(old) = self.shard(fd).insert(fd, p) {
+        if let Some(old) = map.insert(fd, p) {
             self.forget(&old);
         }
-        self.count.fetch_add(1, Ordering::AcqRel);
+        let armed = map.get(&fd).map_or(Ok(()), |p| arm(p.conn.as_fd()));
+        if let Err(e) = armed {
+            if let Some(p) = map.remove(&fd) {
+                self.forget(&p);
+            }
+            return Err(e);
+        }
+        drop(map);
         let at = u64::try_from(at).unwrap_or(u64::MAX - 1);
         // Usually later than the hint: read, do not write, the shared line.
         if at < self.hint.load(Ordering::Acquire) {
             self.hint.fetch_min(at, Ordering::AcqRel);
         }
+        Ok(())
     }
 
     /// Takes the connection an event announced (`token`: its

@@ -52,23 +52,6 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
-    /// [`Epoll::add`] (`first`) or [`Epoll::modify`] by descriptor number,
-    /// for a connection that was just put in the parking (`engine::park`):
-    /// it is armed only after it is there, so the event it raises finds it,
-    /// and by then the parking owns it and another thread may take it, so
-    /// no borrow can be held. `token` carries a generation
-    /// (`engine::token_fd`): if the number was closed and reused meanwhile,
-    /// an event under this token matches no parked connection and is
-    /// dropped.
-    pub fn arm_parked(&self, first: bool, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        let op = if first {
-            libc::EPOLL_CTL_ADD
-        } else {
-            libc::EPOLL_CTL_MOD
-        };
-        self.ctl(op, fd, events, token)
-    }
-
     /// Waits for events (at most `events.capacity()`), up to `timeout`
     /// (`None`: forever). Readable, hung up or in error alike: the owner of
     /// a token finds out which by reading.
