@@ -208,26 +208,15 @@ pub fn write_response(
     // On a plain connection an in-memory body leaves with the head in one
     // sendmsg, from its own buffer. Under TLS a small one joins the head
     // (it is copied into a record anyway), so both leave as one record.
-    let tls = conn.is_tls();
     let sent = match resp.body {
         Body::Empty | Body::Upgrade(_) => 0,
-        Body::Bytes(b) if tls && b.len() <= COALESCE_LIMIT => {
-            out.extend_from_slice(&b);
-            b.len() as u64
-        }
         Body::Bytes(b) => {
-            let len = b.len() as u64;
             in_memory = InMemory::Owned(b);
-            len
-        }
-        Body::Shared(b) if tls && b.len() <= COALESCE_LIMIT => {
-            out.extend_from_slice(&b);
-            b.len() as u64
+            in_memory.as_slice().len() as u64
         }
         Body::Shared(b) => {
-            let len = b.len() as u64;
             in_memory = InMemory::Shared(b);
-            len
+            in_memory.as_slice().len() as u64
         }
         Body::File {
             file: f,
@@ -265,7 +254,11 @@ pub fn write_response(
         }
     };
     let mut outgoing = Outgoing::new(out, keep_alive);
-    outgoing.body = in_memory;
+    if conn.is_tls() && in_memory.as_slice().len() <= COALESCE_LIMIT {
+        outgoing.bytes.extend_from_slice(in_memory.as_slice());
+    } else {
+        outgoing.body = in_memory;
+    }
     outgoing.file = file;
     Ok((outgoing, sent))
 }
