@@ -886,9 +886,9 @@ impl Engine {
                 epoll.modify(sock, interest, token)
             }
         });
-        if armed.is_err() {
-            // Dropped, closed: nothing would wake it.
-        } else if !writer && self.stats.is_stopping() {
+        // One that could not be armed is closed already (nothing would
+        // wake it).
+        if armed.is_ok() && !writer && self.stats.is_stopping() {
             // The stop began meanwhile and may have taken the parked
             // connections back already: close this one too (or hand it
             // over, if new).
