@@ -25,6 +25,7 @@
 //! wake-up, parking a connection in the pool's epoll) is a method here,
 //! next to the state it touches, and is unit tested below.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -79,9 +80,12 @@ struct ReactorSide {
 
 /// What the pool threads share.
 struct PoolSide {
-    /// The bounded queue: connections with a ready request.
-    queue: Sender<Conn>,
-    jobs: Receiver<Conn>,
+    /// The bounded queue: connections with a ready request, and the
+    /// offer of a turn at taking events ([`Engine::lend_turn`]).
+    queue: Sender<Job>,
+    jobs: Receiver<Job>,
+    /// A [`Job::TakeEvents`] is in the queue (at most one is).
+    turn_offered: AtomicBool,
     /// Rung once per queued connection while pool threads wait in
     /// `epoll` (a counting eventfd registered there).
     doorbell: EventFd,
@@ -96,6 +100,21 @@ struct PoolSide {
     /// is served, handed to the reactor or closed; a stop takes the write
     /// lock, so once it has, no accept is under way and none can start.
     listeners: RwLock<Vec<SharedListener>>,
+}
+
+/// What the pool's queue carries.
+enum Job {
+    /// A connection with a ready request.
+    Serve(Conn),
+    /// A thread taking events went off to a long send and none sleeps in
+    /// the pool's epoll: the follower that takes this goes to take
+    /// events in its place ([`Engine::lend_turn`]).
+    TakeEvents,
+}
+
+thread_local! {
+    /// This pool thread holds a [`Turn`].
+    static TAKING_EVENTS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// New connections handed to the reactor, until it takes them.
@@ -220,6 +239,9 @@ pub struct Stats {
     /// there, and those serving what they took or looking for more
     /// without sleeping ([`Stats::join_active`]).
     active: AtomicUsize,
+    /// Of `active`, those away in a long send, which others may take
+    /// events for meanwhile ([`Engine::lend_turn`]).
+    lent: AtomicUsize,
     /// Threads serving a request right now ([`Stats::serving`]).
     busy: AtomicUsize,
     /// Pool threads reading a parked connection's request (not yet
@@ -312,25 +334,55 @@ impl Stats {
         Counted::new(&self.reading)
     }
 
-    /// Threads taking events from the pool's epoll.
+    /// Threads taking events from the pool's epoll, less those away in a
+    /// long send ([`Engine::lend_turn`]).
     #[inline]
     pub fn active(&self) -> usize {
-        self.active.load(Ordering::Acquire)
+        let lent = self.lent.load(Ordering::Acquire);
+        self.active.load(Ordering::Acquire).saturating_sub(lent)
     }
 
     /// Counts this thread among those taking events from the pool's
-    /// epoll if fewer than `limit` are, or whatever their number when
-    /// `anyway` (the others are held up); `None` otherwise.
-    pub fn join_active(&self, limit: usize, anyway: bool) -> Option<Counted<'_>> {
-        if anyway {
-            return Some(Counted::new(&self.active));
+    /// epoll if fewer than `limit` are (see [`Stats::active`]), or
+    /// whatever their number when `anyway` (the others are held up);
+    /// `None` otherwise.
+    pub fn join_active(&self, limit: usize, anyway: bool) -> Option<Turn<'_>> {
+        if !anyway {
+            let lent = self.lent.load(Ordering::Acquire);
+            self.active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n.saturating_sub(lent) < limit).then_some(n + 1)
+                })
+                .ok()?;
+        } else {
+            self.active.fetch_add(1, Ordering::AcqRel);
         }
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Counted(&self.active))
+        TAKING_EVENTS.set(true);
+        Some(Turn(&self.active))
+    }
+}
+
+/// A pool thread's place among those taking events from the pool's
+/// epoll ([`Stats::join_active`]), given up when dropped.
+#[must_use = "the thread stops taking events when the turn drops"]
+pub struct Turn<'a>(&'a AtomicUsize);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        TAKING_EVENTS.set(false);
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A thread taking events is away in a long send until this drops
+/// ([`Engine::lend_turn`]).
+#[must_use = "the turn comes back when this drops"]
+pub struct Lent<'a>(&'a AtomicUsize);
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        TAKING_EVENTS.set(true);
     }
 }
 
@@ -456,6 +508,7 @@ impl Engine {
             pool: PoolSide {
                 queue,
                 jobs,
+                turn_offered: AtomicBool::new(false),
                 doorbell,
                 epoll: epoll("pool")?,
                 retired: AtomicBool::new(false),
@@ -612,12 +665,15 @@ impl Engine {
     /// Queues a connection with a ready request for the pool; gives it
     /// back when the queue is full.
     pub fn enqueue(&self, conn: Conn) -> Result<(), Conn> {
-        match self.pool.queue.try_send(conn) {
+        match self.pool.queue.try_send(Job::Serve(conn)) {
             Ok(()) => {
                 self.ring();
                 Ok(())
             }
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => match job {
+                Job::Serve(c) => Err(c),
+                Job::TakeEvents => unreachable!("sent a connection"),
+            },
         }
     }
 
@@ -625,7 +681,12 @@ impl Engine {
     /// stopping, to hand over requests already received); dropped
     /// (closed) when there is none.
     pub fn enqueue_wait(&self, conn: Conn, timeout: Duration) {
-        if self.pool.queue.send_timeout(conn, timeout).is_ok() {
+        if self
+            .pool
+            .queue
+            .send_timeout(Job::Serve(conn), timeout)
+            .is_ok()
+        {
             self.ring();
         }
     }
@@ -652,15 +713,59 @@ impl Engine {
         self.pool.jobs.is_empty()
     }
 
-    /// Takes a queued connection, without waiting.
-    #[inline]
+    /// Takes a queued connection, without waiting (passing over an offer
+    /// of a turn: the caller is about to look at taking events anyway).
     pub fn try_take(&self) -> Option<Conn> {
-        self.pool.jobs.try_recv().ok()
+        loop {
+            match self.pool.jobs.try_recv().ok()? {
+                Job::Serve(conn) => return Some(conn),
+                Job::TakeEvents => self.took_offer(),
+            }
+        }
     }
 
-    /// Takes a queued connection, waiting up to `timeout` for one.
+    /// Takes a queued connection, waiting up to `timeout` for one; `None`
+    /// after the timeout, or at once for an offer of a turn
+    /// ([`Engine::lend_turn`]): the caller looks at taking events next.
     pub fn take_timeout(&self, timeout: Duration) -> Option<Conn> {
-        self.pool.jobs.recv_timeout(timeout).ok()
+        match self.pool.jobs.recv_timeout(timeout).ok()? {
+            Job::Serve(conn) => Some(conn),
+            Job::TakeEvents => {
+                self.took_offer();
+                None
+            }
+        }
+    }
+
+    fn took_offer(&self) {
+        self.pool.turn_offered.store(false, Ordering::Release);
+        self.on_dequeue();
+    }
+
+    /// Called before a send long enough that the thread would rather not
+    /// hold up the events meanwhile (a large file: `serve::LONG_SEND`):
+    /// if this thread takes events from the pool's epoll, it stops
+    /// counting among those that do until the guard drops, and when
+    /// none sleeps there a follower is woken to take them in its place
+    /// (the queue carries it a [`Job::TakeEvents`]). Two threads then
+    /// send large files at once where one took every event; for small
+    /// responses one thread taking events is cheaper (see
+    /// `pool::epoll_waiters`). `None` on a thread that does not take
+    /// events (it serves a queued connection).
+    pub fn lend_turn(&self) -> Option<Lent<'_>> {
+        if !TAKING_EVENTS.get() {
+            return None; // not taking events, or lent already
+        }
+        TAKING_EVENTS.set(false);
+        self.stats.lent.fetch_add(1, Ordering::AcqRel);
+        let lent = Lent(&self.stats.lent);
+        if self.stats.waiting() == 0 && !self.pool.turn_offered.swap(true, Ordering::AcqRel) {
+            // A full queue has followers enough coming back to it.
+            if self.pool.queue.try_send(Job::TakeEvents).is_err() {
+                self.pool.turn_offered.store(false, Ordering::Release);
+            }
+        }
+        Some(lent)
     }
 
     /// Registers the calling pool thread as waiting in the pool's epoll.
@@ -1288,5 +1393,49 @@ mod tests {
         e.hand_to_reactor(Parked::waiting(conn, Instant::now(), false));
         assert!(e.take_handed(false).is_empty());
         assert!(testing::closed(&mut client));
+    }
+
+    #[test]
+    fn a_long_send_lends_the_turn_and_a_follower_is_offered_it() {
+        let e = engine(4);
+        let stats = e.stats();
+        assert!(e.lend_turn().is_none(), "a thread not taking events");
+        let turn = stats.join_active(1, false).expect("the first taker");
+        assert!(stats.join_active(1, false).is_none(), "one is the limit");
+        {
+            let lent = e.lend_turn().expect("this thread takes events");
+            assert!(e.lend_turn().is_none(), "lent once, not twice");
+            assert_eq!(stats.active(), 0, "away in its send");
+            // Nobody sleeps in the pool's epoll: a follower is offered
+            // the turn through the queue, once however many lend.
+            assert_eq!(e.queued(), 1);
+            assert!(
+                e.take_timeout(Duration::from_secs(60)).is_none(),
+                "offer, not a connection"
+            );
+            assert_eq!(e.queued(), 0);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let taken = stats.join_active(1, false);
+                    assert!(taken.is_some(), "the follower takes the lent turn");
+                });
+            });
+            drop(lent);
+        }
+        assert_eq!(stats.active(), 1, "back, and the other has left");
+        // With a thread asleep in the pool's epoll, nothing is offered.
+        let waiting = e.start_waiting();
+        let lent = e.lend_turn().expect("taking events again");
+        assert_eq!(e.queued(), 0);
+        drop((lent, waiting, turn));
+        assert_eq!(stats.active(), 0);
+        assert!(e.lend_turn().is_none(), "the turn is gone");
+        // An offer left in the queue is passed over by try_take.
+        let turn = stats.join_active(1, false).expect("a taker");
+        let lent = e.lend_turn().expect("lent");
+        e.enqueue(pair().0).map_err(drop).expect("queued");
+        assert!(e.try_take().is_some(), "the connection behind the offer");
+        assert_eq!(e.queued(), 0);
+        drop((lent, turn));
     }
 }

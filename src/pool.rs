@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::Conn;
-use crate::engine::{self, Counted, Engine, Stats, ThreadSlot};
+use crate::engine::{self, Engine, Stats, ThreadSlot, Turn};
 use crate::listeners::Listener;
 use crate::log;
 use crate::serve;
@@ -336,7 +336,7 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
 struct Role<'a> {
     stats: &'a Stats,
     /// Held while this thread takes events ([`Stats::join_active`]).
-    active: Option<Counted<'a>>,
+    active: Option<Turn<'a>>,
     /// The request count at this thread's last look as a follower.
     progress: u64,
 }

@@ -100,6 +100,16 @@ impl Outgoing {
         self.linger = on;
     }
 
+    /// Bytes still to send.
+    pub fn left(&self) -> u64 {
+        let file = self
+            .file
+            .as_ref()
+            .map_or(0, |p| p.end.saturating_sub(p.offset));
+        let in_memory = self.bytes.len() - self.at + self.body.as_slice().len() - self.body_at;
+        in_memory as u64 + file
+    }
+
     /// Sends what the socket takes now; `Ok(true)` once all has left.
     fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
         loop {
