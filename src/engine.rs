@@ -759,13 +759,23 @@ impl Engine {
         TAKING_EVENTS.set(false);
         self.stats.lent.fetch_add(1, Ordering::AcqRel);
         let lent = Lent(&self.stats.lent);
-        if self.stats.waiting() == 0 && !self.pool.turn_offered.swap(true, Ordering::AcqRel) {
-            // A full queue has followers enough coming back to it.
-            if self.pool.queue.try_send(Job::TakeEvents).is_err() {
-                self.pool.turn_offered.store(false, Ordering::Release);
-            }
-        }
+        self.offer_turn();
         Some(lent)
+    }
+
+    /// A thread taking events stops for a while (a long send) or for good
+    /// (trimmed): when none sleeps in the pool's epoll, the queue carries
+    /// a [`Job::TakeEvents`] to wake a follower, which then joins those
+    /// taking events if there is room ([`Stats::join_active`]). At most
+    /// one offer is queued at a time; a full queue gets none (followers
+    /// are coming back to it anyway).
+    pub fn offer_turn(&self) {
+        if self.stats.waiting() == 0
+            && !self.pool.turn_offered.swap(true, Ordering::AcqRel)
+            && self.pool.queue.try_send(Job::TakeEvents).is_err()
+        {
+            self.pool.turn_offered.store(false, Ordering::Release);
+        }
     }
 
     /// Registers the calling pool thread as waiting in the pool's epoll.

@@ -275,7 +275,7 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
                     }
                     Waited::Timeout => {
                         if trim(shared, slot) {
-                            return;
+                            return leave(engine, &mut role);
                         }
                         idle_since = Instant::now();
                     }
@@ -316,7 +316,7 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
             }
             None if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
                 if trim(shared, slot) {
-                    return;
+                    return leave(engine, &mut role);
                 }
                 idle_since = Instant::now();
             }
@@ -368,9 +368,10 @@ impl<'a> Role<'a> {
         self.active.is_some()
     }
 
-    /// Nothing is ready and another thread sleeps in the pool's epoll.
-    fn step_back(&mut self) {
-        self.active = None;
+    /// Stops taking events (nothing is ready and another thread sleeps
+    /// in the pool's epoll, or the thread leaves); true if it was.
+    fn step_back(&mut self) -> bool {
+        self.active.take().is_some()
     }
 }
 
@@ -457,17 +458,27 @@ fn on_event(shared: &Arc<Shared>, token: u64, still_waiting: usize) {
 
 /// After [`IDLE_THREAD_TIMEOUT`] without work: true when this thread may
 /// leave: not below min, not while connections are queued (one queued as
-/// this thread decided may have found no thread to start), and not when
-/// connections are parked, or the pool accepts on listeners, and no other
-/// thread waits in the pool's epoll (nobody would take their events).
+/// this thread decided may have found no thread to start), and not as the
+/// last thread while connections are parked or the pool accepts on
+/// listeners (nobody would take their events). Counted out in one atomic
+/// step ([`ThreadSlot::leave_above`]), so two threads timing out together
+/// cannot both leave the last; which of them was asleep in the pool's
+/// epoll at that moment does not matter (once it did: the two idle
+/// clocks of threads that went idle together ran out together, and each
+/// stayed because the other was not in epoll just then): a thread taking
+/// events that leaves offers its turn ([`leave`]).
 fn trim(shared: &Shared, slot: &mut ThreadSlot) -> bool {
     let engine = &shared.engine;
     if !engine.queue_is_empty() {
         return false;
     }
     let watched = engine.parking().len() > 0 || engine.shares_listeners();
-    let unwatched = watched && engine.stats().waiting() == 0;
-    if unwatched || !slot.leave_above(shared.min) {
+    let floor = if watched {
+        shared.min.max(1)
+    } else {
+        shared.min
+    };
+    if !slot.leave_above(floor) {
         return false;
     }
     if !engine.queue_is_empty() {
@@ -477,6 +488,16 @@ fn trim(shared: &Shared, slot: &mut ThreadSlot) -> bool {
         return false;
     }
     true
+}
+
+/// A trimmed thread leaves: if it was taking events, it gives up its turn
+/// and a follower is offered it at once through the queue
+/// ([`Engine::offer_turn`]), so parked connections and listeners are not
+/// left until a follower's next look.
+fn leave(engine: &Engine, role: &mut Role<'_>) {
+    if role.step_back() {
+        engine.offer_turn();
+    }
 }
 
 #[cfg(test)]
@@ -646,16 +667,16 @@ mod tests {
 
     #[test]
     fn the_last_thread_taking_a_listeners_events_is_not_trimmed() {
-        let (shared, mut a, _b) = shared(0);
+        let (shared, mut a, mut b) = shared(0);
         let (listener, _file) = crate::listeners::testing::unix();
         shared
             .engine
             .share_listener(Arc::new(listener), Arc::from("unix:///test"))
             .expect("shared");
-        assert!(!trim(&shared, &mut a), "nobody else waits in epoll");
-        let waiting = shared.engine.start_waiting();
-        assert!(trim(&shared, &mut a), "another thread takes its events");
-        waiting.leave();
+        assert!(trim(&shared, &mut a), "b stays to take their events");
+        drop(a);
+        assert!(!trim(&shared, &mut b), "the last thread stays");
+        assert_eq!(shared.engine.stats().threads(), 1);
     }
 
     fn shared(min: usize) -> (Arc<Shared>, ThreadSlot, ThreadSlot) {
@@ -705,14 +726,35 @@ mod tests {
 
     #[test]
     fn the_last_watcher_of_parked_connections_is_not_trimmed() {
-        let (shared, mut a, _b) = shared(0);
+        let (shared, mut a, mut b) = shared(0);
         let (conn, _client) = served_once();
         let deadline = Instant::now() + Duration::from_secs(60);
         shared.engine.park(Parked::waiting(conn, deadline, false));
         assert_eq!(shared.engine.parking().len(), 1);
-        assert!(!trim(&shared, &mut a), "nobody else waits in epoll");
-        let waiting = shared.engine.start_waiting();
-        assert!(trim(&shared, &mut a), "another thread watches them");
-        waiting.leave();
+        assert!(trim(&shared, &mut a), "b stays to watch them");
+        drop(a);
+        assert!(!trim(&shared, &mut b), "the last watcher stays");
+        // Nothing parked or accepted: min (0) is the floor.
+        drop(shared.engine.parking().take_all());
+        assert!(trim(&shared, &mut b), "no connection to watch");
+    }
+
+    #[test]
+    fn a_thread_taking_events_that_leaves_offers_its_turn() {
+        let (shared, _a, _b) = shared(0);
+        let (engine, stats) = (&*shared.engine, shared.engine.stats());
+        let mut role = Role::new(stats);
+        assert!(role.take_events(1));
+        leave(engine, &mut role);
+        assert_eq!(stats.active(), 0);
+        assert_eq!(engine.queued(), 1, "a follower is offered the turn");
+        assert!(engine.take_timeout(Duration::from_secs(60)).is_none());
+        let mut follower = Role::new(stats);
+        assert!(follower.take_events(1), "and takes it");
+        // A follower that leaves has no turn to offer.
+        let mut other = Role::new(stats);
+        assert!(!other.take_events(1));
+        leave(engine, &mut other);
+        assert_eq!(engine.queued(), 0);
     }
 }
