@@ -263,7 +263,7 @@ pub(crate) fn preflight(exe: &Reexec, timeout: Duration) -> Result<(), String> {
                 let _ = child.wait();
                 return Err(format!(
                     "{shown} did not finish within {}s (killed)",
-                    timeout.as_secs_f64()
+                    crate::log::Seconds::exact(timeout)
                 ));
             }
             Err(e) => return Err(format!("cannot wait for {shown}: {e}")),

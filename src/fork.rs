@@ -109,7 +109,7 @@ impl Worker {
                         "! Worker {} (PID: {}) did not stop within {}s; killing it",
                         self.index,
                         self.pid,
-                        limit.as_secs_f64()
+                        log::Seconds::exact(limit)
                     )
                 });
             }
@@ -119,7 +119,7 @@ impl Worker {
             format!(
                 "! Terminating timed out worker (Worker {} failed to {late} within {}s): {}",
                 self.index,
-                limit.as_secs_f64(),
+                log::Seconds::exact(limit),
                 self.pid
             )
         })
@@ -215,7 +215,7 @@ impl Runner for Master<'_> {
                 return Progress::Failed(StartFailure {
                     why: format!(
                         "no worker booted within worker_boot_timeout ({}s); see the errors above",
-                        self.config.worker_boot_timeout.as_secs_f64()
+                        log::Seconds::exact(self.config.worker_boot_timeout)
                     ),
                     errno: libc::ETIMEDOUT,
                 });
@@ -552,9 +552,9 @@ impl Master<'_> {
                 .min(RESPAWN_BACKOFF_MAX);
             f.1 = Some(Instant::now() + delay);
             log::warn(&format!(
-                "! Worker {index} failed to boot {} time(s) in a row; next try in {:.1}s",
+                "! Worker {index} failed to boot {} time(s) in a row; next try in {}s",
                 f.0,
-                delay.as_secs_f64()
+                log::Seconds::places(delay, 1)
             ));
         }
     }
@@ -631,12 +631,12 @@ impl Master<'_> {
         if w.state == State::Booting {
             w.state = State::Running;
             let (index, pid, phase) = (w.index, w.pid, w.phase);
-            let took = now.duration_since(w.spawned).as_secs_f64();
+            let took = log::Seconds::places(now.duration_since(w.spawned), 2);
             if let Some(f) = self.failures.get_mut(index) {
                 *f = (0, None);
             }
             self.log.say(&format!(
-                "- Worker {index} (PID: {pid}) booted in {took:.2}s, phase: {phase}"
+                "- Worker {index} (PID: {pid}) booted in {took}s, phase: {phase}"
             ));
             return;
         }
@@ -735,7 +735,7 @@ impl Master<'_> {
             if deadline.passed() {
                 log::warn(&format!(
                     "! Workers still running after {}s; killing them",
-                    self.config.shutdown_timeout.as_secs_f64()
+                    log::Seconds::exact(self.config.shutdown_timeout)
                 ));
                 self.kill_all(libc::SIGKILL);
                 while !self.workers.is_empty() {

@@ -24,6 +24,55 @@ pub const MAX_LINE: usize = 4096;
 /// What ends a line cut at [`MAX_LINE`].
 const CUT_MARK: &str = "...";
 
+/// A duration in seconds, for log lines and messages that name a setting
+/// given in seconds ("within 30s", "booted in 0.52s", the access log's
+/// request time): integer arithmetic only, so the binary carries no float
+/// formatting (issue 15's size).
+#[derive(Clone, Copy)]
+pub struct Seconds {
+    d: std::time::Duration,
+    /// Decimals, rounded to the nearest; `None`: as many as it has.
+    places: Option<u32>,
+}
+
+impl Seconds {
+    /// Every decimal it has, none when whole: `30`, `0.2`, `1.000000001`.
+    pub fn exact(d: std::time::Duration) -> Seconds {
+        Seconds { d, places: None }
+    }
+
+    /// Rounded to `places` decimals (at most 9): `0.52`.
+    pub fn places(d: std::time::Duration, places: u32) -> Seconds {
+        Seconds {
+            d,
+            places: Some(places.min(9)),
+        }
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, nanos) = match self.places {
+            None => (self.d.as_secs(), self.d.subsec_nanos()),
+            Some(places) => {
+                let unit = 10u128.pow(9 - places);
+                let ns = (self.d.as_nanos() + unit / 2) / unit * unit;
+                ((ns / 1_000_000_000) as u64, (ns % 1_000_000_000) as u32)
+            }
+        };
+        let digits = format!("{nanos:09}");
+        let shown = match self.places {
+            None => digits.trim_end_matches('0'),
+            Some(places) => &digits[..places as usize],
+        };
+        if shown.is_empty() {
+            write!(f, "{whole}")
+        } else {
+            write!(f, "{whole}.{shown}")
+        }
+    }
+}
+
 /// A syslog priority (sd-daemon(3)'s `SD_ERR`, `SD_WARNING`, `SD_INFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Level {
@@ -173,5 +222,24 @@ mod tests {
         assert_eq!(parse_journal_stream("8:"), None);
         assert_eq!(parse_journal_stream("x:1"), None);
         assert_eq!(parse_journal_stream(""), None);
+    }
+
+    #[test]
+    fn seconds_are_exact_or_rounded_to_their_places() {
+        use std::time::Duration;
+        let s = |ms: u64, places| Seconds::places(Duration::from_millis(ms), places).to_string();
+        assert_eq!(s(1234, 2), "1.23");
+        assert_eq!(s(1235, 2), "1.24");
+        assert_eq!(s(999, 1), "1.0");
+        assert_eq!(s(50, 4), "0.0500");
+        assert_eq!(s(1500, 0), "2");
+        let nanos = Duration::from_nanos(123_456_789);
+        assert_eq!(Seconds::places(nanos, 9).to_string(), "0.123456789");
+        let exact = |d: Duration| Seconds::exact(d).to_string();
+        assert_eq!(exact(Duration::from_secs(30)), "30");
+        assert_eq!(exact(Duration::from_millis(200)), "0.2");
+        assert_eq!(exact(Duration::from_millis(1250)), "1.25");
+        assert_eq!(exact(Duration::from_nanos(1_000_000_001)), "1.000000001");
+        assert_eq!(exact(Duration::ZERO), "0");
     }
 }

@@ -454,8 +454,8 @@ fn log_request(conn: &Conn, request: &str, status: u16, bytes: u64, started: Ins
         .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     let line = crate::date::with_now_clf(|d| {
         format!(
-            "{peer} - - [{d}] \"{request}\" {status} {bytes} {:.4}",
-            started.elapsed().as_secs_f64()
+            "{peer} - - [{d}] \"{request}\" {status} {bytes} {}",
+            log::Seconds::places(started.elapsed(), 4)
         )
     });
     log::info(&line);

@@ -174,7 +174,7 @@ pub(crate) fn wait_in_flight(
             log::warn(&format!(
                 "! Shutdown timeout ({}s) reached with {} request(s) in flight and {} response(s) \
                  still being sent; going on without them",
-                config.shutdown_timeout.as_secs_f64(),
+                crate::log::Seconds::exact(config.shutdown_timeout),
                 stats.busy(),
                 d.engine.parking().writers()
             ));
@@ -217,7 +217,7 @@ pub(crate) fn release_engine(engine: Arc<Engine>, signals: &OwnedFd) -> Result<(
         if Instant::now() >= deadline {
             log::warn(&format!(
                 "! pool threads still running {}s after the drain; restarting anyway",
-                RESTART_RELEASE_TIMEOUT.as_secs_f64()
+                crate::log::Seconds::exact(RESTART_RELEASE_TIMEOUT)
             ));
             return Ok(());
         }

@@ -398,7 +398,7 @@ impl<'a> Supervisor<'a> {
                 self.log.stopped(runner.stop(After::Exit).is_ok())
             }
             Ending::Idle(after) => {
-                let secs = after.as_secs_f64();
+                let secs = crate::log::Seconds::exact(after);
                 self.notifier.stopping(&format!(
                     "stopping: idle for {secs}s (idle_timeout); the next connection starts it again"
                 ));

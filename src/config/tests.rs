@@ -477,13 +477,45 @@ fn seconds() {
     assert_eq!(secs("0.5"), Duration::from_millis(500));
     assert_eq!(secs("86400"), MAX_TIMEOUT);
     assert_eq!(secs("1e1"), Duration::from_secs(10));
+    // Read as decimal digits, rounded to whole nanoseconds at the end.
+    assert_eq!(secs("5."), Duration::from_secs(5));
+    assert_eq!(secs(".25"), Duration::from_millis(250));
+    assert_eq!(secs("0.1"), Duration::from_millis(100));
+    assert_eq!(secs("0000.0000000015"), Duration::from_nanos(2));
+    assert_eq!(secs("0.0000000014"), Duration::from_nanos(1));
+    assert_eq!(secs("2.5E-3"), Duration::from_micros(2500));
+    assert_eq!(secs("8.64e4"), MAX_TIMEOUT);
+    assert_eq!(
+        secs("86399.999999999"),
+        MAX_TIMEOUT - Duration::from_nanos(1)
+    );
     for opt in [
         "--first-data-timeout",
         "--persistent-timeout",
         "--shutdown-timeout",
     ] {
         for bad in [
-            "0", "-1", "NaN", "abc", "inf", "", "0.0", "1e-12", "86400.5", " 5",
+            "0",
+            "-1",
+            "NaN",
+            "abc",
+            "inf",
+            "",
+            "0.0",
+            "1e-12",
+            "86400.5",
+            " 5",
+            ".",
+            "1e",
+            "e1",
+            "1.2.3",
+            "0x10",
+            "1e99999999999",
+            "9".repeat(40).as_str(),
+            "86400.0000000005",
+            "0.0000000004",
+            "+5",
+            "5s",
         ] {
             assert_eq!(
                 error(&[opt, bad]),

@@ -26,15 +26,41 @@ pub(super) fn check_threads(min: usize, max: usize) -> Option<(usize, usize)> {
     (min <= max && (1..=MAX_THREADS_LIMIT).contains(&max)).then_some((min, max))
 }
 
-/// Seconds, fraction allowed: above zero (after rounding to whole
-/// nanoseconds), finite, at most [`MAX_TIMEOUT`].
+/// Seconds, fraction allowed (`30`, `0.5`, `1e1`): above zero after
+/// rounding to whole nanoseconds, at most [`MAX_TIMEOUT`]. Decimal digits
+/// are read as such, not through a float (no rounding on the way in, and
+/// no float parsing in the binary: issue 15's size).
 pub(super) fn parse_secs(s: &str) -> Option<Duration> {
-    let secs: f64 = s.parse().ok()?;
-    // Written so that NaN fails too.
-    if !(secs > 0.0 && secs <= MAX_TIMEOUT.as_secs_f64()) {
+    let (mantissa, exp) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = || int.bytes().chain(frac.bytes());
+    if int.len() + frac.len() == 0 || !digits().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(Duration::from_secs_f64(secs)).filter(|d| !d.is_zero())
+    // nanoseconds = DIGITS x 10^shift, DIGITS without leading zeros
+    let shift = i64::from(exp) + 9 - frac.len() as i64;
+    let significant: Vec<u8> = digits().skip_while(|&b| b == b'0').collect();
+    let max_digits = i64::from(MAX_TIMEOUT.as_nanos().ilog10()) + 1;
+    if significant.len() as i64 + shift > max_digits {
+        return None; // 10^max_digits ns and more
+    }
+    // Whole nanoseconds: the digits above 10^0, rounded by the next one.
+    let whole = (significant.len() as i64 + shift).max(0) as usize;
+    let mut ns: u64 = 0;
+    for &b in significant.iter().take(whole) {
+        ns = ns * 10 + u64::from(b - b'0');
+    }
+    for _ in significant.len()..whole {
+        ns *= 10;
+    }
+    if significant.get(whole).is_some_and(|&b| b >= b'5') {
+        ns += 1;
+    }
+    let d = Duration::from_nanos(ns);
+    (ns > 0 && d <= MAX_TIMEOUT).then_some(d)
 }
 
 /// `true`, `false` or `only` (a bare `--bind-to-activated-sockets`

@@ -334,7 +334,10 @@ impl ControlServer {
             }
             Parsed::Partial if now >= conn.deadline => Reply::error(
                 408,
-                format!("no complete request within {}s", self.timeout.as_secs_f64()),
+                format!(
+                    "no complete request within {}s",
+                    crate::log::Seconds::exact(self.timeout)
+                ),
             ),
             Parsed::Partial => return Verdict::Keep,
         };
