@@ -106,9 +106,9 @@ struct PoolSide {
 enum Job {
     /// A connection with a ready request.
     Serve(Conn),
-    /// A thread taking events went off to a long send and none sleeps in
-    /// the pool's epoll: the follower that takes this goes to take
-    /// events in its place ([`Engine::lend_turn`]).
+    /// A thread taking events went off to a long send, or left, and none
+    /// sleeps in the pool's epoll: the follower that takes this goes to
+    /// take events in its place ([`Engine::offer_turn`]).
     TakeEvents,
 }
 

@@ -57,6 +57,9 @@ pub struct Outgoing {
     /// After the last byte, end our side and discard what the client has
     /// sent before closing (see [`Conn::linger`]).
     linger: bool,
+    /// Bytes the last [`Outgoing::write`] moved (`u64::MAX` before the
+    /// first): how much the client takes per wake-up.
+    last_moved: u64,
 }
 
 /// A body held in memory, sent from where it is.
@@ -91,6 +94,7 @@ impl Outgoing {
             file: None,
             keep_alive,
             linger: false,
+            last_moved: u64::MAX,
         }
     }
 
@@ -100,8 +104,15 @@ impl Outgoing {
         self.linger = on;
     }
 
+    /// Bytes the next write may move at most: what is left, or, once a
+    /// write has taken less than all, what the last write moved (a client
+    /// that reads slowly takes little per wake-up however much is left).
+    pub fn next_write(&self) -> u64 {
+        self.left().min(self.last_moved)
+    }
+
     /// Bytes still to send.
-    pub fn left(&self) -> u64 {
+    fn left(&self) -> u64 {
         let file = self
             .file
             .as_ref()
@@ -112,6 +123,13 @@ impl Outgoing {
 
     /// Sends what the socket takes now; `Ok(true)` once all has left.
     fn write(&mut self, conn: &mut Conn) -> io::Result<bool> {
+        let before = self.left();
+        let done = self.write_some(conn);
+        self.last_moved = before - self.left();
+        done
+    }
+
+    fn write_some(&mut self, conn: &mut Conn) -> io::Result<bool> {
         loop {
             let body = &self.body.as_slice()[self.body_at..];
             let sent = if self.at < self.bytes.len() {
