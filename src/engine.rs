@@ -112,6 +112,18 @@ enum Job {
     TakeEvents,
 }
 
+/// What [`Engine::take_timeout`] got.
+pub enum Taken {
+    /// A connection to serve.
+    Conn(Conn),
+    /// An offer to take events ([`Engine::offer_turn`]): the taker looks at
+    /// joining those that take events next, and must not count the
+    /// offer as idle time (trimmed then, it would drop the offer).
+    Turn,
+    /// Nothing within the timeout.
+    Nothing,
+}
+
 thread_local! {
     /// This pool thread holds a [`Turn`].
     static TAKING_EVENTS: Cell<bool> = const { Cell::new(false) };
@@ -724,16 +736,16 @@ impl Engine {
         }
     }
 
-    /// Takes a queued connection, waiting up to `timeout` for one; `None`
-    /// after the timeout, or at once for an offer of a turn
-    /// ([`Engine::lend_turn`]): the caller looks at taking events next.
-    pub fn take_timeout(&self, timeout: Duration) -> Option<Conn> {
-        match self.pool.jobs.recv_timeout(timeout).ok()? {
-            Job::Serve(conn) => Some(conn),
-            Job::TakeEvents => {
+    /// Takes a queued connection, waiting up to `timeout` for one, or
+    /// returns at once with an offer of a turn ([`Engine::offer_turn`]).
+    pub fn take_timeout(&self, timeout: Duration) -> Taken {
+        match self.pool.jobs.recv_timeout(timeout) {
+            Ok(Job::Serve(conn)) => Taken::Conn(conn),
+            Ok(Job::TakeEvents) => {
                 self.took_offer();
-                None
+                Taken::Turn
             }
+            Err(_) => Taken::Nothing,
         }
     }
 
@@ -1420,7 +1432,7 @@ mod tests {
             // the turn through the queue, once however many lend.
             assert_eq!(e.queued(), 1);
             assert!(
-                e.take_timeout(Duration::from_secs(60)).is_none(),
+                matches!(e.take_timeout(Duration::from_secs(60)), Taken::Turn),
                 "offer, not a connection"
             );
             assert_eq!(e.queued(), 0);

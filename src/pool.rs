@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::Conn;
-use crate::engine::{self, Engine, Stats, ThreadSlot, Turn};
+use crate::engine::{self, Engine, Stats, Taken, ThreadSlot, Turn};
 use crate::listeners::Listener;
 use crate::log;
 use crate::serve;
@@ -304,23 +304,23 @@ fn worker_loop(shared: &Arc<Shared>, slot: &mut ThreadSlot) {
         } else {
             FOLLOWER_IDLE_POLL
         };
-        let taken = engine.take_timeout(poll);
-        if taken.is_some() {
-            watch.release();
-        }
-        match taken {
-            Some(conn) => {
+        match engine.take_timeout(poll) {
+            Taken::Conn(conn) => {
+                watch.release();
                 idle_since = Instant::now();
                 serve_queued(engine, conn);
                 parked_first = true;
             }
-            None if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
+            // Offered a turn at taking events: take it at the top of the
+            // loop, never leave with it.
+            Taken::Turn => idle_since = Instant::now(),
+            Taken::Nothing if idle_since.elapsed() >= IDLE_THREAD_TIMEOUT => {
                 if trim(shared, slot) {
                     return leave(engine, &mut role);
                 }
                 idle_since = Instant::now();
             }
-            None => {}
+            Taken::Nothing => {}
         }
     }
 }
@@ -748,7 +748,14 @@ mod tests {
         leave(engine, &mut role);
         assert_eq!(stats.active(), 0);
         assert_eq!(engine.queued(), 1, "a follower is offered the turn");
-        assert!(engine.take_timeout(Duration::from_secs(60)).is_none());
+        assert!(matches!(
+            engine.take_timeout(Duration::from_secs(60)),
+            Taken::Turn
+        ));
+        assert!(
+            matches!(engine.take_timeout(Duration::ZERO), Taken::Nothing),
+            "an offer is not idle time: told apart from nothing queued"
+        );
         let mut follower = Role::new(stats);
         assert!(follower.take_events(1), "and takes it");
         // A follower that leaves has no turn to offer.
