@@ -809,9 +809,9 @@ mod tests {
 
     #[test]
     fn what_a_write_may_move_next_follows_what_the_client_took() {
-        // A socketpair's buffer takes a fraction of 1 MiB (a local TCP
-        // client takes it all at once): a slow reader of a large file
-        // takes this much per wake-up, so it is no long send.
+        // A socketpair's buffer takes a fraction of 1 MiB per write, as a
+        // slow reader of a large file does per wake-up: the next write is
+        // judged by that, not by all that is left.
         let (mut conn, mut client) = pair();
         client.set_nonblocking(true).expect("non-blocking");
         let mut out = Outgoing::new(vec![b'x'; 1 << 20], true);
