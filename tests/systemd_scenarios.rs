@@ -1595,16 +1595,23 @@ fn notify_reload_waits_keeps_the_pid_and_fails_a_refused_reload(systemd: Systemd
 // unit's listeners survive `systemctl stop` + `start`; connections made
 // while it is stopped wait in the backlog and are answered after the start.
 
-/// Connections waiting in the accept queue of the listener on `port`
-/// (`ss`'s Recv-Q for a listening socket).
-fn accept_queue(sb: &Sandbox, port: u16) -> u32 {
-    let filter = format!("sport = :{port}");
-    let out = sb.run(&["ss", "-Hltn", &filter]);
-    text(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|q| q.parse().ok())
-        .unwrap_or(0)
+/// Connections waiting in the accept queues of the TCP listener on `port`
+/// and the unix listener at `path` (`ss`'s Recv-Q for a listening socket,
+/// the column after its state).
+fn accept_queue(sb: &Sandbox, port: u16, path: &str) -> u32 {
+    let tcp = format!("sport = :{port}");
+    [
+        sb.run(&["ss", "-Hltn", &tcp]),
+        sb.run(&["ss", "-Hlx", "src", path]),
+    ]
+    .iter()
+    .map(|out| {
+        let line = text(&out.stdout);
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == "LISTEN");
+        words.next().and_then(|q| q.parse().ok()).unwrap_or(0)
+    })
+    .sum()
 }
 
 fn fd_store_preserve_keeps_the_listeners_across_stop_and_start(systemd: Systemd) {
@@ -1652,11 +1659,14 @@ fn fd_store_preserve_keeps_the_listeners_across_stop_and_start(systemd: Systemd)
             "while stopped: {h:?}"
         );
     }
-    // Clients keep connecting: their connections queue in the backlog.
+    // Clients keep connecting: their connections queue in the backlogs
+    // (either one: each of the load client's connections takes the TCP
+    // and the unix listener in turn, and all may be waiting on the unix
+    // one).
     sb.wait_for(
         "connections waiting in the backlog while stopped",
         STATE_TIMEOUT,
-        || accept_queue(&sb, 9292) > 0,
+        || accept_queue(&sb, 9292, sock) > 0,
     );
     let served = load.progress().0;
 
