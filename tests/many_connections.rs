@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::{assert_serves, get_bytes, raise_nofile_limit, Client, Server, HELLO};
+use support::{assert_serves, get_bytes, raise_nofile_limit, wait_until, Client, Server, HELLO};
 
 /// Idle keep-alive connections held open at once.
 const IDLE: usize = 3000;
@@ -47,6 +47,18 @@ fn thousands_of_idle_keep_alive_connections_need_no_threads() {
     let s = Server::start(&["-t", "5:5"]);
     let addr = s.addr();
     assert_serves(addr);
+    // The pool may serve before the main thread has started the reactor's
+    // thread: count the threads once it runs.
+    let reactor_runs = wait_until(Instant::now() + Duration::from_secs(10), || {
+        thread_names(s.pid())
+            .iter()
+            .any(|n| n.starts_with("catamount-reac"))
+    });
+    assert!(
+        reactor_runs,
+        "no reactor thread: {:?}",
+        thread_names(s.pid())
+    );
     let before = s.proc_status();
 
     let t0 = Instant::now();
@@ -88,4 +100,13 @@ fn thousands_of_idle_keep_alive_connections_need_no_threads() {
         c.send(&get_bytes("/hello.txt"));
         assert_eq!(c.expect_response("GET").status, 200);
     }
+}
+
+/// The names (`comm`) of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
 }
