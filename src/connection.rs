@@ -446,19 +446,18 @@ impl Conn {
     pub fn send_some(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
         let fd = self.fd.as_fd();
         match &mut self.tls {
-            Some(tls) => tls.write_some(fd, data),
+            Some(tls) => tls.write_some(fd, &[io::IoSlice::new(data)]),
             None => sys::send(fd, data, more),
         }
     }
 
     /// Sends what the socket takes now of `first` and then `second`, in
-    /// one system call on a plain socket (under TLS, of `first` only:
-    /// the caller sends `second` next); `WouldBlock` when it takes
-    /// nothing.
+    /// one system call (under TLS, in one record while both fit in one);
+    /// `WouldBlock` when it takes nothing.
     pub fn send_some_pair(&mut self, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
         let fd = self.fd.as_fd();
         match &mut self.tls {
-            Some(tls) => tls.write_some(fd, first),
+            Some(tls) => tls.write_some(fd, &[io::IoSlice::new(first), io::IoSlice::new(second)]),
             None => sys::send_pair(fd, first, second, more),
         }
     }
@@ -495,7 +494,7 @@ impl Conn {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             // rustls may take less than was read: the rest is read again.
-            let took = tls.write_some(fd, &chunk[..n])?;
+            let took = tls.write_some(fd, &[io::IoSlice::new(&chunk[..n])])?;
             *offset += took as u64;
             Ok(())
         })

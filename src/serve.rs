@@ -265,6 +265,12 @@ fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
 /// After a request on a TLS connection with nothing buffered: rustls may
 /// hold decrypted bytes of the next request that no socket event will
 /// announce, so read once. `Some`: what to do instead of going on.
+///
+/// Also when the last read emptied both the socket and rustls (this read
+/// then only returns EAGAIN): parking at once was measured (bench/run's
+/// tls-keepalive, 2 cores shared with wrk) to lower req/s by 10-15%, the
+/// machine idle 17-19% of the time against 8-12% with the read, though
+/// it saves the server CPU; see bench/README "Known limits".
 fn tls_read_ahead(conn: &mut Conn) -> Option<Next> {
     if !conn.buffered().is_empty() || !conn.is_tls() {
         return None;

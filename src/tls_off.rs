@@ -106,7 +106,11 @@ impl TlsConn {
         match *self {}
     }
 
-    pub fn write_some(&mut self, _fd: BorrowedFd<'_>, _data: &[u8]) -> io::Result<usize> {
+    pub fn write_some(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        _data: &[io::IoSlice<'_>],
+    ) -> io::Result<usize> {
         match *self {}
     }
 

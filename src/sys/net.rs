@@ -203,28 +203,39 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
 /// without raising SIGPIPE; `more` sets MSG_MORE. Returns the bytes sent
 /// from both together.
 pub fn send_pair(fd: BorrowedFd<'_>, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
+    send_vectored(
+        fd,
+        &[io::IoSlice::new(first), io::IoSlice::new(second)],
+        more,
+    )
+}
+
+/// Sends from each of `bufs` in turn in one `sendmsg(2)`, without raising
+/// SIGPIPE; `more` sets MSG_MORE. Returns the bytes sent from all together.
+pub fn send_vectored(
+    fd: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+    more: bool,
+) -> io::Result<usize> {
     let fd = fd.as_raw_fd();
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-    let iov = [
-        libc::iovec {
-            iov_base: first.as_ptr() as *mut libc::c_void,
-            iov_len: first.len(),
-        },
-        libc::iovec {
-            iov_base: second.as_ptr() as *mut libc::c_void,
-            iov_len: second.len(),
-        },
-    ];
+    // The kernel refuses more than IOV_MAX entries (EMSGSIZE): send the
+    // first IOV_MAX, the caller sends the rest next.
+    let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     // SAFETY: an all-zero msghdr is valid (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len();
-    // SAFETY: msg points at iov, whose two entries describe live slices
-    // of the lengths given; sendmsg only reads them; the borrow keeps fd
-    // open.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    // IoSlice is ABI-compatible with iovec on Unix (its documented
+    // guarantee), so the slice serves as the iovec array as it is.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
+    // SAFETY: msg points at bufs, whose entries describe live slices of
+    // the lengths given; sendmsg only reads them; the borrow keeps fd open.
     let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, flags) })?;
     Ok(n as usize)
 }
+
+/// Most iovec entries one `sendmsg(2)` takes (Linux's UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
 
 /// Copies up to `count` bytes of `file` from `*offset` to the socket,
 /// advancing `*offset`.

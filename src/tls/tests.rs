@@ -695,18 +695,25 @@ fn pump(client: &mut ClientConnection, sock: &mut UnixStream) {
     }
 }
 
+/// A server session over one end of a non-blocking socket pair, the
+/// other end for a client driven by [`pump`].
+fn session_pair(dir: &Path) -> (UnixStream, UnixStream, TlsConn) {
+    let (server_sock, client_sock) = UnixStream::pair().expect("socketpair");
+    server_sock.set_nonblocking(true).expect("nonblocking");
+    client_sock.set_nonblocking(true).expect("nonblocking");
+    let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
+    let tls = TlsConn::new(&config).expect("server session");
+    (server_sock, client_sock, tls)
+}
+
 /// A TLS 1.3 client's `Finished` and its request arrive in one read:
 /// the request is inside rustls when the handshake reports `Done`, and
 /// the socket is empty. read_plain must still return it.
 #[test]
 fn request_arriving_with_the_handshake_is_not_stranded() {
     let Some(dir) = fixtures() else { return };
-    let (server_sock, mut client_sock) = UnixStream::pair().expect("socketpair");
-    server_sock.set_nonblocking(true).expect("nonblocking");
-    client_sock.set_nonblocking(true).expect("nonblocking");
+    let (server_sock, mut client_sock, mut tls) = session_pair(dir);
     let fd = server_sock.as_fd();
-    let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
-    let mut tls = TlsConn::new(&config).expect("server session");
     let mut client = client_session(client(dir, &TLS13_ONLY, None));
     // rustls holds it until its handshake completes, then sends it right
     // after the client's Finished.
@@ -751,15 +758,68 @@ fn request_arriving_with_the_handshake_is_not_stranded() {
     assert_eq!(tls.read_plain(fd, &mut out).expect("still closed"), 0);
 }
 
+/// A response's head and small body handed over together leave as one
+/// TLS record (one encryption, one send, one record for the client to
+/// open), not a record each; a body past the record size is split.
+#[test]
+fn a_head_and_body_written_together_leave_as_one_record() {
+    let Some(dir) = fixtures() else { return };
+    let (server_sock, mut client_sock, mut tls) = session_pair(dir);
+    let fd = server_sock.as_fd();
+    let mut client = client_session(client(dir, &TLS13_ONLY, None));
+    pump(&mut client, &mut client_sock); // ClientHello
+    tls.handshake_step(fd).expect("server flight");
+    pump(&mut client, &mut client_sock); // Finished
+    assert_eq!(
+        tls.handshake_step(fd).expect("finish"),
+        HandshakeState::Done
+    );
+    pump(&mut client, &mut client_sock); // session tickets, if any
+
+    let mut records = |tls: &mut TlsConn, parts: &[&[u8]]| -> Vec<usize> {
+        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        assert_eq!(tls.write_some(fd, &slices).expect("write_some"), total);
+        let mut wire = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match client_sock.read(&mut buf) {
+                Ok(n) if n > 0 => wire.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                other => panic!("client read: {other:?}"),
+            }
+        }
+        // Each record: type (1), version (2), length (2), then the body.
+        let mut lengths = Vec::new();
+        let mut at = 0;
+        while at + 5 <= wire.len() {
+            let len = u16::from_be_bytes([wire[at + 3], wire[at + 4]]) as usize;
+            lengths.push(len);
+            at += 5 + len;
+        }
+        assert_eq!(at, wire.len(), "whole records");
+        lengths
+    };
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n";
+    let body = [b'x'; 600];
+    // TLS 1.3 adds the inner content type (1 byte) and the AEAD tag (16).
+    assert_eq!(
+        records(&mut tls, &[head, &body]),
+        [head.len() + body.len() + 17]
+    );
+    let big = vec![b'y'; 20_000];
+    assert_eq!(
+        records(&mut tls, &[head, &big]).len(),
+        2,
+        "16 KiB of plaintext per record at most"
+    );
+}
+
 #[test]
 fn tcp_eof_after_the_handshake_reads_as_a_close() {
     let Some(dir) = fixtures() else { return };
-    let (server_sock, mut client_sock) = UnixStream::pair().expect("socketpair");
-    server_sock.set_nonblocking(true).expect("nonblocking");
-    client_sock.set_nonblocking(true).expect("nonblocking");
+    let (server_sock, mut client_sock, mut tls) = session_pair(dir);
     let fd = server_sock.as_fd();
-    let config = server_config(dir, VerifyMode::None, MinVersion::Tls12);
-    let mut tls = TlsConn::new(&config).expect("server session");
     let mut client = client_session(client(dir, &TLS12, None));
     client.writer().write_all(b"partial").expect("queue bytes");
     while tls.handshake_step(fd).expect("handshake") != HandshakeState::Done {
