@@ -233,9 +233,9 @@ pub fn write_response(
     }
     let mut file = None;
     let mut in_memory = InMemory::Owned(Vec::new());
-    // On a plain connection an in-memory body leaves with the head in one
-    // sendmsg, from its own buffer. Under TLS a small one joins the head
-    // (it is copied into a record anyway), so both leave as one record.
+    // An in-memory body leaves with the head from its own buffer: on a
+    // plain connection in one sendmsg, under TLS handed to rustls with the
+    // head in one write, so a small one leaves in the head's record.
     let sent = match resp.body {
         Body::Empty | Body::Upgrade(_) => 0,
         Body::Bytes(b) => {
