@@ -65,7 +65,11 @@ const SLOW_AFTER: Duration = Duration::from_millis(50);
 /// (bench/attackers.py), the reactor's wake-ups and CPU over 5 s:
 /// unbatched 8,700/s and 0.35-0.38 s; 20 ms batches 130/s and 0.33-0.41 s;
 /// 50 ms batches 100/s and 0.21 s. The price: a head that trickles in
-/// over more than `SLOW_AFTER` completes up to this much later.
+/// over more than `SLOW_AFTER` completes up to this much later. Against
+/// the normal clients' req/s (bench/run's hostile row, 5 rounds, same
+/// run): 10 ms batches kept 0.75× of the unattacked rate, 50 ms 0.78×
+/// (with the heads alone, 10 ms had looked 9% better; the whole attack
+/// did not bear it out).
 const SLOW_BATCH: Duration = Duration::from_millis(50);
 
 /// Longest epoll wait: the loop turns (and bumps the heartbeat the
