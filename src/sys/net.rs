@@ -219,23 +219,20 @@ pub fn send_vectored(
 ) -> io::Result<usize> {
     let fd = fd.as_raw_fd();
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-    // The kernel refuses more than IOV_MAX entries (EMSGSIZE): send the
-    // first IOV_MAX, the caller sends the rest next.
-    let bufs = &bufs[..bufs.len().min(IOV_MAX)];
+    // The kernel refuses more than UIO_MAXIOV entries (EMSGSIZE): send
+    // from the first ones, the caller sends the rest next.
+    let bufs = &bufs[..bufs.len().min(libc::UIO_MAXIOV as usize)];
     // SAFETY: an all-zero msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    // IoSlice is ABI-compatible with iovec on Unix (its documented
-    // guarantee), so the slice serves as the iovec array as it is.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len();
-    // SAFETY: msg points at bufs, whose entries describe live slices of
-    // the lengths given; sendmsg only reads them; the borrow keeps fd open.
+    // SAFETY: msg points at bufs, an array of IoSlice, which std
+    // guarantees to be ABI-compatible with iovec on Unix; its entries
+    // describe live slices of the lengths given, and sendmsg only reads
+    // them; the borrow keeps fd open.
     let n = cvt_r(|| unsafe { libc::sendmsg(fd, &msg, flags) })?;
     Ok(n as usize)
 }
-
-/// Most iovec entries one `sendmsg(2)` takes (Linux's UIO_MAXIOV).
-const IOV_MAX: usize = 1024;
 
 /// Copies up to `count` bytes of `file` from `*offset` to the socket,
 /// advancing `*offset`.
@@ -532,6 +529,23 @@ mod tests {
         let (_, len) = sockaddr_un(b"\0ab").unwrap();
         assert_eq!(len as usize, 2 + 3);
         assert!(sockaddr_un(&[b'a'; 200]).is_err());
+    }
+
+    #[test]
+    fn send_vectored_sends_the_slices_in_order_and_at_most_uio_maxiov() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        let parts: Vec<[u8; 1]> = (0..1500u32).map(|i| [(i % 251) as u8]).collect();
+        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let limit = libc::UIO_MAXIOV as usize;
+        assert_eq!(
+            send_vectored(a.as_fd(), &slices, false).expect("send"),
+            limit
+        );
+        let mut got = vec![0u8; limit];
+        b.read_exact(&mut got).expect("receive");
+        assert!(got.iter().zip(&parts).all(|(g, p)| *g == p[0]));
     }
 
     #[test]

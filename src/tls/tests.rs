@@ -758,23 +758,128 @@ fn request_arriving_with_the_handshake_is_not_stranded() {
     assert_eq!(tls.read_plain(fd, &mut out).expect("still closed"), 0);
 }
 
+/// A TLS 1.3 session over a socket pair with its handshake done and the
+/// client's socket drained: server socket, client socket, server
+/// session, client session.
+fn handshaken(dir: &Path) -> (UnixStream, UnixStream, TlsConn, ClientConnection) {
+    let (server_sock, mut client_sock, mut tls) = session_pair(dir);
+    let mut client = client_session(client(dir, &TLS13_ONLY, None));
+    pump(&mut client, &mut client_sock); // ClientHello
+    tls.handshake_step(server_sock.as_fd())
+        .expect("server flight");
+    pump(&mut client, &mut client_sock); // Finished
+    assert_eq!(
+        tls.handshake_step(server_sock.as_fd()).expect("finish"),
+        HandshakeState::Done
+    );
+    pump(&mut client, &mut client_sock); // session tickets, if any
+    (server_sock, client_sock, tls, client)
+}
+
+/// The records a client session makes of `data`, not sent.
+fn sealed(client: &mut ClientConnection, data: &[u8]) -> Vec<u8> {
+    client.writer().write_all(data).expect("queue plaintext");
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).expect("encrypt");
+    }
+    wire
+}
+
+/// read_plain returns after a short read, without asking the socket
+/// again: a record cut anywhere gives nothing (WouldBlock) until the rest
+/// arrives, then the whole plaintext, once.
+#[test]
+fn a_record_cut_anywhere_is_read_whole_once_the_rest_arrives() {
+    let Some(dir) = fixtures() else { return };
+    let (server_sock, mut client_sock, mut tls, mut client) = handshaken(dir);
+    let fd = server_sock.as_fd();
+    let request = vec![b'a'; 9000];
+    for cut in [1, 5, 4096, 4100, 8192, 9000] {
+        let wire = sealed(&mut client, &request);
+        client_sock.write_all(&wire[..cut]).expect("first part");
+        let mut out = Vec::new();
+        let err = tls
+            .read_plain(fd, &mut out)
+            .expect_err("a part of a record");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "cut at {cut}");
+        client_sock.write_all(&wire[cut..]).expect("the rest");
+        assert_eq!(tls.read_plain(fd, &mut out).expect("whole"), request.len());
+        assert!(out == request, "cut at {cut}: plaintext differs");
+        let err = tls.read_plain(fd, &mut out).expect_err("nothing more");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+}
+
+/// 200 KB of records fed in whatever pieces the socket takes arrive
+/// intact, however the reads fall.
+#[test]
+fn many_records_arriving_in_pieces_read_intact() {
+    let Some(dir) = fixtures() else { return };
+    let (server_sock, mut client_sock, mut tls, mut client) = handshaken(dir);
+    let fd = server_sock.as_fd();
+    let data: Vec<u8> = (0..200_000).map(|i| (i % 251) as u8).collect();
+    let wire: Vec<u8> = data
+        .chunks(30_000)
+        .flat_map(|c| sealed(&mut client, c))
+        .collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    let deadline = Instant::now() + TEST_DEADLINE;
+    while got.len() < data.len() {
+        assert!(Instant::now() < deadline, "stuck at {} bytes", got.len());
+        match client_sock.write(&wire[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("client write: {e}"),
+        }
+        match tls.read_plain(fd, &mut got) {
+            Ok(n) => assert!(n > 0, "no close was sent"),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read_plain: {e}"),
+        }
+    }
+    assert!(got == data, "plaintext differs");
+}
+
+/// Data and then a close (close_notify, or TCP EOF without one) read as
+/// the data, then 0; after close_notify in the same read, the data comes
+/// with the close already seen.
+#[test]
+fn data_then_a_close_reads_as_the_data_then_the_end() {
+    let Some(dir) = fixtures() else { return };
+    for notify in [true, false] {
+        let (server_sock, mut client_sock, mut tls, mut client) = handshaken(dir);
+        let fd = server_sock.as_fd();
+        let mut wire = sealed(&mut client, b"last");
+        if notify {
+            client.send_close_notify();
+            while client.wants_write() {
+                client.write_tls(&mut wire).expect("close_notify");
+            }
+        }
+        client_sock.write_all(&wire).expect("send");
+        client_sock
+            .shutdown(std::net::Shutdown::Write)
+            .expect("FIN");
+        let mut out = Vec::new();
+        assert_eq!(tls.read_plain(fd, &mut out).expect("data"), 4);
+        assert_eq!(out, b"last");
+        if notify {
+            assert!(tls.peer_closed(), "close_notify came in the same read");
+        }
+        assert_eq!(tls.read_plain(fd, &mut out).expect("the end"), 0);
+        assert!(tls.peer_closed());
+    }
+}
+
 /// A response's head and small body handed over together leave as one
 /// TLS record (one encryption, one send, one record for the client to
 /// open), not a record each; a body past the record size is split.
 #[test]
 fn a_head_and_body_written_together_leave_as_one_record() {
     let Some(dir) = fixtures() else { return };
-    let (server_sock, mut client_sock, mut tls) = session_pair(dir);
+    let (server_sock, mut client_sock, mut tls, _client) = handshaken(dir);
     let fd = server_sock.as_fd();
-    let mut client = client_session(client(dir, &TLS13_ONLY, None));
-    pump(&mut client, &mut client_sock); // ClientHello
-    tls.handshake_step(fd).expect("server flight");
-    pump(&mut client, &mut client_sock); // Finished
-    assert_eq!(
-        tls.handshake_step(fd).expect("finish"),
-        HandshakeState::Done
-    );
-    pump(&mut client, &mut client_sock); // session tickets, if any
 
     let mut records = |tls: &mut TlsConn, parts: &[&[u8]]| -> Vec<usize> {
         let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
