@@ -204,11 +204,10 @@ pub fn write_response(
     if length.is_none() && !chunked {
         keep_alive = false; // HTTP/1.0: the end of the body is the close
     }
-    // Room for the head and a body small enough to join it, so the buffer
-    // is allocated once per response, not grown.
-    let joined = match (bodyless, &resp.body, length) {
-        (false, Body::Bytes(_) | Body::Shared(_), _) if !conn.is_tls() => 0,
-        (false, _, Some(n)) if n <= COALESCE_LIMIT as u64 => n as usize,
+    // Room for the head and a small file read in after it (below), so
+    // the buffer is allocated once per response, not grown.
+    let joined = match (bodyless, &resp.body) {
+        (false, Body::File { len, .. }) if *len <= COALESCE_LIMIT as u64 => *len as usize,
         _ => 0,
     };
     let mut out = Vec::with_capacity(HEAD_RESERVE + joined);
@@ -233,9 +232,10 @@ pub fn write_response(
     }
     let mut file = None;
     let mut in_memory = InMemory::Owned(Vec::new());
-    // An in-memory body leaves with the head from its own buffer: on a
-    // plain connection in one sendmsg, under TLS handed to rustls with the
-    // head in one write, so a small one leaves in the head's record.
+    // An in-memory body leaves with the head from its own buffer, never
+    // copied here: on a plain connection in one sendmsg, under TLS handed
+    // to rustls with the head in one write (`Conn::send_some_pair`), so a
+    // small one leaves in the head's record.
     let sent = match resp.body {
         Body::Empty | Body::Upgrade(_) => 0,
         Body::Bytes(b) => {
@@ -282,11 +282,7 @@ pub fn write_response(
         }
     };
     let mut outgoing = Outgoing::new(out, keep_alive);
-    if conn.is_tls() && in_memory.as_slice().len() <= COALESCE_LIMIT {
-        outgoing.bytes.extend_from_slice(in_memory.as_slice());
-    } else {
-        outgoing.body = in_memory;
-    }
+    outgoing.body = in_memory;
     outgoing.file = file;
     Ok((outgoing, sent))
 }
