@@ -336,9 +336,11 @@ impl TlsConn {
         loop {
             let len = out.len();
             // Room for what rustls holds (process_new_packets counted it),
-            // not a fixed chunk: zeroing 16 KiB three times per request
-            // showed in the TLS profile. At least one byte, so that the
-            // read also reports a close once nothing is held.
+            // not a fixed chunk: a 16 KiB chunk was zeroed up to four
+            // times per keep-alive request (with read_plain's second recv,
+            // 15% of the CPU per TLS request: bench/README). At least one
+            // byte, so that the read also reports a close once nothing is
+            // held.
             out.resize(len + self.buffered.clamp(1, PLAIN_CHUNK), 0);
             let res = self.conn.reader().read(&mut out[len..]);
             out.truncate(len + *res.as_ref().unwrap_or(&0));
