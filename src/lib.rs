@@ -674,9 +674,10 @@ pub enum Body {
         len: u64,
     },
     /// Bytes shared with other responses (a cache's `Arc`), sent with
-    /// `Content-Length`. Never copied on a plain connection: the head and
-    /// these bytes leave together in one `sendmsg(2)`, straight from the
-    /// shared buffer (the static app answers its cached small files so).
+    /// `Content-Length`. Never copied by the engine: the head and these
+    /// bytes leave together in one `sendmsg(2)` straight from the shared
+    /// buffer (under TLS, rustls encrypts them from there into the head's
+    /// record); the static app answers its cached small files so.
     Shared(SharedBytes),
     /// A body of unknown length, sent chunked to HTTP/1.1 clients and
     /// delimited by closing the connection for HTTP/1.0 clients.

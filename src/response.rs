@@ -18,10 +18,10 @@ use crate::{Body, Response};
 
 /// Bytes of a response body read from a `Body::Stream` per chunk.
 const STREAM_CHUNK: usize = 16 * 1024;
-/// Largest body copied into the head's buffer so head and body leave in
-/// one send: a `Body::File` read with pread, and under TLS an in-memory
-/// body too (on a plain socket that one is sent from its own buffer with
-/// the head by one sendmsg, never copied).
+/// Largest `Body::File` read (pread) into the head's buffer so head and
+/// body leave in one send. An in-memory body is never copied: it leaves
+/// from its own buffer with the head (one sendmsg; under TLS one write
+/// into rustls).
 const COALESCE_LIMIT: usize = 16 * 1024;
 /// Bytes reserved for a response head (the static app's heads are about
 /// 300 bytes; a longer one grows the buffer).
