@@ -267,8 +267,9 @@ fn serve_requests(engine: &Engine, conn: &mut Conn) -> Next {
 /// announce, so read once. `Some`: what to do instead of going on.
 ///
 /// Also when the last read emptied both the socket and rustls (this read
-/// then only returns EAGAIN): parking at once was measured (bench/run's
-/// tls-keepalive, 2 cores shared with wrk) to lower req/s by 10-15%, the
+/// then only returns EAGAIN): parking at once was measured (wrk -t2 -c64
+/// over TLS as in bench/run's tls-keepalive, 2 cores shared with wrk,
+/// fresh servers alternating) to lower req/s by 10-15%, the
 /// machine idle 17-19% of the time against 8-12% with the read, though
 /// it saves the server CPU; see bench/README "Known limits".
 fn tls_read_ahead(conn: &mut Conn) -> Option<Next> {
